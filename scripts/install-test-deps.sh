@@ -51,7 +51,11 @@ if ! "$PY" -c 'import http_parser.parser' 2>/dev/null; then
     tar -xzf "$BUILD_DIR"/http-parser-0.9.0.tar.gz -C "$BUILD_DIR"
     SRC="$BUILD_DIR/http-parser-0.9.0"
     rm -f "$SRC"/http_parser/parser.c "$SRC"/http_parser/*.so
-    (cd "$SRC" && "$VENV/bin/cython" http_parser/parser.pyx 2>/dev/null)
+    if ! (cd "$SRC" && "$VENV/bin/cython" http_parser/parser.pyx) >"$BUILD_DIR/cython.log" 2>&1; then
+        cat "$BUILD_DIR/cython.log" >&2
+        echo "install-test-deps: FAILED: cython could not regenerate http_parser/parser.c" >&2
+        exit 1
+    fi
     "${PIP[@]}" --no-build-isolation --no-deps --force-reinstall "$SRC"
 fi
 "${PIP[@]}" 'pymesos==0.3.15'

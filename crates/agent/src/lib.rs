@@ -1,1 +1,765 @@
-//! placeholder
+//! The agent's decisions: which executors to start for which tasks, what to tell them, and the
+//! status update manager (every update is kept, sent to the master one at a time per task in
+//! order, resent with backoff until acknowledged).
+//!
+//! Pure and deterministic like the master core: the shell (`mantle-server::agent`) feeds it
+//! messages from the master and executors, process exits and the time, and carries out its
+//! `Output`s (start or kill an executor process, send to the master or an executor).
+//!
+//! Status updates are designed for checkpointing (issue #5): the queue per task is plain data
+//! (`pending_updates()`), so persisting it before `ToMaster` is an added effect, not a rework.
+
+mod state;
+
+use base64::Engine;
+use mantle_api::executor::{self as exec, Event as ExecEvent, EventType as ExecEventType};
+use mantle_api::internal::{AgentToMaster, ExecutorSnapshot, MasterToAgent, RegisterAgent, TaskSnapshot};
+use mantle_api::mesos::{AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo, TaskStatus};
+use mantle_model::{AgentId, Attribute, ExecutorId, FrameworkId, Now, Resources, TaskId, TaskState};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// First retry of an unacknowledged status update (Mesos: 10 s, doubling to 10 min).
+pub const STATUS_UPDATE_RETRY_MIN: Duration = Duration::from_secs(10);
+/// Longest retry interval of a status update.
+pub const STATUS_UPDATE_RETRY_MAX: Duration = Duration::from_secs(600);
+/// How long an executor may take to subscribe (Mesos `--executor_registration_timeout`).
+pub const EXECUTOR_REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time an executor gets between SHUTDOWN and being killed (Mesos default 5 s).
+pub const EXECUTOR_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Completed tasks kept per executor for `/state`.
+const MAX_COMPLETED: usize = 200;
+
+/// A connection handle chosen by the shell (an executor's event stream).
+pub type ConnId = u64;
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hostname: String,
+    pub port: u16,
+    pub resources: Resources,
+    pub attributes: Vec<Attribute>,
+    /// Root under which sandboxes live (`<work_dir>/slaves`).
+    pub sandbox_root: String,
+    pub status_update_retry_min: Duration,
+    pub seed: u64,
+}
+
+/// How an executor process is started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutorKind {
+    /// The built-in executor (`mantle executor`) for command tasks and task groups.
+    Builtin,
+    /// A framework's own executor, run with `CommandInfo`.
+    Custom(CommandInfo),
+}
+
+/// An effect for the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a message to the master (dropped by the shell when not connected; the status
+    /// update manager resends).
+    ToMaster(AgentToMaster),
+    /// Start an executor process in `directory`.
+    LaunchExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        container_id: String,
+        directory: String,
+        kind: ExecutorKind,
+        role: String,
+    },
+    /// Send an event to a subscribed executor.
+    ToExecutor { conn: ConnId, event: ExecEvent },
+    /// End an executor's event stream.
+    CloseExecutor { conn: ConnId },
+    /// Kill an executor's process group (SIGKILL): it ignored SHUTDOWN or never subscribed.
+    KillExecutor { container_id: String },
+}
+
+/// A rejected executor call, answered with 400 (or 403) and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub(crate) info: TaskInfo,
+    pub(crate) state: TaskState,
+    pub(crate) statuses: Vec<TaskStatus>,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Task(TaskInfo),
+    Group(Vec<TaskInfo>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Executor {
+    pub(crate) info: ExecutorInfo,
+    pub(crate) builtin: bool,
+    pub(crate) container_id: String,
+    pub(crate) directory: String,
+    pub(crate) conn: Option<ConnId>,
+    queued: Vec<Pending>,
+    pub(crate) tasks: BTreeMap<TaskId, Task>,
+    pub(crate) completed: VecDeque<Task>,
+    /// Tasks whose kill was requested (their end is TASK_KILLED, not TASK_FAILED).
+    killed: BTreeSet<TaskId>,
+    registration_deadline: Option<Duration>,
+    shutdown_deadline: Option<Duration>,
+    pub(crate) role: String,
+}
+
+#[derive(Debug, Clone)]
+struct PendingUpdate {
+    status: TaskStatus,
+    next_send: Duration,
+    backoff: Duration,
+}
+
+/// The agent's whole state.
+pub struct Agent {
+    pub(crate) config: Config,
+    pub(crate) agent_id: Option<AgentId>,
+    stream_id: Option<String>,
+    pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
+    pub(crate) executors: BTreeMap<(FrameworkId, ExecutorId), Executor>,
+    updates: BTreeMap<(FrameworkId, TaskId), VecDeque<PendingUpdate>>,
+    pub(crate) completed_executors: VecDeque<((FrameworkId, ExecutorId), Executor)>,
+    rng: ChaCha8Rng,
+    pub(crate) start_time: f64,
+    outputs: Vec<Output>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Agent {
+    /// A fresh agent.
+    pub fn new(config: Config, now: Now) -> Self {
+        Agent {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            agent_id: None,
+            stream_id: None,
+            frameworks: BTreeMap::new(),
+            executors: BTreeMap::new(),
+            updates: BTreeMap::new(),
+            completed_executors: VecDeque::new(),
+            start_time: now.wall_secs,
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Effects produced since the last call.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// The agent ID, once registered.
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        self.agent_id.as_ref()
+    }
+
+    /// The stream ID of the current master registration.
+    pub fn stream_id(&self) -> Option<&str> {
+        self.stream_id.as_deref()
+    }
+
+    /// What to send to the master to (re-)register: resources, and everything running.
+    pub fn registration(&self) -> RegisterAgent {
+        let mut tasks = Vec::new();
+        let mut executors = Vec::new();
+        for ((framework_id, executor_id), e) in &self.executors {
+            if !e.builtin {
+                executors.push(ExecutorSnapshot {
+                    framework_id: framework_id.clone(),
+                    executor: e.info.clone(),
+                });
+            }
+            for t in e.tasks.values() {
+                tasks.push(TaskSnapshot {
+                    framework_id: framework_id.clone(),
+                    executor_id: (!e.builtin || e.info.kind.as_deref() == Some("DEFAULT")).then(|| executor_id.clone()),
+                    task: t.info.clone(),
+                    state: t.state,
+                });
+            }
+            for p in &e.queued {
+                let list = match p {
+                    Pending::Task(t) => vec![t.clone()],
+                    Pending::Group(ts) => ts.clone(),
+                };
+                for t in list {
+                    tasks.push(TaskSnapshot {
+                        framework_id: framework_id.clone(),
+                        executor_id: None,
+                        task: t,
+                        state: TaskState::Staging,
+                    });
+                }
+            }
+        }
+        RegisterAgent {
+            agent_id: self.agent_id.clone(),
+            hostname: self.config.hostname.clone(),
+            port: self.config.port,
+            resources: mantle_api::resources_to_wire(&self.config.resources, None),
+            attributes: mantle_api::attributes_to_wire(&self.config.attributes),
+            frameworks: self.frameworks.values().cloned().collect(),
+            tasks,
+            executors,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// `AgentInfo` as given to executors in SUBSCRIBED.
+    pub fn agent_info(&self) -> AgentInfo {
+        AgentInfo {
+            hostname: self.config.hostname.clone(),
+            port: Some(self.config.port),
+            resources: mantle_api::resources_to_wire(&self.config.resources, None),
+            attributes: mantle_api::attributes_to_wire(&self.config.attributes),
+            id: self.agent_id.clone(),
+        }
+    }
+
+    /// The master's stream ended: keep everything, resend once reconnected.
+    pub fn master_disconnected(&mut self) {
+        self.stream_id = None;
+    }
+
+    /// The earliest time `tick` has work.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let mut d: Option<Duration> = None;
+        let mut take = |x: Duration| d = Some(d.map_or(x, |y| y.min(x)));
+        if self.stream_id.is_some() {
+            for q in self.updates.values() {
+                if let Some(p) = q.front() {
+                    take(p.next_send);
+                }
+            }
+        }
+        for e in self.executors.values() {
+            if let Some(x) = e.registration_deadline {
+                take(x);
+            }
+            if let Some(x) = e.shutdown_deadline {
+                take(x);
+            }
+        }
+        d
+    }
+
+    /// Timers: resend unacknowledged updates, kill executors that never subscribed or
+    /// ignored SHUTDOWN.
+    pub fn tick(&mut self, now: Now) {
+        if self.stream_id.is_some() {
+            let mut resend = Vec::new();
+            for ((framework_id, _), q) in self.updates.iter_mut() {
+                if let Some(p) = q.front_mut() {
+                    if now.mono >= p.next_send {
+                        p.next_send = now.mono + p.backoff;
+                        p.backoff = (p.backoff * 2).min(STATUS_UPDATE_RETRY_MAX);
+                        resend.push(AgentToMaster::StatusUpdate {
+                            framework_id: framework_id.clone(),
+                            status: p.status.clone(),
+                        });
+                    }
+                }
+            }
+            for m in resend {
+                self.outputs.push(Output::ToMaster(m));
+            }
+        }
+        let mut kill = Vec::new();
+        for e in self.executors.values_mut() {
+            let overdue = e.registration_deadline.is_some_and(|d| now.mono >= d)
+                || e.shutdown_deadline.is_some_and(|d| now.mono >= d);
+            if overdue {
+                e.registration_deadline = None;
+                e.shutdown_deadline = None;
+                kill.push(e.container_id.clone());
+            }
+        }
+        for container_id in kill {
+            warn!(container_id = %container_id, "killing executor that did not subscribe or shut down in time");
+            self.outputs.push(Output::KillExecutor { container_id });
+        }
+    }
+
+    fn new_uuid(&mut self) -> String {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        // Mark it as a version-4 UUID, as Mesos's `id::UUID::random()` does.
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        b64(&b)
+    }
+
+    fn sandbox(&self, framework_id: &FrameworkId, executor_id: &ExecutorId, container_id: &str) -> String {
+        let agent = self.agent_id.as_ref().map(|a| a.as_str()).unwrap_or("unregistered");
+        format!(
+            "{}/{agent}/frameworks/{framework_id}/executors/{executor_id}/runs/{container_id}",
+            self.config.sandbox_root
+        )
+    }
+
+    /// A message from the master.
+    pub fn from_master(&mut self, now: Now, message: MasterToAgent) {
+        match message {
+            MasterToAgent::Registered { agent_id, stream_id } => {
+                info!(agent_id = %agent_id, "registered with master");
+                self.agent_id = Some(agent_id);
+                self.stream_id = Some(stream_id);
+                // Resend every queued update at once on (re-)registration.
+                for q in self.updates.values_mut() {
+                    if let Some(p) = q.front_mut() {
+                        p.next_send = now.mono;
+                    }
+                }
+                self.tick(now);
+            }
+            MasterToAgent::RunTask { framework, task } => self.run(now, framework, task.executor.clone(), Pending::Task(task)),
+            MasterToAgent::RunTaskGroup { framework, executor, tasks } => {
+                self.run(now, framework, Some(executor), Pending::Group(tasks))
+            }
+            MasterToAgent::KillTask { framework_id, task_id, kill_policy } => self.kill_task(now, &framework_id, &task_id, kill_policy),
+            MasterToAgent::ShutdownExecutor { framework_id, executor_id } => {
+                self.shutdown_executor(now, &(framework_id, executor_id))
+            }
+            MasterToAgent::ShutdownFramework { framework_id } => {
+                let keys: Vec<_> = self.executors.keys().filter(|(f, _)| *f == framework_id).cloned().collect();
+                for k in keys {
+                    self.shutdown_executor(now, &k);
+                }
+            }
+            MasterToAgent::AckStatusUpdate { framework_id, task_id, uuid } => self.acknowledged(&framework_id, &task_id, &uuid),
+            MasterToAgent::FrameworkMessage { framework_id, executor_id, data } => {
+                match self.executors.get(&(framework_id, executor_id.clone())).and_then(|e| e.conn) {
+                    Some(conn) => {
+                        let mut ev = ExecEvent::bare(ExecEventType::Message);
+                        ev.message = Some(exec::Message { data });
+                        self.outputs.push(Output::ToExecutor { conn, event: ev });
+                    }
+                    None => warn!(executor_id = %executor_id, "dropping framework message for an executor that is not subscribed"),
+                }
+            }
+            MasterToAgent::Ping => {}
+        }
+    }
+
+    fn run(&mut self, now: Now, framework: FrameworkInfo, executor: Option<ExecutorInfo>, pending: Pending) {
+        let Some(framework_id) = framework.id.clone() else {
+            warn!("dropping a launch without a framework ID");
+            return;
+        };
+        self.frameworks.insert(framework_id.clone(), framework);
+        let (builtin, info) = match executor {
+            Some(e) => (e.kind.as_deref() == Some("DEFAULT"), e),
+            None => {
+                // A command task: the built-in executor, with the task's ID, runs it.
+                let Pending::Task(task) = &pending else { return };
+                let value = task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default();
+                let short: String = value.chars().take(12).collect();
+                let mut e = ExecutorInfo {
+                    kind: Some("DEFAULT".into()),
+                    executor_id: ExecutorId::new(task.task_id.as_str()),
+                    framework_id: Some(framework_id.clone()),
+                    command: None,
+                    resources: Vec::new(),
+                    name: Some(format!("Command Executor (Task: {}) (Command: sh -c '{short}...')", task.task_id)),
+                    extra: Default::default(),
+                };
+                e.extra.insert("source".into(), serde_json::Value::String(task.task_id.to_string()));
+                (true, e)
+            }
+        };
+        let role = self.frameworks.get(&framework_id).map(|f| f.effective_roles().first().cloned().unwrap_or_else(|| "*".into())).unwrap_or_else(|| "*".into());
+        let key = (framework_id.clone(), info.executor_id.clone());
+        if let Some(e) = self.executors.get_mut(&key) {
+            if e.shutdown_deadline.is_some() {
+                // The executor is going away: the task cannot run on it.
+                let tasks = match pending { Pending::Task(t) => vec![t], Pending::Group(ts) => ts };
+                for t in tasks {
+                    self.agent_update(now, &framework_id, &info.executor_id, &t.task_id, TaskState::Lost, "REASON_EXECUTOR_TERMINATED", "Executor is shutting down");
+                }
+                return;
+            }
+            match e.conn {
+                Some(conn) => {
+                    let event = Self::launch_event(&pending);
+                    Self::track_pending(e, &pending);
+                    self.outputs.push(Output::ToExecutor { conn, event });
+                }
+                None => e.queued.push(pending),
+            }
+            return;
+        }
+        let container_id = {
+            let mut b = [0u8; 16];
+            self.rng.fill_bytes(&mut b);
+            uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+        };
+        let directory = self.sandbox(&framework_id, &info.executor_id, &container_id);
+        let kind = if builtin {
+            ExecutorKind::Builtin
+        } else {
+            ExecutorKind::Custom(info.command.clone().unwrap_or_default())
+        };
+        self.outputs.push(Output::LaunchExecutor {
+            framework_id: framework_id.clone(),
+            executor_id: info.executor_id.clone(),
+            container_id: container_id.clone(),
+            directory: directory.clone(),
+            kind,
+            role: role.clone(),
+        });
+        self.executors.insert(key, Executor {
+            info,
+            builtin,
+            container_id,
+            directory,
+            conn: None,
+            queued: vec![pending],
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            killed: BTreeSet::new(),
+            registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
+            shutdown_deadline: None,
+            role,
+        });
+    }
+
+    fn launch_event(p: &Pending) -> ExecEvent {
+        match p {
+            Pending::Task(t) => {
+                let mut ev = ExecEvent::bare(ExecEventType::Launch);
+                ev.launch = Some(exec::Launch { task: t.clone() });
+                ev
+            }
+            Pending::Group(ts) => {
+                let mut ev = ExecEvent::bare(ExecEventType::LaunchGroup);
+                ev.launch_group = Some(exec::LaunchGroup { task_group: mantle_api::mesos::TaskGroupInfo { tasks: ts.clone() } });
+                ev
+            }
+        }
+    }
+
+    fn track_pending(e: &mut Executor, p: &Pending) {
+        let list = match p {
+            Pending::Task(t) => std::slice::from_ref(t),
+            Pending::Group(ts) => ts.as_slice(),
+        };
+        for t in list {
+            e.tasks.insert(t.task_id.clone(), Task { info: t.clone(), state: TaskState::Staging, statuses: Vec::new() });
+        }
+    }
+
+    fn find_task(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Option<(FrameworkId, ExecutorId)> {
+        self.executors.iter().find(|((f, _), e)| {
+            f == framework_id
+                && (e.tasks.contains_key(task_id)
+                    || e.queued.iter().any(|p| match p {
+                        Pending::Task(t) => &t.task_id == task_id,
+                        Pending::Group(ts) => ts.iter().any(|t| &t.task_id == task_id),
+                    }))
+        }).map(|(k, _)| k.clone())
+    }
+
+    fn kill_task(&mut self, now: Now, framework_id: &FrameworkId, task_id: &TaskId, kill_policy: Option<KillPolicy>) {
+        let Some(key) = self.find_task(framework_id, task_id) else {
+            // Unknown here: tell the framework it is gone so it stops waiting.
+            let executor_id = ExecutorId::new(task_id.as_str());
+            self.agent_update(now, framework_id, &executor_id, task_id, TaskState::Lost, "REASON_RECONCILIATION", "Cannot find task to kill");
+            return;
+        };
+        let Some(e) = self.executors.get_mut(&key) else { return };
+        e.killed.insert(task_id.clone());
+        match e.conn {
+            Some(conn) => {
+                let mut ev = ExecEvent::bare(ExecEventType::Kill);
+                ev.kill = Some(exec::Kill { task_id: task_id.clone(), kill_policy });
+                self.outputs.push(Output::ToExecutor { conn, event: ev });
+            }
+            None => {
+                // Not launched yet: drop it from the queue (a whole group goes together).
+                let before = e.queued.len();
+                let mut removed = Vec::new();
+                e.queued.retain(|p| {
+                    let ids: Vec<TaskId> = match p {
+                        Pending::Task(t) => vec![t.task_id.clone()],
+                        Pending::Group(ts) => ts.iter().map(|t| t.task_id.clone()).collect(),
+                    };
+                    if ids.contains(task_id) {
+                        removed.extend(ids);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let empty = e.queued.is_empty() && e.tasks.is_empty();
+                if before != e.queued.len() {
+                    for t in removed {
+                        self.agent_update(now, &key.0, &key.1, &t, TaskState::Killed, "REASON_TASK_KILLED_DURING_LAUNCH", "Killed before delivery to the executor");
+                    }
+                }
+                if empty {
+                    self.shutdown_executor(now, &key);
+                }
+            }
+        }
+    }
+
+    fn shutdown_executor(&mut self, now: Now, key: &(FrameworkId, ExecutorId)) {
+        let Some(e) = self.executors.get_mut(key) else { return };
+        if e.shutdown_deadline.is_some() {
+            return;
+        }
+        e.shutdown_deadline = Some(now.mono + EXECUTOR_SHUTDOWN_GRACE);
+        e.registration_deadline = None;
+        let ids: Vec<TaskId> = e.tasks.keys().cloned().collect();
+        e.killed.extend(ids);
+        match e.conn {
+            Some(conn) => self.outputs.push(Output::ToExecutor { conn, event: ExecEvent::bare(ExecEventType::Shutdown) }),
+            None => {
+                let container_id = e.container_id.clone();
+                self.outputs.push(Output::KillExecutor { container_id });
+            }
+        }
+    }
+
+    /// Generates an update on the agent's own authority (SOURCE_AGENT) and queues it.
+    #[allow(clippy::too_many_arguments)]
+    fn agent_update(&mut self, now: Now, framework_id: &FrameworkId, executor_id: &ExecutorId, task_id: &TaskId, state: TaskState, reason: &str, message: &str) {
+        let mut s = TaskStatus::new(task_id.clone(), state);
+        s.source = Some("SOURCE_AGENT".into());
+        s.reason = Some(reason.into());
+        s.message = Some(message.into());
+        s.executor_id = Some(executor_id.clone());
+        s.timestamp = Some(now.wall_secs);
+        s.uuid = Some(self.new_uuid());
+        self.record(framework_id, executor_id, &s);
+        self.enqueue(now, framework_id.clone(), s);
+    }
+
+    /// Applies a status to the task's record (moving it to completed when terminal).
+    fn record(&mut self, framework_id: &FrameworkId, executor_id: &ExecutorId, s: &TaskStatus) {
+        let Some(e) = self.executors.get_mut(&(framework_id.clone(), executor_id.clone())) else { return };
+        if let Some(t) = e.tasks.get_mut(&s.task_id) {
+            if t.state.is_terminal() {
+                return;
+            }
+            t.state = s.state;
+            t.statuses.push(s.clone());
+            if s.state.is_terminal() {
+                if let Some(t) = e.tasks.remove(&s.task_id) {
+                    e.completed.push_back(t);
+                    while e.completed.len() > MAX_COMPLETED {
+                        e.completed.pop_front();
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, now: Now, framework_id: FrameworkId, status: TaskStatus) {
+        let key = (framework_id.clone(), status.task_id.clone());
+        let q = self.updates.entry(key).or_default();
+        let first = q.is_empty();
+        q.push_back(PendingUpdate { status: status.clone(), next_send: now.mono + self.config.status_update_retry_min, backoff: self.config.status_update_retry_min * 2 });
+        if first && self.stream_id.is_some() {
+            self.outputs.push(Output::ToMaster(AgentToMaster::StatusUpdate { framework_id, status }));
+        }
+    }
+
+    fn acknowledged(&mut self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
+        let key = (framework_id.clone(), task_id.clone());
+        let Some(q) = self.updates.get_mut(&key) else {
+            warn!(task_id = %task_id, "acknowledgement for a task with no pending update");
+            return;
+        };
+        if q.front().and_then(|p| p.status.uuid.as_deref()) != Some(uuid) {
+            warn!(task_id = %task_id, "ignoring acknowledgement of an update that is not the one in flight");
+            return;
+        }
+        q.pop_front();
+        // Tell the executor, which waits for this before exiting after a terminal update.
+        if let Some(executor) = self.executors.values().find(|e| e.tasks.contains_key(task_id) || e.completed.iter().any(|t| &t.info.task_id == task_id)) {
+            if let Some(conn) = executor.conn {
+                let mut ev = ExecEvent::bare(ExecEventType::Acknowledged);
+                ev.acknowledged = Some(exec::Acknowledged { task_id: task_id.clone(), uuid: uuid.to_string() });
+                self.outputs.push(Output::ToExecutor { conn, event: ev });
+            }
+        }
+        match q.front().map(|p| p.status.clone()) {
+            Some(next) => {
+                if self.stream_id.is_some() {
+                    self.outputs.push(Output::ToMaster(AgentToMaster::StatusUpdate { framework_id: framework_id.clone(), status: next }));
+                }
+            }
+            None => {
+                self.updates.remove(&key);
+            }
+        }
+    }
+
+    /// An executor SUBSCRIBE on `conn`. Returns the SUBSCRIBED event to open the stream with;
+    /// queued launches follow as outputs.
+    pub fn executor_subscribe(&mut self, conn: ConnId, call: &exec::Call) -> Result<ExecEvent, CallError> {
+        let key = (call.framework_id.clone(), call.executor_id.clone());
+        let framework = self.frameworks.get(&call.framework_id).cloned()
+            .ok_or_else(|| CallError::BadRequest("Framework cannot be found".into()))?;
+        let agent_info = self.agent_info();
+        let e = self.executors.get_mut(&key).ok_or_else(|| CallError::BadRequest("Executor cannot be found".into()))?;
+        if let Some(old) = e.conn.replace(conn) {
+            self.outputs.push(Output::CloseExecutor { conn: old });
+        }
+        e.registration_deadline = None;
+        let mut ev = ExecEvent::bare(ExecEventType::Subscribed);
+        ev.subscribed = Some(exec::Subscribed {
+            executor_info: e.info.clone(),
+            framework_info: framework,
+            agent_info,
+            container_id: Some(exec::ContainerId { value: e.container_id.clone() }),
+        });
+        let queued = std::mem::take(&mut e.queued);
+        for p in &queued {
+            Self::track_pending(e, p);
+        }
+        let launches: Vec<ExecEvent> = queued.iter().map(Self::launch_event).collect();
+        if e.shutdown_deadline.is_some() {
+            self.outputs.push(Output::ToExecutor { conn, event: ExecEvent::bare(ExecEventType::Shutdown) });
+        }
+        for event in launches {
+            self.outputs.push(Output::ToExecutor { conn, event });
+        }
+        Ok(ev)
+    }
+
+    /// An executor UPDATE, MESSAGE or HEARTBEAT.
+    pub fn executor_call(&mut self, now: Now, call: exec::Call) -> Result<(), CallError> {
+        let key = (call.framework_id.clone(), call.executor_id.clone());
+        let Some(e) = self.executors.get(&key) else {
+            if !self.frameworks.contains_key(&call.framework_id) {
+                return Err(CallError::BadRequest("Framework cannot be found".into()));
+            }
+            return Err(CallError::BadRequest("Executor cannot be found".into()));
+        };
+        if e.conn.is_none() && call.kind != exec::CallType::Heartbeat {
+            return Err(CallError::Forbidden("Executor is not subscribed".into()));
+        }
+        match call.kind {
+            exec::CallType::Update => {
+                let mut status = call.update.ok_or_else(|| CallError::BadRequest("Expecting 'update' to be present".into()))?.status;
+                let uuid = status.uuid.clone().ok_or_else(|| CallError::BadRequest("Expecting 'uuid' to be present".into()))?;
+                let valid = base64::engine::general_purpose::STANDARD.decode(uuid.as_bytes()).map(|b| b.len() == 16).unwrap_or(false);
+                if !valid {
+                    return Err(CallError::BadRequest("Not a valid UUID".into()));
+                }
+                if status.state == TaskState::Staging {
+                    return Err(CallError::BadRequest(format!("Received TASK_STAGING from executor {} of framework {} which is not allowed", call.executor_id, call.framework_id)));
+                }
+                if let Some(x) = &status.executor_id {
+                    if x != &call.executor_id {
+                        return Err(CallError::BadRequest(format!("ExecutorID in Call: {} does not match ExecutorID in TaskStatus: {x}", call.executor_id)));
+                    }
+                }
+                let owns = e.tasks.contains_key(&status.task_id) || e.completed.iter().any(|t| t.info.task_id == status.task_id);
+                if !owns {
+                    return Err(CallError::BadRequest(format!("Task {} does not belong to executor {}", status.task_id, call.executor_id)));
+                }
+                status.source = Some("SOURCE_EXECUTOR".into());
+                status.executor_id = Some(call.executor_id.clone());
+                status.agent_id = self.agent_id.clone();
+                status.timestamp = Some(status.timestamp.unwrap_or(now.wall_secs));
+                let conn = e.conn;
+                self.record(&key.0, &key.1, &status);
+                self.enqueue(now, key.0.clone(), status);
+                let _ = conn;
+                Ok(())
+            }
+            exec::CallType::Message => {
+                let m = call.message.ok_or_else(|| CallError::BadRequest("Expecting 'message' to be present".into()))?;
+                self.outputs.push(Output::ToMaster(AgentToMaster::ExecutorMessage { framework_id: key.0, executor_id: key.1, data: m.data }));
+                Ok(())
+            }
+            exec::CallType::Heartbeat => Ok(()),
+            exec::CallType::Subscribe => Err(CallError::BadRequest("SUBSCRIBE must open a new stream".into())),
+            exec::CallType::Unknown => Err(CallError::BadRequest("Expecting 'type' to be present".into())),
+        }
+    }
+
+    /// An executor's event stream on `conn` ended (the process may still be alive).
+    pub fn executor_disconnected(&mut self, conn: ConnId) {
+        for e in self.executors.values_mut() {
+            if e.conn == Some(conn) {
+                e.conn = None;
+            }
+        }
+    }
+
+    /// An executor process exited with `status` (exit code or -signal). Its unfinished tasks
+    /// end: TASK_KILLED when a kill was asked for, TASK_FAILED otherwise.
+    pub fn executor_exited(&mut self, now: Now, container_id: &str, status: Option<i32>) {
+        let Some(key) = self.executors.iter().find(|(_, e)| e.container_id == container_id).map(|(k, _)| k.clone()) else { return };
+        let Some(e) = self.executors.remove(&key) else { return };
+        info!(executor_id = %key.1, ?status, "executor exited");
+        if let Some(conn) = e.conn {
+            self.outputs.push(Output::CloseExecutor { conn });
+        }
+        let mut unfinished: Vec<TaskId> = e.tasks.keys().cloned().collect();
+        for p in &e.queued {
+            match p {
+                Pending::Task(t) => unfinished.push(t.task_id.clone()),
+                Pending::Group(ts) => unfinished.extend(ts.iter().map(|t| t.task_id.clone())),
+            }
+        }
+        let killed = e.killed.clone();
+        // Keep a record so `/state` shows what ran, then report each unfinished task.
+        self.executors.insert(key.clone(), Executor { conn: None, registration_deadline: None, shutdown_deadline: None, ..e });
+        for task_id in unfinished {
+            let (state, reason, message) = if killed.contains(&task_id) {
+                (TaskState::Killed, "REASON_EXECUTOR_TERMINATED", "Executor terminated after a kill".to_string())
+            } else {
+                (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", format!("Executor terminated with status {}", status.map_or("unknown".into(), |s| s.to_string())))
+            };
+            self.agent_update(now, &key.0, &key.1, &task_id, state, reason, &message);
+        }
+        if let Some(e) = self.executors.remove(&key) {
+            self.completed_executors_push(key.clone(), e);
+        }
+        self.outputs.push(Output::ToMaster(AgentToMaster::ExecutorExited { framework_id: key.0, executor_id: key.1, status }));
+    }
+
+    fn completed_executors_push(&mut self, key: (FrameworkId, ExecutorId), e: Executor) {
+        self.completed_executors.push_back((key, e));
+        while self.completed_executors.len() > MAX_COMPLETED {
+            self.completed_executors.pop_front();
+        }
+    }
+
+    /// Unacknowledged updates, oldest first per task (what a checkpoint must hold).
+    pub fn pending_updates(&self) -> Vec<(FrameworkId, TaskStatus)> {
+        self.updates.iter().flat_map(|((f, _), q)| q.iter().map(move |p| (f.clone(), p.status.clone()))).collect()
+    }
+
+    /// The sandbox directory of a running executor, by container ID.
+    pub fn sandbox_of(&self, container_id: &str) -> Option<&str> {
+        self.executors.values().find(|e| e.container_id == container_id).map(|e| e.directory.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -405,12 +405,7 @@ impl Master {
                     updates.push(latest(self, t));
                     continue;
                 }
-                let completed = self.frameworks.get(framework_id)
-                    .and_then(|f| f.completed_tasks.iter().rev().find(|t| t.info.task_id == rt.task_id));
-                if let Some(t) = completed {
-                    updates.push(latest(self, t));
-                    continue;
-                }
+                // Completed tasks count as unknown, as in Mesos.
                 let (state, msg) = match &rt.agent_id {
                     Some(a) if self.agents.contains_key(a) => (if pa { TaskState::Gone } else { TaskState::Lost }, "Reconciliation: Task is unknown to the agent"),
                     _ => (if pa { TaskState::Unknown } else { TaskState::Lost }, "Reconciliation: Task is unknown"),

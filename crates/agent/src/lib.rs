@@ -13,9 +13,15 @@ mod state;
 
 use base64::Engine;
 use mantle_api::executor::{self as exec, Event as ExecEvent, EventType as ExecEventType};
-use mantle_api::internal::{AgentToMaster, ExecutorSnapshot, MasterToAgent, RegisterAgent, TaskSnapshot};
-use mantle_api::mesos::{AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo, TaskStatus};
-use mantle_model::{AgentId, Attribute, ExecutorId, FrameworkId, Now, Resources, TaskId, TaskState};
+use mantle_api::internal::{
+    AgentToMaster, ExecutorSnapshot, MasterToAgent, RegisterAgent, TaskSnapshot,
+};
+use mantle_api::mesos::{
+    AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo, TaskStatus,
+};
+use mantle_model::{
+    AgentId, Attribute, ExecutorId, FrameworkId, Now, Resources, TaskId, TaskState,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -191,7 +197,8 @@ impl Agent {
             for t in e.tasks.values() {
                 tasks.push(TaskSnapshot {
                     framework_id: framework_id.clone(),
-                    executor_id: (!e.builtin || e.info.kind.as_deref() == Some("DEFAULT")).then(|| executor_id.clone()),
+                    executor_id: (!e.builtin || e.info.kind.as_deref() == Some("DEFAULT"))
+                        .then(|| executor_id.clone()),
                     task: t.info.clone(),
                     state: t.state,
                 });
@@ -308,8 +315,17 @@ impl Agent {
         b64(&b)
     }
 
-    fn sandbox(&self, framework_id: &FrameworkId, executor_id: &ExecutorId, container_id: &str) -> String {
-        let agent = self.agent_id.as_ref().map(|a| a.as_str()).unwrap_or("unregistered");
+    fn sandbox(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        container_id: &str,
+    ) -> String {
+        let agent = self
+            .agent_id
+            .as_ref()
+            .map(|a| a.as_str())
+            .unwrap_or("unregistered");
         format!(
             "{}/{agent}/frameworks/{framework_id}/executors/{executor_id}/runs/{container_id}",
             self.config.sandbox_root
@@ -319,7 +335,10 @@ impl Agent {
     /// A message from the master.
     pub fn from_master(&mut self, now: Now, message: MasterToAgent) {
         match message {
-            MasterToAgent::Registered { agent_id, stream_id } => {
+            MasterToAgent::Registered {
+                agent_id,
+                stream_id,
+            } => {
                 info!(agent_id = %agent_id, "registered with master");
                 self.agent_id = Some(agent_id);
                 self.stream_id = Some(stream_id);
@@ -331,36 +350,70 @@ impl Agent {
                 }
                 self.tick(now);
             }
-            MasterToAgent::RunTask { framework, task } => self.run(now, framework, task.executor.clone(), Pending::Task(task)),
-            MasterToAgent::RunTaskGroup { framework, executor, tasks } => {
-                self.run(now, framework, Some(executor), Pending::Group(tasks))
+            MasterToAgent::RunTask { framework, task } => {
+                self.run(now, framework, task.executor.clone(), Pending::Task(task))
             }
-            MasterToAgent::KillTask { framework_id, task_id, kill_policy } => self.kill_task(now, &framework_id, &task_id, kill_policy),
-            MasterToAgent::ShutdownExecutor { framework_id, executor_id } => {
-                self.shutdown_executor(now, &(framework_id, executor_id))
-            }
+            MasterToAgent::RunTaskGroup {
+                framework,
+                executor,
+                tasks,
+            } => self.run(now, framework, Some(executor), Pending::Group(tasks)),
+            MasterToAgent::KillTask {
+                framework_id,
+                task_id,
+                kill_policy,
+            } => self.kill_task(now, &framework_id, &task_id, kill_policy),
+            MasterToAgent::ShutdownExecutor {
+                framework_id,
+                executor_id,
+            } => self.shutdown_executor(now, &(framework_id, executor_id)),
             MasterToAgent::ShutdownFramework { framework_id } => {
-                let keys: Vec<_> = self.executors.keys().filter(|(f, _)| *f == framework_id).cloned().collect();
+                let keys: Vec<_> = self
+                    .executors
+                    .keys()
+                    .filter(|(f, _)| *f == framework_id)
+                    .cloned()
+                    .collect();
                 for k in keys {
                     self.shutdown_executor(now, &k);
                 }
             }
-            MasterToAgent::AckStatusUpdate { framework_id, task_id, uuid } => self.acknowledged(&framework_id, &task_id, &uuid),
-            MasterToAgent::FrameworkMessage { framework_id, executor_id, data } => {
-                match self.executors.get(&(framework_id, executor_id.clone())).and_then(|e| e.conn) {
+            MasterToAgent::AckStatusUpdate {
+                framework_id,
+                task_id,
+                uuid,
+            } => self.acknowledged(&framework_id, &task_id, &uuid),
+            MasterToAgent::FrameworkMessage {
+                framework_id,
+                executor_id,
+                data,
+            } => {
+                match self
+                    .executors
+                    .get(&(framework_id, executor_id.clone()))
+                    .and_then(|e| e.conn)
+                {
                     Some(conn) => {
                         let mut ev = ExecEvent::bare(ExecEventType::Message);
                         ev.message = Some(exec::Message { data });
                         self.outputs.push(Output::ToExecutor { conn, event: ev });
                     }
-                    None => warn!(executor_id = %executor_id, "dropping framework message for an executor that is not subscribed"),
+                    None => {
+                        warn!(executor_id = %executor_id, "dropping framework message for an executor that is not subscribed")
+                    }
                 }
             }
             MasterToAgent::Ping => {}
         }
     }
 
-    fn run(&mut self, now: Now, framework: FrameworkInfo, executor: Option<ExecutorInfo>, pending: Pending) {
+    fn run(
+        &mut self,
+        now: Now,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        pending: Pending,
+    ) {
         let Some(framework_id) = framework.id.clone() else {
             warn!("dropping a launch without a framework ID");
             return;
@@ -370,8 +423,14 @@ impl Agent {
             Some(e) => (e.kind.as_deref() == Some("DEFAULT"), e),
             None => {
                 // A command task: the built-in executor, with the task's ID, runs it.
-                let Pending::Task(task) = &pending else { return };
-                let value = task.command.as_ref().and_then(|c| c.value.clone()).unwrap_or_default();
+                let Pending::Task(task) = &pending else {
+                    return;
+                };
+                let value = task
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.value.clone())
+                    .unwrap_or_default();
                 let short: String = value.chars().take(12).collect();
                 let mut e = ExecutorInfo {
                     kind: Some("DEFAULT".into()),
@@ -379,21 +438,47 @@ impl Agent {
                     framework_id: Some(framework_id.clone()),
                     command: None,
                     resources: Vec::new(),
-                    name: Some(format!("Command Executor (Task: {}) (Command: sh -c '{short}...')", task.task_id)),
+                    name: Some(format!(
+                        "Command Executor (Task: {}) (Command: sh -c '{short}...')",
+                        task.task_id
+                    )),
                     extra: Default::default(),
                 };
-                e.extra.insert("source".into(), serde_json::Value::String(task.task_id.to_string()));
+                e.extra.insert(
+                    "source".into(),
+                    serde_json::Value::String(task.task_id.to_string()),
+                );
                 (true, e)
             }
         };
-        let role = self.frameworks.get(&framework_id).map(|f| f.effective_roles().first().cloned().unwrap_or_else(|| "*".into())).unwrap_or_else(|| "*".into());
+        let role = self
+            .frameworks
+            .get(&framework_id)
+            .map(|f| {
+                f.effective_roles()
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "*".into())
+            })
+            .unwrap_or_else(|| "*".into());
         let key = (framework_id.clone(), info.executor_id.clone());
         if let Some(e) = self.executors.get_mut(&key) {
             if e.shutdown_deadline.is_some() {
                 // The executor is going away: the task cannot run on it.
-                let tasks = match pending { Pending::Task(t) => vec![t], Pending::Group(ts) => ts };
+                let tasks = match pending {
+                    Pending::Task(t) => vec![t],
+                    Pending::Group(ts) => ts,
+                };
                 for t in tasks {
-                    self.agent_update(now, &framework_id, &info.executor_id, &t.task_id, TaskState::Lost, "REASON_EXECUTOR_TERMINATED", "Executor is shutting down");
+                    self.agent_update(
+                        now,
+                        &framework_id,
+                        &info.executor_id,
+                        &t.task_id,
+                        TaskState::Lost,
+                        "REASON_EXECUTOR_TERMINATED",
+                        "Executor is shutting down",
+                    );
                 }
                 return;
             }
@@ -426,20 +511,23 @@ impl Agent {
             kind,
             role: role.clone(),
         });
-        self.executors.insert(key, Executor {
-            info,
-            builtin,
-            container_id,
-            directory,
-            conn: None,
-            queued: vec![pending],
-            tasks: BTreeMap::new(),
-            completed: VecDeque::new(),
-            killed: BTreeSet::new(),
-            registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
-            shutdown_deadline: None,
-            role,
-        });
+        self.executors.insert(
+            key,
+            Executor {
+                info,
+                builtin,
+                container_id,
+                directory,
+                conn: None,
+                queued: vec![pending],
+                tasks: BTreeMap::new(),
+                completed: VecDeque::new(),
+                killed: BTreeSet::new(),
+                registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
+                shutdown_deadline: None,
+                role,
+            },
+        );
     }
 
     fn launch_event(p: &Pending) -> ExecEvent {
@@ -451,7 +539,9 @@ impl Agent {
             }
             Pending::Group(ts) => {
                 let mut ev = ExecEvent::bare(ExecEventType::LaunchGroup);
-                ev.launch_group = Some(exec::LaunchGroup { task_group: mantle_api::mesos::TaskGroupInfo { tasks: ts.clone() } });
+                ev.launch_group = Some(exec::LaunchGroup {
+                    task_group: mantle_api::mesos::TaskGroupInfo { tasks: ts.clone() },
+                });
                 ev
             }
         }
@@ -463,34 +553,67 @@ impl Agent {
             Pending::Group(ts) => ts.as_slice(),
         };
         for t in list {
-            e.tasks.insert(t.task_id.clone(), Task { info: t.clone(), state: TaskState::Staging, statuses: Vec::new() });
+            e.tasks.insert(
+                t.task_id.clone(),
+                Task {
+                    info: t.clone(),
+                    state: TaskState::Staging,
+                    statuses: Vec::new(),
+                },
+            );
         }
     }
 
-    fn find_task(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Option<(FrameworkId, ExecutorId)> {
-        self.executors.iter().find(|((f, _), e)| {
-            f == framework_id
-                && (e.tasks.contains_key(task_id)
-                    || e.queued.iter().any(|p| match p {
-                        Pending::Task(t) => &t.task_id == task_id,
-                        Pending::Group(ts) => ts.iter().any(|t| &t.task_id == task_id),
-                    }))
-        }).map(|(k, _)| k.clone())
+    fn find_task(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Option<(FrameworkId, ExecutorId)> {
+        self.executors
+            .iter()
+            .find(|((f, _), e)| {
+                f == framework_id
+                    && (e.tasks.contains_key(task_id)
+                        || e.queued.iter().any(|p| match p {
+                            Pending::Task(t) => &t.task_id == task_id,
+                            Pending::Group(ts) => ts.iter().any(|t| &t.task_id == task_id),
+                        }))
+            })
+            .map(|(k, _)| k.clone())
     }
 
-    fn kill_task(&mut self, now: Now, framework_id: &FrameworkId, task_id: &TaskId, kill_policy: Option<KillPolicy>) {
+    fn kill_task(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        kill_policy: Option<KillPolicy>,
+    ) {
         let Some(key) = self.find_task(framework_id, task_id) else {
             // Unknown here: tell the framework it is gone so it stops waiting.
             let executor_id = ExecutorId::new(task_id.as_str());
-            self.agent_update(now, framework_id, &executor_id, task_id, TaskState::Lost, "REASON_RECONCILIATION", "Cannot find task to kill");
+            self.agent_update(
+                now,
+                framework_id,
+                &executor_id,
+                task_id,
+                TaskState::Lost,
+                "REASON_RECONCILIATION",
+                "Cannot find task to kill",
+            );
             return;
         };
-        let Some(e) = self.executors.get_mut(&key) else { return };
+        let Some(e) = self.executors.get_mut(&key) else {
+            return;
+        };
         e.killed.insert(task_id.clone());
         match e.conn {
             Some(conn) => {
                 let mut ev = ExecEvent::bare(ExecEventType::Kill);
-                ev.kill = Some(exec::Kill { task_id: task_id.clone(), kill_policy });
+                ev.kill = Some(exec::Kill {
+                    task_id: task_id.clone(),
+                    kill_policy,
+                });
                 self.outputs.push(Output::ToExecutor { conn, event: ev });
             }
             None => {
@@ -512,7 +635,15 @@ impl Agent {
                 let empty = e.queued.is_empty() && e.tasks.is_empty();
                 if before != e.queued.len() {
                     for t in removed {
-                        self.agent_update(now, &key.0, &key.1, &t, TaskState::Killed, "REASON_TASK_KILLED_DURING_LAUNCH", "Killed before delivery to the executor");
+                        self.agent_update(
+                            now,
+                            &key.0,
+                            &key.1,
+                            &t,
+                            TaskState::Killed,
+                            "REASON_TASK_KILLED_DURING_LAUNCH",
+                            "Killed before delivery to the executor",
+                        );
                     }
                 }
                 if empty {
@@ -523,7 +654,9 @@ impl Agent {
     }
 
     fn shutdown_executor(&mut self, now: Now, key: &(FrameworkId, ExecutorId)) {
-        let Some(e) = self.executors.get_mut(key) else { return };
+        let Some(e) = self.executors.get_mut(key) else {
+            return;
+        };
         if e.shutdown_deadline.is_some() {
             return;
         }
@@ -532,7 +665,10 @@ impl Agent {
         let ids: Vec<TaskId> = e.tasks.keys().cloned().collect();
         e.killed.extend(ids);
         match e.conn {
-            Some(conn) => self.outputs.push(Output::ToExecutor { conn, event: ExecEvent::bare(ExecEventType::Shutdown) }),
+            Some(conn) => self.outputs.push(Output::ToExecutor {
+                conn,
+                event: ExecEvent::bare(ExecEventType::Shutdown),
+            }),
             None => {
                 let container_id = e.container_id.clone();
                 self.outputs.push(Output::KillExecutor { container_id });
@@ -542,7 +678,16 @@ impl Agent {
 
     /// Generates an update on the agent's own authority (SOURCE_AGENT) and queues it.
     #[allow(clippy::too_many_arguments)]
-    fn agent_update(&mut self, now: Now, framework_id: &FrameworkId, executor_id: &ExecutorId, task_id: &TaskId, state: TaskState, reason: &str, message: &str) {
+    fn agent_update(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: &str,
+        message: &str,
+    ) {
         let mut s = TaskStatus::new(task_id.clone(), state);
         s.source = Some("SOURCE_AGENT".into());
         s.reason = Some(reason.into());
@@ -556,7 +701,12 @@ impl Agent {
 
     /// Applies a status to the task's record (moving it to completed when terminal).
     fn record(&mut self, framework_id: &FrameworkId, executor_id: &ExecutorId, s: &TaskStatus) {
-        let Some(e) = self.executors.get_mut(&(framework_id.clone(), executor_id.clone())) else { return };
+        let Some(e) = self
+            .executors
+            .get_mut(&(framework_id.clone(), executor_id.clone()))
+        else {
+            return;
+        };
         if let Some(t) = e.tasks.get_mut(&s.task_id) {
             if t.state.is_terminal() {
                 return;
@@ -578,9 +728,17 @@ impl Agent {
         let key = (framework_id.clone(), status.task_id.clone());
         let q = self.updates.entry(key).or_default();
         let first = q.is_empty();
-        q.push_back(PendingUpdate { status: status.clone(), next_send: now.mono + self.config.status_update_retry_min, backoff: self.config.status_update_retry_min * 2 });
+        q.push_back(PendingUpdate {
+            status: status.clone(),
+            next_send: now.mono + self.config.status_update_retry_min,
+            backoff: self.config.status_update_retry_min * 2,
+        });
         if first && self.stream_id.is_some() {
-            self.outputs.push(Output::ToMaster(AgentToMaster::StatusUpdate { framework_id, status }));
+            self.outputs
+                .push(Output::ToMaster(AgentToMaster::StatusUpdate {
+                    framework_id,
+                    status,
+                }));
         }
     }
 
@@ -596,17 +754,26 @@ impl Agent {
         }
         q.pop_front();
         // Tell the executor, which waits for this before exiting after a terminal update.
-        if let Some(executor) = self.executors.values().find(|e| e.tasks.contains_key(task_id) || e.completed.iter().any(|t| &t.info.task_id == task_id)) {
+        if let Some(executor) = self.executors.values().find(|e| {
+            e.tasks.contains_key(task_id) || e.completed.iter().any(|t| &t.info.task_id == task_id)
+        }) {
             if let Some(conn) = executor.conn {
                 let mut ev = ExecEvent::bare(ExecEventType::Acknowledged);
-                ev.acknowledged = Some(exec::Acknowledged { task_id: task_id.clone(), uuid: uuid.to_string() });
+                ev.acknowledged = Some(exec::Acknowledged {
+                    task_id: task_id.clone(),
+                    uuid: uuid.to_string(),
+                });
                 self.outputs.push(Output::ToExecutor { conn, event: ev });
             }
         }
         match q.front().map(|p| p.status.clone()) {
             Some(next) => {
                 if self.stream_id.is_some() {
-                    self.outputs.push(Output::ToMaster(AgentToMaster::StatusUpdate { framework_id: framework_id.clone(), status: next }));
+                    self.outputs
+                        .push(Output::ToMaster(AgentToMaster::StatusUpdate {
+                            framework_id: framework_id.clone(),
+                            status: next,
+                        }));
                 }
             }
             None => {
@@ -617,12 +784,22 @@ impl Agent {
 
     /// An executor SUBSCRIBE on `conn`. Returns the SUBSCRIBED event to open the stream with;
     /// queued launches follow as outputs.
-    pub fn executor_subscribe(&mut self, conn: ConnId, call: &exec::Call) -> Result<ExecEvent, CallError> {
+    pub fn executor_subscribe(
+        &mut self,
+        conn: ConnId,
+        call: &exec::Call,
+    ) -> Result<ExecEvent, CallError> {
         let key = (call.framework_id.clone(), call.executor_id.clone());
-        let framework = self.frameworks.get(&call.framework_id).cloned()
+        let framework = self
+            .frameworks
+            .get(&call.framework_id)
+            .cloned()
             .ok_or_else(|| CallError::BadRequest("Framework cannot be found".into()))?;
         let agent_info = self.agent_info();
-        let e = self.executors.get_mut(&key).ok_or_else(|| CallError::BadRequest("Executor cannot be found".into()))?;
+        let e = self
+            .executors
+            .get_mut(&key)
+            .ok_or_else(|| CallError::BadRequest("Executor cannot be found".into()))?;
         if let Some(old) = e.conn.replace(conn) {
             self.outputs.push(Output::CloseExecutor { conn: old });
         }
@@ -632,7 +809,9 @@ impl Agent {
             executor_info: e.info.clone(),
             framework_info: framework,
             agent_info,
-            container_id: Some(exec::ContainerId { value: e.container_id.clone() }),
+            container_id: Some(exec::ContainerId {
+                value: e.container_id.clone(),
+            }),
         });
         let queued = std::mem::take(&mut e.queued);
         for p in &queued {
@@ -640,7 +819,10 @@ impl Agent {
         }
         let launches: Vec<ExecEvent> = queued.iter().map(Self::launch_event).collect();
         if e.shutdown_deadline.is_some() {
-            self.outputs.push(Output::ToExecutor { conn, event: ExecEvent::bare(ExecEventType::Shutdown) });
+            self.outputs.push(Output::ToExecutor {
+                conn,
+                event: ExecEvent::bare(ExecEventType::Shutdown),
+            });
         }
         for event in launches {
             self.outputs.push(Output::ToExecutor { conn, event });
@@ -662,9 +844,19 @@ impl Agent {
         }
         match call.kind {
             exec::CallType::Update => {
-                let mut status = call.update.ok_or_else(|| CallError::BadRequest("Expecting 'update' to be present".into()))?.status;
-                let uuid = status.uuid.clone().ok_or_else(|| CallError::BadRequest("Expecting 'uuid' to be present".into()))?;
-                let valid = base64::engine::general_purpose::STANDARD.decode(uuid.as_bytes()).map(|b| b.len() == 16).unwrap_or(false);
+                let mut status = call
+                    .update
+                    .ok_or_else(|| {
+                        CallError::BadRequest("Expecting 'update' to be present".into())
+                    })?
+                    .status;
+                let uuid = status.uuid.clone().ok_or_else(|| {
+                    CallError::BadRequest("Expecting 'uuid' to be present".into())
+                })?;
+                let valid = base64::engine::general_purpose::STANDARD
+                    .decode(uuid.as_bytes())
+                    .map(|b| b.len() == 16)
+                    .unwrap_or(false);
                 if !valid {
                     return Err(CallError::BadRequest("Not a valid UUID".into()));
                 }
@@ -673,12 +865,19 @@ impl Agent {
                 }
                 if let Some(x) = &status.executor_id {
                     if x != &call.executor_id {
-                        return Err(CallError::BadRequest(format!("ExecutorID in Call: {} does not match ExecutorID in TaskStatus: {x}", call.executor_id)));
+                        return Err(CallError::BadRequest(format!(
+                            "ExecutorID in Call: {} does not match ExecutorID in TaskStatus: {x}",
+                            call.executor_id
+                        )));
                     }
                 }
-                let owns = e.tasks.contains_key(&status.task_id) || e.completed.iter().any(|t| t.info.task_id == status.task_id);
+                let owns = e.tasks.contains_key(&status.task_id)
+                    || e.completed.iter().any(|t| t.info.task_id == status.task_id);
                 if !owns {
-                    return Err(CallError::BadRequest(format!("Task {} does not belong to executor {}", status.task_id, call.executor_id)));
+                    return Err(CallError::BadRequest(format!(
+                        "Task {} does not belong to executor {}",
+                        status.task_id, call.executor_id
+                    )));
                 }
                 status.source = Some("SOURCE_EXECUTOR".into());
                 status.executor_id = Some(call.executor_id.clone());
@@ -691,13 +890,24 @@ impl Agent {
                 Ok(())
             }
             exec::CallType::Message => {
-                let m = call.message.ok_or_else(|| CallError::BadRequest("Expecting 'message' to be present".into()))?;
-                self.outputs.push(Output::ToMaster(AgentToMaster::ExecutorMessage { framework_id: key.0, executor_id: key.1, data: m.data }));
+                let m = call.message.ok_or_else(|| {
+                    CallError::BadRequest("Expecting 'message' to be present".into())
+                })?;
+                self.outputs
+                    .push(Output::ToMaster(AgentToMaster::ExecutorMessage {
+                        framework_id: key.0,
+                        executor_id: key.1,
+                        data: m.data,
+                    }));
                 Ok(())
             }
             exec::CallType::Heartbeat => Ok(()),
-            exec::CallType::Subscribe => Err(CallError::BadRequest("SUBSCRIBE must open a new stream".into())),
-            exec::CallType::Unknown => Err(CallError::BadRequest("Expecting 'type' to be present".into())),
+            exec::CallType::Subscribe => Err(CallError::BadRequest(
+                "SUBSCRIBE must open a new stream".into(),
+            )),
+            exec::CallType::Unknown => Err(CallError::BadRequest(
+                "Expecting 'type' to be present".into(),
+            )),
         }
     }
 
@@ -713,8 +923,17 @@ impl Agent {
     /// An executor process exited with `status` (exit code or -signal). Its unfinished tasks
     /// end: TASK_KILLED when a kill was asked for, TASK_FAILED otherwise.
     pub fn executor_exited(&mut self, now: Now, container_id: &str, status: Option<i32>) {
-        let Some(key) = self.executors.iter().find(|(_, e)| e.container_id == container_id).map(|(k, _)| k.clone()) else { return };
-        let Some(e) = self.executors.remove(&key) else { return };
+        let Some(key) = self
+            .executors
+            .iter()
+            .find(|(_, e)| e.container_id == container_id)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let Some(e) = self.executors.remove(&key) else {
+            return;
+        };
         info!(executor_id = %key.1, ?status, "executor exited");
         if let Some(conn) = e.conn {
             self.outputs.push(Output::CloseExecutor { conn });
@@ -728,19 +947,43 @@ impl Agent {
         }
         let killed = e.killed.clone();
         // Keep a record so `/state` shows what ran, then report each unfinished task.
-        self.executors.insert(key.clone(), Executor { conn: None, registration_deadline: None, shutdown_deadline: None, ..e });
+        self.executors.insert(
+            key.clone(),
+            Executor {
+                conn: None,
+                registration_deadline: None,
+                shutdown_deadline: None,
+                ..e
+            },
+        );
         for task_id in unfinished {
             let (state, reason, message) = if killed.contains(&task_id) {
-                (TaskState::Killed, "REASON_EXECUTOR_TERMINATED", "Executor terminated after a kill".to_string())
+                (
+                    TaskState::Killed,
+                    "REASON_EXECUTOR_TERMINATED",
+                    "Executor terminated after a kill".to_string(),
+                )
             } else {
-                (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", format!("Executor terminated with status {}", status.map_or("unknown".into(), |s| s.to_string())))
+                (
+                    TaskState::Failed,
+                    "REASON_EXECUTOR_TERMINATED",
+                    format!(
+                        "Executor terminated with status {}",
+                        status.map_or("unknown".into(), |s| s.to_string())
+                    ),
+                )
             };
             self.agent_update(now, &key.0, &key.1, &task_id, state, reason, &message);
         }
         if let Some(e) = self.executors.remove(&key) {
             self.completed_executors_push(key.clone(), e);
         }
-        self.outputs.push(Output::ToMaster(AgentToMaster::ExecutorExited { framework_id: key.0, executor_id: key.1, status }));
+        self.outputs
+            .push(Output::ToMaster(AgentToMaster::ExecutorExited {
+                framework_id: key.0,
+                executor_id: key.1,
+                status,
+            }));
     }
 
     fn completed_executors_push(&mut self, key: (FrameworkId, ExecutorId), e: Executor) {
@@ -752,12 +995,18 @@ impl Agent {
 
     /// Unacknowledged updates, oldest first per task (what a checkpoint must hold).
     pub fn pending_updates(&self) -> Vec<(FrameworkId, TaskStatus)> {
-        self.updates.iter().flat_map(|((f, _), q)| q.iter().map(move |p| (f.clone(), p.status.clone()))).collect()
+        self.updates
+            .iter()
+            .flat_map(|((f, _), q)| q.iter().map(move |p| (f.clone(), p.status.clone())))
+            .collect()
     }
 
     /// The sandbox directory of a running executor, by container ID.
     pub fn sandbox_of(&self, container_id: &str) -> Option<&str> {
-        self.executors.values().find(|e| e.container_id == container_id).map(|e| e.directory.as_str())
+        self.executors
+            .values()
+            .find(|e| e.container_id == container_id)
+            .map(|e| e.directory.as_str())
     }
 }
 

@@ -16,7 +16,10 @@ fn mantle_master_like_resources(r: &mantle_model::Resources) -> Value {
         m.insert(k.into(), json!(r.scalar(k)));
     }
     for (n, v) in r.scalars() {
-        m.insert(n.into(), json!(mantle_model::resources::millis_to_scalar(v)));
+        m.insert(
+            n.into(),
+            json!(mantle_model::resources::millis_to_scalar(v)),
+        );
     }
     for (n, ranges) in r.all_ranges() {
         m.insert(n.into(), json!(ranges.to_string()));
@@ -60,10 +63,18 @@ impl Agent {
     pub fn state(&self) -> Value {
         let mut frameworks = Vec::new();
         for (fid, info) in &self.frameworks {
-            let executors: Vec<Value> = self.executors.iter().filter(|((f, _), _)| f == fid)
-                .map(|(_, e)| self.executor_json(fid.as_str(), e)).collect();
-            let completed: Vec<Value> = self.completed_executors.iter().filter(|((f, _), _)| f == fid)
-                .map(|(_, e)| self.executor_json(fid.as_str(), e)).collect();
+            let executors: Vec<Value> = self
+                .executors
+                .iter()
+                .filter(|((f, _), _)| f == fid)
+                .map(|(_, e)| self.executor_json(fid.as_str(), e))
+                .collect();
+            let completed: Vec<Value> = self
+                .completed_executors
+                .iter()
+                .filter(|((f, _), _)| f == fid)
+                .map(|(_, e)| self.executor_json(fid.as_str(), e))
+                .collect();
             frameworks.push(json!({
                 "id": fid.as_str(),
                 "name": info.name,

@@ -10,30 +10,50 @@ fn at(s: u64) -> Now {
 }
 
 fn agent() -> Agent {
-    let mut a = Agent::new(Config {
-        hostname: "127.0.0.2".into(),
-        port: 5051,
-        resources: Resources::parse("cpus:2;mem:1024").unwrap(),
-        attributes: vec![],
-        sandbox_root: "/w/slaves".into(),
-        status_update_retry_min: Duration::from_secs(10),
-        seed: 1,
-    }, at(0));
-    a.from_master(at(0), MasterToAgent::Registered { agent_id: AgentId::new("A1"), stream_id: "s".into() });
+    let mut a = Agent::new(
+        Config {
+            hostname: "127.0.0.2".into(),
+            port: 5051,
+            resources: Resources::parse("cpus:2;mem:1024").unwrap(),
+            attributes: vec![],
+            sandbox_root: "/w/slaves".into(),
+            status_update_retry_min: Duration::from_secs(10),
+            seed: 1,
+        },
+        at(0),
+    );
+    a.from_master(
+        at(0),
+        MasterToAgent::Registered {
+            agent_id: AgentId::new("A1"),
+            stream_id: "s".into(),
+        },
+    );
     a.take_outputs();
     a
 }
 
 fn run_command_task(a: &mut Agent, id: &str) -> String {
-    let framework: FrameworkInfo = serde_json::from_value(json!({"user": "u", "name": "f", "id": {"value": "F"}})).unwrap();
-    let task: TaskInfo = serde_json::from_value(json!({"name": "t", "task_id": {"value": id}, "agent_id": {"value": "A1"},
-        "resources": [], "command": {"value": "sleep 1"}})).unwrap();
+    let framework: FrameworkInfo =
+        serde_json::from_value(json!({"user": "u", "name": "f", "id": {"value": "F"}})).unwrap();
+    let task: TaskInfo = serde_json::from_value(
+        json!({"name": "t", "task_id": {"value": id}, "agent_id": {"value": "A1"},
+        "resources": [], "command": {"value": "sleep 1"}}),
+    )
+    .unwrap();
     a.from_master(at(0), MasterToAgent::RunTask { framework, task });
     let outs = a.take_outputs();
     match &outs[0] {
-        Output::LaunchExecutor { container_id, directory, kind, .. } => {
+        Output::LaunchExecutor {
+            container_id,
+            directory,
+            kind,
+            ..
+        } => {
             assert_eq!(*kind, ExecutorKind::Builtin);
-            assert!(directory.starts_with(&format!("/w/slaves/A1/frameworks/F/executors/{id}/runs/")));
+            assert!(
+                directory.starts_with(&format!("/w/slaves/A1/frameworks/F/executors/{id}/runs/"))
+            );
             container_id.clone()
         }
         o => panic!("unexpected {o:?}"),
@@ -41,8 +61,19 @@ fn run_command_task(a: &mut Agent, id: &str) -> String {
 }
 
 fn update(id: &str, state: &str, uuid: &str) -> Call {
-    Call { executor_id: ExecutorId::new(id), framework_id: FrameworkId::new("F"), kind: CallType::Update, subscribe: None,
-        update: Some(CallUpdate { status: serde_json::from_value(json!({"task_id": {"value": id}, "state": state, "uuid": uuid})).unwrap() }), message: None }
+    Call {
+        executor_id: ExecutorId::new(id),
+        framework_id: FrameworkId::new("F"),
+        kind: CallType::Update,
+        subscribe: None,
+        update: Some(CallUpdate {
+            status: serde_json::from_value(
+                json!({"task_id": {"value": id}, "state": state, "uuid": uuid}),
+            )
+            .unwrap(),
+        }),
+        message: None,
+    }
 }
 
 const U1: &str = "AAAAAAAAAAAAAAAAAAAAAQ==";
@@ -52,23 +83,43 @@ const U2: &str = "AAAAAAAAAAAAAAAAAAAAAg==";
 fn queued_task_is_launched_when_the_executor_subscribes() {
     let mut a = agent();
     run_command_task(&mut a, "t1");
-    let sub = Call { kind: CallType::Subscribe, ..update("t1", "TASK_RUNNING", U1) };
+    let sub = Call {
+        kind: CallType::Subscribe,
+        ..update("t1", "TASK_RUNNING", U1)
+    };
     let ev = a.executor_subscribe(7, &sub).unwrap();
     assert_eq!(ev.kind, ExecEventType::Subscribed);
     let outs = a.take_outputs();
-    assert!(matches!(&outs[0], Output::ToExecutor { conn: 7, event } if event.kind == ExecEventType::Launch));
+    assert!(
+        matches!(&outs[0], Output::ToExecutor { conn: 7, event } if event.kind == ExecEventType::Launch)
+    );
 }
 
 #[test]
 fn updates_go_one_at_a_time_per_task_and_retry_until_acknowledged() {
     let mut a = agent();
     run_command_task(&mut a, "t1");
-    a.executor_subscribe(7, &Call { kind: CallType::Subscribe, ..update("t1", "TASK_RUNNING", U1) }).unwrap();
+    a.executor_subscribe(
+        7,
+        &Call {
+            kind: CallType::Subscribe,
+            ..update("t1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
     a.take_outputs();
-    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1)).unwrap();
-    a.executor_call(at(1), update("t1", "TASK_FINISHED", U2)).unwrap();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    a.executor_call(at(1), update("t1", "TASK_FINISHED", U2))
+        .unwrap();
     let outs = a.take_outputs();
-    let sent: Vec<_> = outs.iter().filter_map(|o| match o { Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) => Some(status.clone()), _ => None }).collect();
+    let sent: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) => Some(status.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(sent.len(), 1, "only the first is in flight");
     assert_eq!(sent[0].agent_id, Some(AgentId::new("A1")));
     assert_eq!(sent[0].executor_id, Some(ExecutorId::new("t1")));
@@ -83,9 +134,23 @@ fn updates_go_one_at_a_time_per_task_and_retry_until_acknowledged() {
     a.tick(at(31));
     assert_eq!(a.take_outputs().len(), 1);
     // A stale ack changes nothing; the right one releases the next update.
-    a.from_master(at(32), MasterToAgent::AckStatusUpdate { framework_id: FrameworkId::new("F"), task_id: TaskId::new("t1"), uuid: U2.into() });
+    a.from_master(
+        at(32),
+        MasterToAgent::AckStatusUpdate {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t1"),
+            uuid: U2.into(),
+        },
+    );
     assert!(a.take_outputs().is_empty());
-    a.from_master(at(32), MasterToAgent::AckStatusUpdate { framework_id: FrameworkId::new("F"), task_id: TaskId::new("t1"), uuid: U1.into() });
+    a.from_master(
+        at(32),
+        MasterToAgent::AckStatusUpdate {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t1"),
+            uuid: U1.into(),
+        },
+    );
     let outs = a.take_outputs();
     assert!(outs.iter().any(|o| matches!(o, Output::ToExecutor { event, .. } if event.kind == ExecEventType::Acknowledged)));
     assert!(outs.iter().any(|o| matches!(o, Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) if status.state == TaskState::Finished)));
@@ -98,15 +163,39 @@ fn executor_exit_fails_unfinished_tasks_or_kills_them_after_a_kill() {
     let c1 = run_command_task(&mut a, "t1");
     let c2 = run_command_task(&mut a, "t2");
     for (id, conn) in [("t1", 1), ("t2", 2)] {
-        a.executor_subscribe(conn, &Call { kind: CallType::Subscribe, ..update(id, "TASK_RUNNING", U1) }).unwrap();
+        a.executor_subscribe(
+            conn,
+            &Call {
+                kind: CallType::Subscribe,
+                ..update(id, "TASK_RUNNING", U1)
+            },
+        )
+        .unwrap();
     }
-    a.from_master(at(1), MasterToAgent::KillTask { framework_id: FrameworkId::new("F"), task_id: TaskId::new("t2"), kill_policy: None });
+    a.from_master(
+        at(1),
+        MasterToAgent::KillTask {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t2"),
+            kill_policy: None,
+        },
+    );
     a.take_outputs();
     a.executor_exited(at(2), &c1, Some(1));
     a.executor_exited(at(2), &c2, Some(-15));
-    let states: Vec<TaskState> = a.pending_updates().into_iter().map(|(_, s)| s.state).collect();
+    let states: Vec<TaskState> = a
+        .pending_updates()
+        .into_iter()
+        .map(|(_, s)| s.state)
+        .collect();
     assert_eq!(states, vec![TaskState::Failed, TaskState::Killed]);
-    assert_eq!(a.state()["frameworks"][0]["completed_executors"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        a.state()["frameworks"][0]["completed_executors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -114,11 +203,27 @@ fn executor_calls_are_validated() {
     let mut a = agent();
     run_command_task(&mut a, "t1");
     // Not subscribed yet.
-    assert!(matches!(a.executor_call(at(1), update("t1", "TASK_RUNNING", U1)), Err(CallError::Forbidden(_))));
-    a.executor_subscribe(7, &Call { kind: CallType::Subscribe, ..update("t1", "TASK_RUNNING", U1) }).unwrap();
-    assert!(a.executor_call(at(1), update("t1", "TASK_RUNNING", "bad")).is_err());
-    assert!(a.executor_call(at(1), update("t1", "TASK_STAGING", U1)).is_err());
-    assert!(a.executor_call(at(1), update("other", "TASK_RUNNING", U1)).is_err());
+    assert!(matches!(
+        a.executor_call(at(1), update("t1", "TASK_RUNNING", U1)),
+        Err(CallError::Forbidden(_))
+    ));
+    a.executor_subscribe(
+        7,
+        &Call {
+            kind: CallType::Subscribe,
+            ..update("t1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
+    assert!(a
+        .executor_call(at(1), update("t1", "TASK_RUNNING", "bad"))
+        .is_err());
+    assert!(a
+        .executor_call(at(1), update("t1", "TASK_STAGING", U1))
+        .is_err());
+    assert!(a
+        .executor_call(at(1), update("other", "TASK_RUNNING", U1))
+        .is_err());
     let mut foreign = update("t1", "TASK_RUNNING", U1);
     foreign.update.as_mut().unwrap().status.task_id = TaskId::new("not-mine");
     assert!(a.executor_call(at(1), foreign).is_err());

@@ -18,7 +18,12 @@ fn cluster(agents: usize, frameworks: usize) -> Allocator {
     }
     for i in 0..frameworks {
         let role = format!("role-{}", i % 10);
-        a.add_framework(FrameworkId::new(format!("framework-{i:04}")), &[role], &[], true);
+        a.add_framework(
+            FrameworkId::new(format!("framework-{i:04}")),
+            &[role],
+            &[],
+            true,
+        );
     }
     a
 }
@@ -28,13 +33,17 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for agents in [1_000usize, 5_000, 10_000] {
         let base = cluster(agents, 1_000);
-        group.bench_with_input(BenchmarkId::new("agents_x_1000_frameworks", agents), &base, |b, base| {
-            b.iter_batched(
-                || base.clone(),
-                |mut a| a.allocate(Duration::from_secs(1)),
-                BatchSize::LargeInput,
-            )
-        });
+        group.bench_with_input(
+            BenchmarkId::new("agents_x_1000_frameworks", agents),
+            &base,
+            |b, base| {
+                b.iter_batched(
+                    || base.clone(),
+                    |mut a| a.allocate(Duration::from_secs(1)),
+                    BatchSize::LargeInput,
+                )
+            },
+        );
     }
     // A steady-state cycle: everything is already offered, nothing is free.
     let mut busy = cluster(10_000, 1_000);

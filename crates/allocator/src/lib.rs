@@ -147,7 +147,8 @@ impl Allocator {
                 total.add(&a.total);
             }
             frameworks.set_total(total.known_scalars());
-            self.roles.insert(role.to_string(), RoleEntry { frameworks });
+            self.roles
+                .insert(role.to_string(), RoleEntry { frameworks });
             let weight = self.weights.get(role).copied().unwrap_or(1.0);
             self.role_sorter.add(role.to_string(), weight);
             self.role_sorter.set_total(total.known_scalars());
@@ -180,7 +181,12 @@ impl Allocator {
     }
 
     /// Changes a framework's roles and suppressed roles (UPDATE_FRAMEWORK, re-subscribe).
-    pub fn update_framework(&mut self, framework_id: &FrameworkId, roles: &[String], suppressed: &[String]) {
+    pub fn update_framework(
+        &mut self,
+        framework_id: &FrameworkId,
+        roles: &[String],
+        suppressed: &[String],
+    ) {
         let Some(entry) = self.frameworks.get(framework_id).cloned() else {
             return;
         };
@@ -267,12 +273,21 @@ impl Allocator {
         }
         let roles: Vec<String> = self.roles.keys().cloned().collect();
         for role in roles {
-            let any = self.roles.get(&role).is_some_and(|r| r.frameworks.active_count() > 0);
+            let any = self
+                .roles
+                .get(&role)
+                .is_some_and(|r| r.frameworks.active_count() > 0);
             self.role_sorter.set_active(&role, any);
         }
     }
 
-    fn track(&mut self, framework_id: &FrameworkId, role: &str, agent_id: &AgentId, resources: &Resources) {
+    fn track(
+        &mut self,
+        framework_id: &FrameworkId,
+        role: &str,
+        agent_id: &AgentId,
+        resources: &Resources,
+    ) {
         self.ensure_role(role);
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.allocated.add(resources);
@@ -289,7 +304,13 @@ impl Allocator {
     }
 
     /// Records resources as used outside an offer cycle (tasks on a re-registering agent).
-    pub fn add_used(&mut self, framework_id: &FrameworkId, role: &str, agent_id: &AgentId, resources: &Resources) {
+    pub fn add_used(
+        &mut self,
+        framework_id: &FrameworkId,
+        role: &str,
+        agent_id: &AgentId,
+        resources: &Resources,
+    ) {
         self.track(framework_id, role, agent_id, resources);
     }
 
@@ -312,7 +333,10 @@ impl Allocator {
         }
         self.role_sorter.unallocate(&role.to_string(), known);
         if let Some((now, refuse)) = refuse {
-            if !refuse.is_zero() && !resources.is_empty() && self.frameworks.contains_key(framework_id) {
+            if !refuse.is_zero()
+                && !resources.is_empty()
+                && self.frameworks.contains_key(framework_id)
+            {
                 self.filters
                     .entry((framework_id.clone(), agent_id.clone()))
                     .or_default()
@@ -331,7 +355,9 @@ impl Allocator {
 
     /// Free resources of an agent.
     pub fn available(&self, agent_id: &AgentId) -> Option<Resources> {
-        self.agents.get(agent_id).map(|a| a.total.minus(&a.allocated))
+        self.agents
+            .get(agent_id)
+            .map(|a| a.total.minus(&a.allocated))
     }
 
     /// Dominant share of a framework in `role` (for state endpoints and tests).
@@ -342,10 +368,19 @@ impl Allocator {
             .unwrap_or(0.0)
     }
 
-    fn filtered(&self, framework_id: &FrameworkId, agent_id: &AgentId, offer: &Resources, now: Duration) -> bool {
+    fn filtered(
+        &self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        offer: &Resources,
+        now: Duration,
+    ) -> bool {
         self.filters
             .get(&(framework_id.clone(), agent_id.clone()))
-            .is_some_and(|fs| fs.iter().any(|f| f.until > now && f.resources.contains(offer)))
+            .is_some_and(|fs| {
+                fs.iter()
+                    .any(|f| f.until > now && f.resources.contains(offer))
+            })
     }
 
     fn expire_filters(&mut self, now: Duration) {
@@ -389,7 +424,12 @@ impl Allocator {
         out
     }
 
-    fn pick(&self, agent_id: &AgentId, free: &Resources, now: Duration) -> Option<(String, FrameworkId)> {
+    fn pick(
+        &self,
+        agent_id: &AgentId,
+        free: &Resources,
+        now: Duration,
+    ) -> Option<(String, FrameworkId)> {
         for role in self.role_sorter.iter_active() {
             let Some(entry) = self.roles.get(role) else {
                 continue;

@@ -56,7 +56,11 @@ impl<K: Ord + Clone> Sorter<K> {
         if self.clients.contains_key(&k) {
             return;
         }
-        let weight = if weight.is_finite() && weight > 0.0 { weight } else { 1.0 };
+        let weight = if weight.is_finite() && weight > 0.0 {
+            weight
+        } else {
+            1.0
+        };
         let key = key_of(0.0);
         self.clients.insert(
             k.clone(),

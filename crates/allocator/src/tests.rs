@@ -25,7 +25,11 @@ fn each_agent_goes_to_the_framework_with_the_lowest_dominant_share() {
     // Goal: DRF order. Method: f1 already holds half the cluster's cpus, so both free agents
     // go to f2 in turn until its share passes f1's.
     let mut a = Allocator::new(1, BTreeMap::new());
-    a.add_agent(ag("a1"), res("cpus:4;mem:4096"), &[(fw("f1"), "*".into(), res("cpus:4;mem:1024"))]);
+    a.add_agent(
+        ag("a1"),
+        res("cpus:4;mem:4096"),
+        &[(fw("f1"), "*".into(), res("cpus:4;mem:1024"))],
+    );
     a.add_agent(ag("a2"), res("cpus:2;mem:2048"), &[]);
     a.add_agent(ag("a3"), res("cpus:2;mem:2048"), &[]);
     a.add_framework(fw("f1"), &star(), &[], true);
@@ -34,7 +38,10 @@ fn each_agent_goes_to_the_framework_with_the_lowest_dominant_share() {
     // a1 has 3072 mem free (cpus 0 but mem >= 32): f2 (share 0) gets the first agent it
     // sees, then its share is compared with f1's (0.5) for the next one.
     assert_eq!(offers.len(), 3);
-    let f2_agents: Vec<_> = offers.iter().filter(|o| o.framework_id == fw("f2")).collect();
+    let f2_agents: Vec<_> = offers
+        .iter()
+        .filter(|o| o.framework_id == fw("f2"))
+        .collect();
     assert!(f2_agents.len() >= 2, "{offers:?}");
 }
 
@@ -62,7 +69,13 @@ fn declined_resources_are_not_reoffered_before_the_filter_expires() {
     a.add_framework(fw("f1"), &star(), &[], true);
     let offers = a.allocate(secs(0));
     assert_eq!(offers.len(), 1);
-    a.recover(&fw("f1"), "*", &ag("a1"), &offers[0].resources, Some((secs(0), secs(5))));
+    a.recover(
+        &fw("f1"),
+        "*",
+        &ag("a1"),
+        &offers[0].resources,
+        Some((secs(0), secs(5))),
+    );
     assert!(a.allocate(secs(1)).is_empty());
     assert!(a.allocate(secs(4)).is_empty());
     assert_eq!(a.next_filter_expiry(), Some(secs(5)));
@@ -73,10 +86,20 @@ fn declined_resources_are_not_reoffered_before_the_filter_expires() {
 fn a_filter_does_not_hide_more_resources_than_were_refused() {
     // Mesos filters cover the refused resources: if more become free, the agent is offered.
     let mut a = Allocator::new(1, BTreeMap::new());
-    a.add_agent(ag("a1"), res("cpus:2;mem:1024"), &[(fw("f1"), "*".into(), res("cpus:1;mem:512"))]);
+    a.add_agent(
+        ag("a1"),
+        res("cpus:2;mem:1024"),
+        &[(fw("f1"), "*".into(), res("cpus:1;mem:512"))],
+    );
     a.add_framework(fw("f1"), &star(), &[], true);
     let offers = a.allocate(secs(0));
-    a.recover(&fw("f1"), "*", &ag("a1"), &offers[0].resources, Some((secs(0), secs(5))));
+    a.recover(
+        &fw("f1"),
+        "*",
+        &ag("a1"),
+        &offers[0].resources,
+        Some((secs(0), secs(5))),
+    );
     a.recover(&fw("f1"), "*", &ag("a1"), &res("cpus:1;mem:512"), None);
     let again = a.allocate(secs(1));
     assert_eq!(again.len(), 1);
@@ -100,7 +123,13 @@ fn revive_clears_refusal_filters() {
     a.add_agent(ag("a1"), res("cpus:2;mem:1024"), &[]);
     a.add_framework(fw("f1"), &star(), &[], true);
     let offers = a.allocate(secs(0));
-    a.recover(&fw("f1"), "*", &ag("a1"), &offers[0].resources, Some((secs(0), secs(3600))));
+    a.recover(
+        &fw("f1"),
+        "*",
+        &ag("a1"),
+        &offers[0].resources,
+        Some((secs(0), secs(3600))),
+    );
     assert!(a.allocate(secs(1)).is_empty());
     a.revive(&fw("f1"), &[]);
     assert_eq!(a.allocate(secs(1)).len(), 1);

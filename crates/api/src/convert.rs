@@ -30,15 +30,25 @@ pub fn resources_from_wire(list: &[Resource], prefix: &str) -> Result<Resources,
         }
         if let Some(role) = &r.role {
             if role != "*" {
-                return Err(err(at(".role"), format!("reserved role '{role}' is not supported")));
+                return Err(err(
+                    at(".role"),
+                    format!("reserved role '{role}' is not supported"),
+                ));
             }
         }
-        if !r.extra.get("reservations").is_none_or(|v| v.as_array().is_some_and(|a| a.is_empty())) {
+        if !r
+            .extra
+            .get("reservations")
+            .is_none_or(|v| v.as_array().is_some_and(|a| a.is_empty()))
+        {
             return Err(err(at(".reservations"), "reservations are not supported"));
         }
         if let Some(prev) = kinds.insert(&r.name, &r.kind) {
             if prev != r.kind {
-                return Err(err(at(".type"), format!("'{}' is given with two types", r.name)));
+                return Err(err(
+                    at(".type"),
+                    format!("'{}' is given with two types", r.name),
+                ));
             }
         }
         match r.kind.as_str() {
@@ -69,7 +79,10 @@ pub fn resources_from_wire(list: &[Resource], prefix: &str) -> Result<Resources,
                 if merged.count() != pieces.iter().map(|(b, e)| e - b + 1).sum::<u64>() {
                     return Err(err(at(".ranges"), "ranges overlap"));
                 }
-                if out.ranges(&r.name).is_some_and(|have| !have.difference(&merged).eq(have)) {
+                if out
+                    .ranges(&r.name)
+                    .is_some_and(|have| !have.difference(&merged).eq(have))
+                {
                     return Err(err(at(".ranges"), "ranges overlap an earlier entry"));
                 }
                 out.add_ranges(&r.name, &merged);
@@ -173,7 +186,9 @@ pub fn attributes_to_wire(attrs: &[model::Attribute]) -> Vec<Attribute> {
                 }
                 AttributeValue::Set(items) => {
                     w.kind = "SET".into();
-                    w.set = Some(mesos::Set { item: items.clone() });
+                    w.set = Some(mesos::Set {
+                        item: items.clone(),
+                    });
                 }
             }
             w
@@ -189,10 +204,17 @@ pub fn attributes_from_wire(list: &[Attribute]) -> Result<Vec<model::Attribute>,
             let at = |f: &str| format!("attributes[{i}]{f}");
             let value = match a.kind.as_str() {
                 "TEXT" => AttributeValue::Text(
-                    a.text.as_ref().ok_or_else(|| err(at(".text"), "missing"))?.value.clone(),
+                    a.text
+                        .as_ref()
+                        .ok_or_else(|| err(at(".text"), "missing"))?
+                        .value
+                        .clone(),
                 ),
                 "SCALAR" => AttributeValue::Scalar(
-                    a.scalar.as_ref().ok_or_else(|| err(at(".scalar"), "missing"))?.value,
+                    a.scalar
+                        .as_ref()
+                        .ok_or_else(|| err(at(".scalar"), "missing"))?
+                        .value,
                 ),
                 "RANGES" => AttributeValue::Ranges(model::Ranges::from_pieces(
                     a.ranges
@@ -203,9 +225,18 @@ pub fn attributes_from_wire(list: &[Attribute]) -> Result<Vec<model::Attribute>,
                         .map(|r| (r.begin, r.end)),
                 )),
                 "SET" => AttributeValue::Set(
-                    a.set.as_ref().ok_or_else(|| err(at(".set"), "missing"))?.item.clone(),
+                    a.set
+                        .as_ref()
+                        .ok_or_else(|| err(at(".set"), "missing"))?
+                        .item
+                        .clone(),
                 ),
-                other => return Err(err(at(".type"), format!("unknown attribute type '{other}'"))),
+                other => {
+                    return Err(err(
+                        at(".type"),
+                        format!("unknown attribute type '{other}'"),
+                    ))
+                }
             };
             Ok(model::Attribute {
                 name: a.name.clone(),
@@ -244,6 +275,9 @@ mod tests {
         let json = serde_json::json!([{"name": "ports", "type": "RANGES",
             "ranges": {"range": [{"begin": 5, "end": 9}, {"begin": 8, "end": 10}]}}]);
         let wire: Vec<Resource> = serde_json::from_value(json).unwrap();
-        assert!(resources_from_wire(&wire, "r").unwrap_err().message.contains("overlap"));
+        assert!(resources_from_wire(&wire, "r")
+            .unwrap_err()
+            .message
+            .contains("overlap"));
     }
 }

@@ -7,7 +7,9 @@
 //! stream ID the master gave it. The master never connects to agents, so the master needs no
 //! route to agents and one TCP connection tells both sides whether the other is alive.
 
-use crate::mesos::{Attribute, ExecutorInfo, FrameworkInfo, KillPolicy, Resource, TaskInfo, TaskStatus};
+use crate::mesos::{
+    Attribute, ExecutorInfo, FrameworkInfo, KillPolicy, Resource, TaskInfo, TaskStatus,
+};
 use mantle_model::{AgentId, ExecutorId, FrameworkId, TaskId, TaskState};
 use serde::{Deserialize, Serialize};
 
@@ -51,11 +53,21 @@ pub struct RegisterAgent {
 /// Messages from the master to an agent, on the registration stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per message and moved, never stored in bulk"
+)]
 pub enum MasterToAgent {
     /// The agent is admitted under `agent_id`; later messages carry `stream_id`.
-    Registered { agent_id: AgentId, stream_id: String },
+    Registered {
+        agent_id: AgentId,
+        stream_id: String,
+    },
     /// Run one task (a command task when `task.executor` is absent).
-    RunTask { framework: FrameworkInfo, task: TaskInfo },
+    RunTask {
+        framework: FrameworkInfo,
+        task: TaskInfo,
+    },
     /// Run a task group under `executor` (LAUNCH_GROUP).
     RunTaskGroup {
         framework: FrameworkInfo,
@@ -70,7 +82,10 @@ pub enum MasterToAgent {
         kill_policy: Option<KillPolicy>,
     },
     /// Shut one executor down, with its tasks.
-    ShutdownExecutor { framework_id: FrameworkId, executor_id: ExecutorId },
+    ShutdownExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
     /// Shut every executor of a framework down (teardown or failover timeout).
     ShutdownFramework { framework_id: FrameworkId },
     /// The framework acknowledged the status update `uuid` (base64) of `task_id`.
@@ -92,9 +107,16 @@ pub enum MasterToAgent {
 /// Messages from an agent to the master.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per message and moved, never stored in bulk"
+)]
 pub enum AgentToMaster {
     /// A task status update, carrying a uuid; resent until acknowledged.
-    StatusUpdate { framework_id: FrameworkId, status: TaskStatus },
+    StatusUpdate {
+        framework_id: FrameworkId,
+        status: TaskStatus,
+    },
     /// Executor-to-scheduler data (base64).
     ExecutorMessage {
         framework_id: FrameworkId,

@@ -14,4 +14,6 @@ pub mod mesos;
 pub mod recordio;
 pub mod scheduler;
 
-pub use convert::{attributes_from_wire, attributes_to_wire, resources_from_wire, resources_to_wire, FieldError};
+pub use convert::{
+    attributes_from_wire, attributes_to_wire, resources_from_wire, resources_to_wire, FieldError,
+};

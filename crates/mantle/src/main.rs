@@ -1,1 +1,291 @@
-fn main() {}
+//! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`,
+//! `local`, the hidden `executor`) and the client commands.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "mantle",
+    version,
+    about = "A cluster manager: Mesos-compatible master and agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the master (Mesos v1 scheduler API, DRF offers).
+    Master(MasterArgs),
+    /// Run an agent, or list agents (`mantle agent list`).
+    Agent(AgentCommand),
+    /// Run a whole local cluster: a master and N agents as separate processes.
+    Local(LocalArgs),
+    /// Frameworks known to the master.
+    Framework {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Tasks known to the master.
+    Task {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// The built-in executor, started by agents (not for direct use).
+    #[command(hide = true)]
+    Executor,
+}
+
+#[derive(Args)]
+struct MasterArgs {
+    /// Address to listen on. Without credentials configured Mantle listens on loopback only.
+    #[arg(long, default_value = "127.0.0.1", env = "MANTLE_MASTER_IP")]
+    ip: Ipv4Addr,
+    #[arg(long, default_value_t = 5050, env = "MANTLE_MASTER_PORT")]
+    port: u16,
+    /// Directory for the master's state.
+    #[arg(long, env = "MANTLE_MASTER_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Time between batch allocations, in seconds (Mesos --allocation_interval).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_secs)]
+    allocation_interval: f64,
+    /// Role weights, e.g. `web=2,batch=1`.
+    #[arg(long, default_value = "")]
+    weights: String,
+    /// Seconds a disconnected agent is kept before its tasks are declared lost.
+    #[arg(long, default_value_t = 75.0, value_parser = positive_secs)]
+    agent_removal_timeout: f64,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct AgentCommand {
+    #[command(subcommand)]
+    list: Option<ListCommand>,
+    #[command(flatten)]
+    run: AgentArgs,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The master's `host:port`.
+    #[arg(long, default_value = "127.0.0.1:5050", env = "MANTLE_MASTER")]
+    master: String,
+    /// Address to listen on (loopback only without credentials).
+    #[arg(long, default_value = "127.0.0.1", env = "MANTLE_AGENT_IP")]
+    ip: Ipv4Addr,
+    #[arg(long, default_value_t = 5051, env = "MANTLE_AGENT_PORT")]
+    port: u16,
+    /// Directory for sandboxes.
+    #[arg(long, env = "MANTLE_AGENT_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Resources, e.g. `cpus:4;mem:4096;disk:20000;ports:[31000-32000]` (detected if absent).
+    #[arg(long)]
+    resources: Option<String>,
+    /// Attributes, e.g. `rack:a;zone:z1`.
+    #[arg(long, default_value = "")]
+    attributes: String,
+    /// First retry of an unacknowledged status update, in seconds (doubles up to 600).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    status_update_retry: f64,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum ListCommand {
+    /// List them as a table (or JSON with --json).
+    List {
+        /// Master URL.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:5050",
+            env = "MANTLE_MASTER_URL"
+        )]
+        master: Url,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A URL argument (kept as text; checked for a scheme).
+#[derive(Clone, Copy)]
+struct Url(&'static str);
+
+impl std::str::FromStr for Url {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !(s.starts_with("http://") || s.starts_with("https://")) {
+            return Err(format!(
+                "'{s}' must start with http:// (e.g. http://127.0.0.1:5050)"
+            ));
+        }
+        Ok(Url(Box::leak(s.to_string().into_boxed_str())))
+    }
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Number of agents, on 127.0.0.2, 127.0.0.3, ...
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=200))]
+    agents: u8,
+    #[arg(long, default_value_t = 5050)]
+    master_port: u16,
+    #[arg(long, default_value_t = 5051)]
+    agent_port: u16,
+    /// Work directory (default: a fresh directory under the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Resources of each agent (detected if absent).
+    #[arg(long)]
+    agent_resources: Option<String>,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > 86400.0 {
+        return Err(format!(
+            "'{s}' must be a number of seconds between 0 and 86400"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_weights(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (role, w) = part
+            .split_once('=')
+            .with_context(|| format!("--weights: '{part}' must look like role=2"))?;
+        let w: f64 = w
+            .parse()
+            .with_context(|| format!("--weights: '{w}' is not a number"))?;
+        if !w.is_finite() || w <= 0.0 {
+            anyhow::bail!("--weights: weight of '{role}' must be a positive number");
+        }
+        out.insert(role.to_string(), w);
+    }
+    Ok(out)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MANTLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+fn default_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mantle-{name}-{}", std::process::id()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Master(a) => {
+            let dir = a.work_dir.unwrap_or_else(|| default_dir("master"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create --work-dir {}", dir.display()))?;
+            let mut config = mantle_master::Config::new(a.ip, a.port, rand_seed());
+            config.allocation_interval = Duration::from_secs_f64(a.allocation_interval);
+            config.agent_removal_timeout = Duration::from_secs_f64(a.agent_removal_timeout);
+            config.weights = parse_weights(&a.weights)?;
+            let listener = tokio::net::TcpListener::bind((a.ip, a.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", a.ip, a.port))?;
+            if let Ok(addr) = listener.local_addr() {
+                config.port = addr.port();
+            }
+            mantle_server::master::serve(listener, config, shutdown_signal()).await
+        }
+        Command::Agent(AgentCommand {
+            list: Some(ListCommand::List { master, json }),
+            ..
+        }) => print(mantle_cli::list(master.0, mantle_cli::Listing::Agents, json).await?),
+        Command::Agent(AgentCommand { list: None, run: a }) => {
+            let dir = a.work_dir.unwrap_or_else(|| default_dir("agent"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create --work-dir {}", dir.display()))?;
+            let resources = match &a.resources {
+                Some(text) => mantle_model::Resources::parse(text)
+                    .map_err(|e| anyhow::anyhow!("--resources: {e}"))?,
+                None => mantle_server::agent::detect_resources(&dir),
+            };
+            let attributes = mantle_model::Attribute::parse_all(&a.attributes)
+                .map_err(|e| anyhow::anyhow!("--attributes: {e}"))?;
+            let listener = tokio::net::TcpListener::bind((a.ip, a.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", a.ip, a.port))?;
+            let port = listener.local_addr().map(|x| x.port()).unwrap_or(a.port);
+            let options = mantle_server::agent::AgentOptions {
+                master: a.master,
+                ip: a.ip.to_string(),
+                port,
+                work_dir: dir,
+                resources,
+                attributes,
+                status_update_retry: Duration::from_secs_f64(a.status_update_retry),
+                executor_program: std::env::current_exe()
+                    .context("cannot find the mantle binary to run executors")?,
+            };
+            mantle_server::agent::serve(listener, options, shutdown_signal()).await
+        }
+        Command::Local(a) => {
+            let options = mantle_server::local::LocalOptions {
+                agents: a.agents,
+                master_port: a.master_port,
+                agent_port: a.agent_port,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("local")),
+                agent_resources: a.agent_resources,
+                program: std::env::current_exe().context("cannot find the mantle binary")?,
+            };
+            mantle_server::local::run(options).await
+        }
+        Command::Framework {
+            command: ListCommand::List { master, json },
+        } => print(mantle_cli::list(master.0, mantle_cli::Listing::Frameworks, json).await?),
+        Command::Task {
+            command: ListCommand::List { master, json },
+        } => print(mantle_cli::list(master.0, mantle_cli::Listing::Tasks, json).await?),
+        Command::Executor => mantle_server::executor::run().await,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print(text: String) -> anyhow::Result<()> {
+    println!("{text}");
+    Ok(())
+}
+
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}

@@ -12,27 +12,45 @@ use tracing::{info, warn};
 impl Master {
     /// An agent (re-)registers on connection `conn`. Returns its ID and the stream ID its
     /// later messages must carry.
-    pub fn agent_register(&mut self, now: Now, conn: ConnId, reg: RegisterAgent) -> Result<(AgentId, String), CallError> {
+    pub fn agent_register(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        reg: RegisterAgent,
+    ) -> Result<(AgentId, String), CallError> {
         let bad = |m: String| CallError::BadRequest(m);
-        if reg.hostname.is_empty() || reg.hostname.len() > 253 || reg.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if reg.hostname.is_empty()
+            || reg.hostname.len() > 253
+            || reg
+                .hostname
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(bad("'hostname' must be a non-empty host name".into()));
         }
-        let total = resources_from_wire(&reg.resources, "resources").map_err(|e| bad(e.to_string()))?;
+        let total =
+            resources_from_wire(&reg.resources, "resources").map_err(|e| bad(e.to_string()))?;
         let attributes = attributes_from_wire(&reg.attributes).map_err(|e| bad(e.to_string()))?;
         if let Some(id) = &reg.agent_id {
             validate_id(id.as_str()).map_err(|e| bad(format!("'agent_id' is invalid: {e}")))?;
         }
         for t in &reg.tasks {
-            resources_from_wire(&t.task.resources, "tasks[].task.resources").map_err(|e| bad(e.to_string()))?;
+            resources_from_wire(&t.task.resources, "tasks[].task.resources")
+                .map_err(|e| bad(e.to_string()))?;
         }
         let stream_id = self.new_stream_id();
         let agent_id = match &reg.agent_id {
             Some(id) => id.clone(),
             None => {
                 // A new agent at the address of a disconnected one replaces it.
-                let stale: Vec<AgentId> = self.agents.values()
-                    .filter(|a| a.hostname == reg.hostname && a.port == reg.port && a.conn.is_none())
-                    .map(|a| a.id.clone()).collect();
+                let stale: Vec<AgentId> = self
+                    .agents
+                    .values()
+                    .filter(|a| {
+                        a.hostname == reg.hostname && a.port == reg.port && a.conn.is_none()
+                    })
+                    .map(|a| a.id.clone())
+                    .collect();
                 for id in stale {
                     self.remove_agent(now, &id, "replaced by a new agent at the same address");
                 }
@@ -56,29 +74,35 @@ impl Master {
             self.allocator.set_agent_active(&agent_id, true);
         } else {
             info!(agent_id = %agent_id, hostname = %reg.hostname, resources = %total, "agent registered");
-            self.agents.insert(agent_id.clone(), Agent {
-                id: agent_id.clone(),
-                hostname: reg.hostname.clone(),
-                port: reg.port,
-                attributes,
-                total: total.clone(),
-                conn: Some(conn),
-                stream_id: stream_id.clone(),
-                registered_time: now.wall_secs,
-                reregistered_time: None,
-                version: reg.version.clone(),
-                removal_deadline: None,
-                next_ping: now.mono + self.config.agent_ping_interval,
-                offers: BTreeSet::new(),
-                tasks: BTreeSet::new(),
-            });
+            self.agents.insert(
+                agent_id.clone(),
+                Agent {
+                    id: agent_id.clone(),
+                    hostname: reg.hostname.clone(),
+                    port: reg.port,
+                    attributes,
+                    total: total.clone(),
+                    conn: Some(conn),
+                    stream_id: stream_id.clone(),
+                    registered_time: now.wall_secs,
+                    reregistered_time: None,
+                    version: reg.version.clone(),
+                    removal_deadline: None,
+                    next_ping: now.mono + self.config.agent_ping_interval,
+                    offers: BTreeSet::new(),
+                    tasks: BTreeSet::new(),
+                },
+            );
             self.allocator.add_agent(agent_id.clone(), total, &[]);
             // An agent unknown to us with tasks: the master restarted. Adopt what it runs.
             self.adopt_agent_tasks(now, &agent_id, &reg);
         }
         self.outputs.push(Output::ToAgent {
             conn,
-            message: MasterToAgent::Registered { agent_id: agent_id.clone(), stream_id: stream_id.clone() },
+            message: MasterToAgent::Registered {
+                agent_id: agent_id.clone(),
+                stream_id: stream_id.clone(),
+            },
         });
         self.allocation_pending = true;
         Ok((agent_id, stream_id))
@@ -86,29 +110,33 @@ impl Master {
 
     fn ensure_recovered_framework(&mut self, now: Now, info: &mantle_api::mesos::FrameworkInfo) {
         let Some(id) = info.id.clone() else { return };
-        if self.frameworks.contains_key(&id) || self.completed_frameworks.iter().any(|f| f.id == id) {
+        if self.frameworks.contains_key(&id) || self.completed_frameworks.iter().any(|f| f.id == id)
+        {
             return;
         }
         let roles = info.effective_roles();
         self.allocator.add_framework(id.clone(), &roles, &[], false);
-        self.frameworks.insert(id.clone(), Framework {
-            id,
-            info: info.clone(),
-            roles,
-            conn: None,
-            stream_id: String::new(),
-            active: false,
-            recovered: true,
-            registered_time: now.wall_secs,
-            reregistered_time: None,
-            unregistered_time: None,
-            failover_deadline: None,
-            next_heartbeat: now.mono,
-            offers: BTreeSet::new(),
-            tasks: BTreeSet::new(),
-            completed_tasks: VecDeque::new(),
-            executors: BTreeMap::new(),
-        });
+        self.frameworks.insert(
+            id.clone(),
+            Framework {
+                id,
+                info: info.clone(),
+                roles,
+                conn: None,
+                stream_id: String::new(),
+                active: false,
+                recovered: true,
+                registered_time: now.wall_secs,
+                reregistered_time: None,
+                unregistered_time: None,
+                failover_deadline: None,
+                next_heartbeat: now.mono,
+                offers: BTreeSet::new(),
+                tasks: BTreeSet::new(),
+                completed_tasks: VecDeque::new(),
+                executors: BTreeMap::new(),
+            },
+        );
     }
 
     fn adopt_agent_tasks(&mut self, now: Now, agent_id: &AgentId, reg: &RegisterAgent) {
@@ -117,24 +145,46 @@ impl Master {
         }
         for e in &reg.executors {
             if let Some(f) = self.frameworks.get_mut(&e.framework_id) {
-                let resources = resources_from_wire(&e.executor.resources, "executor.resources").unwrap_or_default();
+                let resources = resources_from_wire(&e.executor.resources, "executor.resources")
+                    .unwrap_or_default();
                 let role = f.roles.first().cloned().unwrap_or_else(|| "*".into());
-                self.allocator.add_used(&e.framework_id, &role, agent_id, &resources);
-                f.executors.insert((agent_id.clone(), e.executor.executor_id.clone()), (e.executor.clone(), resources, role));
+                self.allocator
+                    .add_used(&e.framework_id, &role, agent_id, &resources);
+                f.executors.insert(
+                    (agent_id.clone(), e.executor.executor_id.clone()),
+                    (e.executor.clone(), resources, role),
+                );
             }
         }
         for t in &reg.tasks {
-            if t.state.is_terminal() || self.tasks.contains_key(&(t.framework_id.clone(), t.task.task_id.clone())) {
+            if t.state.is_terminal()
+                || self
+                    .tasks
+                    .contains_key(&(t.framework_id.clone(), t.task.task_id.clone()))
+            {
                 continue;
             }
-            let Some(f) = self.frameworks.get(&t.framework_id) else { continue };
+            let Some(f) = self.frameworks.get(&t.framework_id) else {
+                continue;
+            };
             let role = f.roles.first().cloned().unwrap_or_else(|| "*".into());
             let resources = resources_from_wire(&t.task.resources, "resources").unwrap_or_default();
-            self.allocator.add_used(&t.framework_id, &role, agent_id, &resources);
+            self.allocator
+                .add_used(&t.framework_id, &role, agent_id, &resources);
             let mut info = t.task.clone();
             info.agent_id = agent_id.clone();
-            self.add_task(now, &t.framework_id, t.executor_id.clone(), &role, info, resources);
-            if let Some(task) = self.tasks.get_mut(&(t.framework_id.clone(), t.task.task_id.clone())) {
+            self.add_task(
+                now,
+                &t.framework_id,
+                t.executor_id.clone(),
+                &role,
+                info,
+                resources,
+            );
+            if let Some(task) = self
+                .tasks
+                .get_mut(&(t.framework_id.clone(), t.task.task_id.clone()))
+            {
                 task.state = t.state;
             }
         }
@@ -143,16 +193,34 @@ impl Master {
     /// On re-registration: tasks the master thinks run there but the agent does not report
     /// are lost; tasks the agent reports but the master does not know are adopted.
     fn reconcile_agent_tasks(&mut self, now: Now, agent_id: &AgentId, reg: &RegisterAgent) {
-        let reported: BTreeSet<(FrameworkId, mantle_model::TaskId)> =
-            reg.tasks.iter().map(|t| (t.framework_id.clone(), t.task.task_id.clone())).collect();
-        let known: Vec<(FrameworkId, mantle_model::TaskId)> = self.agents.get(agent_id)
-            .map(|a| a.tasks.iter().cloned().collect()).unwrap_or_default();
+        let reported: BTreeSet<(FrameworkId, mantle_model::TaskId)> = reg
+            .tasks
+            .iter()
+            .map(|t| (t.framework_id.clone(), t.task.task_id.clone()))
+            .collect();
+        let known: Vec<(FrameworkId, mantle_model::TaskId)> = self
+            .agents
+            .get(agent_id)
+            .map(|a| a.tasks.iter().cloned().collect())
+            .unwrap_or_default();
         for (framework_id, task_id) in known {
-            let staging = self.tasks.get(&(framework_id.clone(), task_id.clone())).is_some_and(|t| t.state == TaskState::Staging);
+            let staging = self
+                .tasks
+                .get(&(framework_id.clone(), task_id.clone()))
+                .is_some_and(|t| t.state == TaskState::Staging);
             if !reported.contains(&(framework_id.clone(), task_id.clone())) && !staging {
-                let pa = self.frameworks.get(&framework_id).is_some_and(|f| f.partition_aware());
+                let pa = self
+                    .frameworks
+                    .get(&framework_id)
+                    .is_some_and(|f| f.partition_aware());
                 let state = if pa { TaskState::Gone } else { TaskState::Lost };
-                if let Some(s) = self.finish_task_locally(now, &framework_id, &task_id, state, "Task was not found on the agent after it re-registered") {
+                if let Some(s) = self.finish_task_locally(
+                    now,
+                    &framework_id,
+                    &task_id,
+                    state,
+                    "Task was not found on the agent after it re-registered",
+                ) {
                     self.send_event(&framework_id, Event::update(s));
                 }
             }
@@ -163,25 +231,52 @@ impl Master {
     /// A message from an agent.
     pub fn agent_message(&mut self, now: Now, envelope: AgentEnvelope) -> Result<(), CallError> {
         let Some(agent) = self.agents.get(&envelope.agent_id) else {
-            return Err(CallError::Forbidden(format!("Agent '{}' is not registered", envelope.agent_id)));
+            return Err(CallError::Forbidden(format!(
+                "Agent '{}' is not registered",
+                envelope.agent_id
+            )));
         };
         if agent.stream_id != envelope.stream_id || agent.conn.is_none() {
-            return Err(CallError::BadRequest(format!("Stream ID '{}' does not match the agent's current registration", envelope.stream_id)));
+            return Err(CallError::BadRequest(format!(
+                "Stream ID '{}' does not match the agent's current registration",
+                envelope.stream_id
+            )));
         }
         let agent_id = envelope.agent_id;
         match envelope.message {
-            AgentToMaster::StatusUpdate { framework_id, status } => self.status_update(&agent_id, framework_id, status),
-            AgentToMaster::ExecutorMessage { framework_id, executor_id, data } => {
+            AgentToMaster::StatusUpdate {
+                framework_id,
+                status,
+            } => self.status_update(&agent_id, framework_id, status),
+            AgentToMaster::ExecutorMessage {
+                framework_id,
+                executor_id,
+                data,
+            } => {
                 self.send_event(&framework_id, Event::message(agent_id, executor_id, data));
             }
-            AgentToMaster::ExecutorExited { framework_id, executor_id, status } => {
-                let removed = self.frameworks.get_mut(&framework_id)
+            AgentToMaster::ExecutorExited {
+                framework_id,
+                executor_id,
+                status,
+            } => {
+                let removed = self
+                    .frameworks
+                    .get_mut(&framework_id)
                     .and_then(|f| f.executors.remove(&(agent_id.clone(), executor_id.clone())));
                 if let Some((_, resources, role)) = removed {
-                    self.allocator.recover(&framework_id, &role, &agent_id, &resources, None);
+                    self.allocator
+                        .recover(&framework_id, &role, &agent_id, &resources, None);
                     self.allocation_pending = true;
                 }
-                self.send_event(&framework_id, Event::failure(Failure { agent_id: Some(agent_id), executor_id: Some(executor_id), status: Some(status.unwrap_or(-1)) }));
+                self.send_event(
+                    &framework_id,
+                    Event::failure(Failure {
+                        agent_id: Some(agent_id),
+                        executor_id: Some(executor_id),
+                        status: Some(status.unwrap_or(-1)),
+                    }),
+                );
             }
         }
         let _ = now;
@@ -191,7 +286,12 @@ impl Master {
     /// The agent's stream on `conn` ended: stop offering it, rescind its offers, and start the
     /// removal timer.
     pub fn agent_disconnected(&mut self, now: Now, conn: ConnId) {
-        let Some(agent_id) = self.agents.values().find(|a| a.conn == Some(conn)).map(|a| a.id.clone()) else {
+        let Some(agent_id) = self
+            .agents
+            .values()
+            .find(|a| a.conn == Some(conn))
+            .map(|a| a.id.clone())
+        else {
             return;
         };
         warn!(agent_id = %agent_id, "agent disconnected");
@@ -211,9 +311,12 @@ impl Master {
     }
 
     pub(crate) fn expire_agents(&mut self, now: Now) {
-        let expired: Vec<AgentId> = self.agents.values()
+        let expired: Vec<AgentId> = self
+            .agents
+            .values()
             .filter(|a| a.conn.is_none() && a.removal_deadline.is_some_and(|d| d <= now.mono))
-            .map(|a| a.id.clone()).collect();
+            .map(|a| a.id.clone())
+            .collect();
         for id in expired {
             self.remove_agent(now, &id, "agent did not reconnect in time");
         }
@@ -222,7 +325,9 @@ impl Master {
     /// Removes an agent: offers rescinded, tasks lost (unreachable for partition-aware
     /// frameworks), every framework told with FAILURE.
     pub(crate) fn remove_agent(&mut self, now: Now, agent_id: &AgentId, why: &str) {
-        let Some(agent) = self.agents.get(agent_id) else { return };
+        let Some(agent) = self.agents.get(agent_id) else {
+            return;
+        };
         warn!(agent_id = %agent_id, reason = why, "removing agent");
         let offers: Vec<_> = agent.offers.iter().cloned().collect();
         let tasks: Vec<_> = agent.tasks.iter().cloned().collect();
@@ -230,8 +335,15 @@ impl Master {
             self.remove_offer(&id, None, true);
         }
         for (framework_id, task_id) in tasks {
-            let pa = self.frameworks.get(&framework_id).is_some_and(|f| f.partition_aware());
-            let state = if pa { TaskState::Unreachable } else { TaskState::Lost };
+            let pa = self
+                .frameworks
+                .get(&framework_id)
+                .is_some_and(|f| f.partition_aware());
+            let state = if pa {
+                TaskState::Unreachable
+            } else {
+                TaskState::Lost
+            };
             let status = if state == TaskState::Unreachable {
                 // Unreachable is not terminal for the framework, but the agent is gone from
                 // this master, so the task leaves the books all the same.
@@ -248,7 +360,14 @@ impl Master {
             if let Some(f) = self.frameworks.get_mut(fid) {
                 f.executors.retain(|(a, _), _| a != agent_id);
             }
-            self.send_event(fid, Event::failure(Failure { agent_id: Some(agent_id.clone()), executor_id: None, status: None }));
+            self.send_event(
+                fid,
+                Event::failure(Failure {
+                    agent_id: Some(agent_id.clone()),
+                    executor_id: None,
+                    status: None,
+                }),
+            );
         }
         if let Some(a) = self.agents.remove(agent_id) {
             if let Some(conn) = a.conn {

@@ -15,7 +15,8 @@ fn validate_framework_info(info: &FrameworkInfo) -> Result<Vec<String>, CallErro
     let roles = info.effective_roles();
     if info.has_capability("MULTI_ROLE") && info.role.is_some() {
         return Err(CallError::BadRequest(
-            "'FrameworkInfo.role' must not be set when the MULTI_ROLE capability is declared".into(),
+            "'FrameworkInfo.role' must not be set when the MULTI_ROLE capability is declared"
+                .into(),
         ));
     }
     if !info.has_capability("MULTI_ROLE") && !info.roles.is_empty() {
@@ -26,7 +27,9 @@ fn validate_framework_info(info: &FrameworkInfo) -> Result<Vec<String>, CallErro
     let mut seen = BTreeSet::new();
     for role in &roles {
         if !seen.insert(role) {
-            return Err(CallError::BadRequest(format!("'FrameworkInfo.roles' contains duplicate role '{role}'")));
+            return Err(CallError::BadRequest(format!(
+                "'FrameworkInfo.roles' contains duplicate role '{role}'"
+            )));
         }
         validate_role(role)?;
     }
@@ -47,7 +50,11 @@ fn validate_framework_info(info: &FrameworkInfo) -> Result<Vec<String>, CallErro
 /// Mesos role rules (`roles::validate`): not empty, not `.`/`..`, no leading `-`, no
 /// whitespace, `/` only as a separator, no control characters.
 fn validate_role(role: &str) -> Result<(), CallError> {
-    let bad = |why: &str| Err(CallError::BadRequest(format!("role '{role}' is invalid: {why}")));
+    let bad = |why: &str| {
+        Err(CallError::BadRequest(format!(
+            "role '{role}' is invalid: {why}"
+        )))
+    };
     if role == "*" {
         return Ok(());
     }
@@ -56,9 +63,14 @@ fn validate_role(role: &str) -> Result<(), CallError> {
     }
     for part in role.split('/') {
         if part.is_empty() || part == "." || part == ".." || part.starts_with('-') {
-            return bad("each '/'-separated part must be non-empty, not '.', '..' or start with '-'");
+            return bad(
+                "each '/'-separated part must be non-empty, not '.', '..' or start with '-'",
+            );
         }
-        if part.chars().any(|c| c.is_whitespace() || c.is_control() || c == '*') {
+        if part
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*')
+        {
             return bad("whitespace, control characters and '*' are not allowed");
         }
     }
@@ -87,7 +99,9 @@ impl Master {
         let stream_id = self.new_stream_id();
         let framework_id = match info.id.clone() {
             Some(id) if self.completed_frameworks.iter().any(|f| f.id == id) => {
-                return Err(CallError::Forbidden(format!("Framework {id} has been removed")));
+                return Err(CallError::Forbidden(format!(
+                    "Framework {id} has been removed"
+                )));
             }
             Some(id) => id,
             None => {
@@ -128,11 +142,13 @@ impl Master {
             for id in offers {
                 self.remove_offer(&id, None, false);
             }
-            self.allocator.update_framework(&framework_id, &roles, &suppressed);
+            self.allocator
+                .update_framework(&framework_id, &roles, &suppressed);
             self.allocator.set_framework_active(&framework_id, true);
         } else {
             info!(framework_id = %framework_id, name = %info.name, "framework subscribed");
-            self.allocator.add_framework(framework_id.clone(), &roles, &suppressed, true);
+            self.allocator
+                .add_framework(framework_id.clone(), &roles, &suppressed, true);
             self.frameworks.insert(
                 framework_id.clone(),
                 Framework {
@@ -173,10 +189,9 @@ impl Master {
 
     /// Every call but SUBSCRIBE. `stream_id` is the request's `Mesos-Stream-Id` header.
     pub fn call(&mut self, now: Now, stream_id: Option<&str>, call: Call) -> Result<(), CallError> {
-        let framework_id = call
-            .framework_id
-            .clone()
-            .ok_or_else(|| CallError::BadRequest("Expecting 'framework_id' to be present".into()))?;
+        let framework_id = call.framework_id.clone().ok_or_else(|| {
+            CallError::BadRequest("Expecting 'framework_id' to be present".into())
+        })?;
         let Some(stream_id) = stream_id else {
             return Err(CallError::BadRequest(
                 "All non-subscribe calls should include the 'Mesos-Stream-Id' header".into(),
@@ -194,7 +209,8 @@ impl Master {
                 "The stream ID '{stream_id}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
             )));
         }
-        let missing = |field: &str| CallError::BadRequest(format!("Expecting '{field}' to be present"));
+        let missing =
+            |field: &str| CallError::BadRequest(format!("Expecting '{field}' to be present"));
         match call.kind {
             CallType::Subscribe => Err(CallError::BadRequest(
                 "SUBSCRIBE must be sent without a Mesos-Stream-Id on a new connection".into(),
@@ -212,7 +228,11 @@ impl Master {
                 let decline = call.decline.ok_or_else(|| missing("decline"))?;
                 let refuse = crate::refuse_duration(decline.filters.as_ref());
                 for id in decline.offer_ids {
-                    if self.offers.get(&id).is_some_and(|o| o.framework_id == framework_id) {
+                    if self
+                        .offers
+                        .get(&id)
+                        .is_some_and(|o| o.framework_id == framework_id)
+                    {
                         self.remove_offer(&id, Some((now, refuse)), false);
                     } else {
                         tracing::warn!(framework_id = %framework_id, offer_id = %id, "ignoring DECLINE of unknown offer");
@@ -273,7 +293,9 @@ impl Master {
                 Ok(())
             }
             CallType::UpdateFramework => {
-                let u = call.update_framework.ok_or_else(|| missing("update_framework"))?;
+                let u = call
+                    .update_framework
+                    .ok_or_else(|| missing("update_framework"))?;
                 self.update_framework(&framework_id, u.framework_info, u.suppressed_roles)
             }
             CallType::Request
@@ -293,7 +315,9 @@ impl Master {
         if self.agents.contains_key(agent_id) {
             Ok(())
         } else {
-            Err(CallError::BadRequest(format!("Unknown agent ID '{agent_id}'")))
+            Err(CallError::BadRequest(format!(
+                "Unknown agent ID '{agent_id}'"
+            )))
         }
     }
 
@@ -325,18 +349,23 @@ impl Master {
         let roles = validate_framework_info(&info)?;
         for r in &suppressed {
             if !roles.contains(r) {
-                return Err(CallError::BadRequest(format!("Suppressed role '{r}' is not one of the framework's roles")));
+                return Err(CallError::BadRequest(format!(
+                    "Suppressed role '{r}' is not one of the framework's roles"
+                )));
             }
         }
         if let Some(f) = self.frameworks.get_mut(framework_id) {
             if f.info.user != info.user {
-                return Err(CallError::BadRequest("'FrameworkInfo.user' cannot be changed".into()));
+                return Err(CallError::BadRequest(
+                    "'FrameworkInfo.user' cannot be changed".into(),
+                ));
             }
             info.id = Some(framework_id.clone());
             f.info = info;
             f.roles = roles.clone();
         }
-        self.allocator.update_framework(framework_id, &roles, &suppressed);
+        self.allocator
+            .update_framework(framework_id, &roles, &suppressed);
         self.allocation_pending = true;
         Ok(())
     }
@@ -403,7 +432,13 @@ impl Master {
             if let Some(t) = self.tasks.get(&(framework_id.clone(), task_id.clone())) {
                 agents.insert(t.info.agent_id.clone());
             }
-            self.finish_task_locally(now, framework_id, &task_id, TaskState::Killed, "Framework removed");
+            self.finish_task_locally(
+                now,
+                framework_id,
+                &task_id,
+                TaskState::Killed,
+                "Framework removed",
+            );
         }
         for agent_id in &agents {
             self.send_agent(
@@ -417,7 +452,8 @@ impl Master {
             return;
         };
         for ((agent_id, _), (_, resources, role)) in std::mem::take(&mut f.executors) {
-            self.allocator.recover(framework_id, &role, &agent_id, &resources, None);
+            self.allocator
+                .recover(framework_id, &role, &agent_id, &resources, None);
         }
         self.allocator.remove_framework(framework_id);
         if let Some(conn) = f.conn.take() {

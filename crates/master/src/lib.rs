@@ -22,7 +22,9 @@ use mantle_allocator::Allocator;
 use mantle_api::internal::MasterToAgent;
 use mantle_api::mesos::{ExecutorInfo, FrameworkInfo, MasterInfo, TaskInfo, TaskStatus};
 use mantle_api::scheduler::Event;
-use mantle_model::{AgentId, Attribute, ExecutorId, FrameworkId, Now, OfferId, Resources, TaskId, TaskState};
+use mantle_model::{
+    AgentId, Attribute, ExecutorId, FrameworkId, Now, OfferId, Resources, TaskId, TaskState,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -93,7 +95,10 @@ pub enum Output {
     /// End a framework's stream (teardown, failover to a new connection).
     CloseFramework { conn: ConnId },
     /// Send a message on an agent's stream.
-    ToAgent { conn: ConnId, message: MasterToAgent },
+    ToAgent {
+        conn: ConnId,
+        message: MasterToAgent,
+    },
     /// End an agent's stream.
     CloseAgent { conn: ConnId },
 }
@@ -330,11 +335,13 @@ impl Master {
         self.allocation_pending = false;
         self.next_allocation = now.mono + self.config.allocation_interval;
         let decisions = self.allocator.allocate(now.mono);
-        let mut per_framework: BTreeMap<FrameworkId, Vec<mantle_api::mesos::Offer>> = BTreeMap::new();
+        let mut per_framework: BTreeMap<FrameworkId, Vec<mantle_api::mesos::Offer>> =
+            BTreeMap::new();
         for d in decisions {
-            let (Some(agent), Some(framework)) =
-                (self.agents.get_mut(&d.agent_id), self.frameworks.get_mut(&d.framework_id))
-            else {
+            let (Some(agent), Some(framework)) = (
+                self.agents.get_mut(&d.agent_id),
+                self.frameworks.get_mut(&d.framework_id),
+            ) else {
                 // The allocator only knows registered agents and frameworks; give it back.
                 self.allocator
                     .recover(&d.framework_id, &d.role, &d.agent_id, &d.resources, None);
@@ -353,7 +360,8 @@ impl Master {
             // Mesos shapes offers by capability: only MULTI_ROLE frameworks see
             // `allocation_info`; the others see the pre-1.2 `role: "*"` on each resource.
             let multi_role = framework.info.has_capability("MULTI_ROLE");
-            let mut resources = mantle_api::resources_to_wire(&d.resources, multi_role.then_some(d.role.as_str()));
+            let mut resources =
+                mantle_api::resources_to_wire(&d.resources, multi_role.then_some(d.role.as_str()));
             if !multi_role {
                 for r in &mut resources {
                     r.role = Some("*".into());
@@ -381,7 +389,10 @@ impl Master {
                 executor_ids,
                 allocation_info,
             };
-            per_framework.entry(d.framework_id.clone()).or_default().push(wire);
+            per_framework
+                .entry(d.framework_id.clone())
+                .or_default()
+                .push(wire);
             self.offers.insert(
                 id.clone(),
                 Offer {
@@ -413,7 +424,12 @@ impl Master {
     }
 
     /// Removes an offer and gives its resources back, with an optional refusal filter.
-    pub(crate) fn remove_offer(&mut self, id: &OfferId, refuse: Option<(Now, Duration)>, rescind: bool) {
+    pub(crate) fn remove_offer(
+        &mut self,
+        id: &OfferId,
+        refuse: Option<(Now, Duration)>,
+        rescind: bool,
+    ) {
         let Some(offer) = self.offers.remove(id) else {
             return;
         };
@@ -465,7 +481,9 @@ pub fn refuse_duration(filters: Option<&mantle_api::mesos::Filters>) -> Duration
                 Duration::ZERO
             }
         }
-        Some(s) => Duration::try_from_secs_f64(s).unwrap_or(MAX_REFUSE).min(MAX_REFUSE),
+        Some(s) => Duration::try_from_secs_f64(s)
+            .unwrap_or(MAX_REFUSE)
+            .min(MAX_REFUSE),
     }
 }
 

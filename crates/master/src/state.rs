@@ -118,7 +118,12 @@ impl StateView<'_> {
                        "framework_id": f.id.as_str(), "slave_id": agent.as_str(), "resources": resources_json(r)})
             })
             .collect();
-        let capabilities: Vec<&str> = f.info.capabilities.iter().map(|c| c.kind.as_str()).collect();
+        let capabilities: Vec<&str> = f
+            .info
+            .capabilities
+            .iter()
+            .map(|c| c.kind.as_str())
+            .collect();
         let mut v = json!({
             "id": f.id.as_str(),
             "name": f.info.name,
@@ -156,10 +161,25 @@ impl StateView<'_> {
         }
         // TASK_* counters, as Mesos summarises per framework.
         let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-        for s in ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED", "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE"] {
+        for s in [
+            "TASK_STAGING",
+            "TASK_STARTING",
+            "TASK_RUNNING",
+            "TASK_KILLING",
+            "TASK_FINISHED",
+            "TASK_KILLED",
+            "TASK_FAILED",
+            "TASK_LOST",
+            "TASK_ERROR",
+            "TASK_UNREACHABLE",
+        ] {
             counts.insert(s, 0);
         }
-        for t in f.tasks.iter().filter_map(|id| m.tasks.get(&(f.id.clone(), id.clone()))) {
+        for t in f
+            .tasks
+            .iter()
+            .filter_map(|id| m.tasks.get(&(f.id.clone(), id.clone())))
+        {
             *counts.entry(t.state.as_str()).or_default() += 1;
         }
         for t in &f.completed_tasks {
@@ -258,11 +278,22 @@ impl StateView<'_> {
     pub fn state(&self) -> Value {
         let m = self.master;
         let mut v = self.master_fields();
-        v["slaves"] = json!(m.agents.values().map(|a| self.agent_json(a)).collect::<Vec<_>>());
+        v["slaves"] = json!(m
+            .agents
+            .values()
+            .map(|a| self.agent_json(a))
+            .collect::<Vec<_>>());
         v["recovered_slaves"] = json!([]);
-        v["frameworks"] = json!(m.frameworks.values().map(|f| self.framework_json(f)).collect::<Vec<_>>());
-        v["completed_frameworks"] =
-            json!(m.completed_frameworks.iter().map(|f| self.framework_json(f)).collect::<Vec<_>>());
+        v["frameworks"] = json!(m
+            .frameworks
+            .values()
+            .map(|f| self.framework_json(f))
+            .collect::<Vec<_>>());
+        v["completed_frameworks"] = json!(m
+            .completed_frameworks
+            .iter()
+            .map(|f| self.framework_json(f))
+            .collect::<Vec<_>>());
         v["orphan_tasks"] = json!([]);
         v["unregistered_frameworks"] = json!([]);
         v

@@ -31,7 +31,11 @@ impl Master {
         s
     }
 
-    fn check_offers(&self, framework_id: &FrameworkId, offer_ids: &[OfferId]) -> Result<(AgentId, String), String> {
+    fn check_offers(
+        &self,
+        framework_id: &FrameworkId,
+        offer_ids: &[OfferId],
+    ) -> Result<(AgentId, String), String> {
         if offer_ids.is_empty() {
             return Err("No offers specified".into());
         }
@@ -41,7 +45,10 @@ impl Master {
             if !seen.insert(id) {
                 return Err(format!("Duplicate offer {id} in accept"));
             }
-            let offer = self.offers.get(id).ok_or_else(|| format!("Offer {id} is no longer valid"))?;
+            let offer = self
+                .offers
+                .get(id)
+                .ok_or_else(|| format!("Offer {id} is no longer valid"))?;
             if &offer.framework_id != framework_id {
                 return Err(format!("Offer {id} has invalid framework {} while framework {framework_id} is expected", offer.framework_id));
             }
@@ -55,7 +62,11 @@ impl Master {
                 }
                 _ => {}
             }
-            if !self.agents.get(&offer.agent_id).is_some_and(|a| a.conn.is_some()) {
+            if self
+                .agents
+                .get(&offer.agent_id)
+                .is_none_or(|a| a.conn.is_none())
+            {
                 return Err(format!("Agent {} is not connected", offer.agent_id));
             }
         }
@@ -71,7 +82,11 @@ impl Master {
         // keeping their resources as the pool this ACCEPT may spend.
         let mut pool = Resources::new();
         for id in &accept.offer_ids {
-            if let Some(o) = self.offers.get(id).filter(|o| &o.framework_id == framework_id) {
+            if let Some(o) = self
+                .offers
+                .get(id)
+                .filter(|o| &o.framework_id == framework_id)
+            {
                 pool.add(&o.resources);
             }
         }
@@ -79,7 +94,11 @@ impl Master {
             Ok(x) => x,
             Err(message) => {
                 for id in &accept.offer_ids {
-                    if self.offers.get(id).is_some_and(|o| &o.framework_id == framework_id) {
+                    if self
+                        .offers
+                        .get(id)
+                        .is_some_and(|o| &o.framework_id == framework_id)
+                    {
                         self.remove_offer(id, None, false);
                     }
                 }
@@ -106,23 +125,55 @@ impl Master {
                     }
                 }
                 "LAUNCH_GROUP" => match op.launch_group {
-                    Some(g) => self.launch_group(now, framework_id, &agent_id, &role, g.executor, g.task_group.tasks, &mut pool),
-                    None => warn!(framework_id = %framework_id, "LAUNCH_GROUP without 'launch_group' ignored"),
+                    Some(g) => self.launch_group(
+                        now,
+                        framework_id,
+                        &agent_id,
+                        &role,
+                        g.executor,
+                        g.task_group.tasks,
+                        &mut pool,
+                    ),
+                    None => {
+                        warn!(framework_id = %framework_id, "LAUNCH_GROUP without 'launch_group' ignored")
+                    }
                 },
                 other => {
                     warn!(framework_id = %framework_id, operation = other, "unsupported offer operation ignored");
-                    self.send_event(framework_id, Event::error(format!("Offer operation '{other}' is not supported")));
+                    self.send_event(
+                        framework_id,
+                        Event::error(format!("Offer operation '{other}' is not supported")),
+                    );
                 }
             }
         }
         // The unused part goes back, filtered for `refuse_seconds` like a decline.
-        self.allocator.recover(framework_id, &role, &agent_id, &pool, Some((now.mono, refuse)));
+        self.allocator.recover(
+            framework_id,
+            &role,
+            &agent_id,
+            &pool,
+            Some((now.mono, refuse)),
+        );
         self.allocation_pending = true;
     }
 
-    fn drop_invalid_offer_tasks(&mut self, now: Now, framework_id: &FrameworkId, accept: &Accept, message: &str) {
-        let partition_aware = self.frameworks.get(framework_id).is_some_and(|f| f.partition_aware());
-        let state = if partition_aware { TaskState::Dropped } else { TaskState::Lost };
+    fn drop_invalid_offer_tasks(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        accept: &Accept,
+        message: &str,
+    ) {
+        let partition_aware = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.partition_aware());
+        let state = if partition_aware {
+            TaskState::Dropped
+        } else {
+            TaskState::Lost
+        };
         for op in &accept.operations {
             let tasks: Vec<&TaskInfo> = match (&op.launch, &op.launch_group) {
                 (Some(l), _) => l.task_infos.iter().collect(),
@@ -130,22 +181,58 @@ impl Master {
                 _ => Vec::new(),
             };
             for t in tasks {
-                let s = self.master_status(now, &t.task_id, Some(&t.agent_id), state, "REASON_INVALID_OFFERS",
-                    format!("Task launched with invalid offers: {message}"));
+                let s = self.master_status(
+                    now,
+                    &t.task_id,
+                    Some(&t.agent_id),
+                    state,
+                    "REASON_INVALID_OFFERS",
+                    format!("Task launched with invalid offers: {message}"),
+                );
                 self.send_event(framework_id, Event::update(s));
             }
         }
     }
 
-    fn reject(&mut self, now: Now, framework_id: &FrameworkId, task: &TaskInfo, (reason, message): Invalid) {
+    fn reject(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+        (reason, message): Invalid,
+    ) {
         info!(framework_id = %framework_id, task_id = %task.task_id, %message, "rejecting task");
-        let s = self.master_status(now, &task.task_id, Some(&task.agent_id), TaskState::Error, reason, message);
+        let s = self.master_status(
+            now,
+            &task.task_id,
+            Some(&task.agent_id),
+            TaskState::Error,
+            reason,
+            message,
+        );
         self.send_event(framework_id, Event::update(s));
     }
 
-    fn launch_one(&mut self, now: Now, framework_id: &FrameworkId, agent_id: &AgentId, role: &str, task: TaskInfo, pool: &mut Resources) {
-        let Some(framework) = self.frameworks.get(framework_id) else { return };
-        let valid = self.validate_task(framework, agent_id, &task, &BTreeSet::new(), &BTreeSet::new(), pool);
+    fn launch_one(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        task: TaskInfo,
+        pool: &mut Resources,
+    ) {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        let valid = self.validate_task(
+            framework,
+            agent_id,
+            &task,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            pool,
+        );
         let valid = match valid {
             Ok(v) => v,
             Err(e) => return self.reject(now, framework_id, &task, e),
@@ -159,34 +246,74 @@ impl Master {
             executor_id = Some(e.executor_id.clone());
         }
         pool.subtract(&valid.resources);
-        let framework_info = self.frameworks.get(framework_id).map(|f| f.info.clone()).unwrap_or_default();
-        self.add_task(now, framework_id, executor_id, role, task.clone(), valid.resources);
-        self.send_agent(agent_id, MasterToAgent::RunTask { framework: framework_info, task });
+        let framework_info = self
+            .frameworks
+            .get(framework_id)
+            .map(|f| f.info.clone())
+            .unwrap_or_default();
+        self.add_task(
+            now,
+            framework_id,
+            executor_id,
+            role,
+            task.clone(),
+            valid.resources,
+        );
+        self.send_agent(
+            agent_id,
+            MasterToAgent::RunTask {
+                framework: framework_info,
+                task,
+            },
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn launch_group(&mut self, now: Now, framework_id: &FrameworkId, agent_id: &AgentId, role: &str,
-                    mut executor: ExecutorInfo, tasks: Vec<TaskInfo>, pool: &mut Resources) {
-        let Some(framework) = self.frameworks.get(framework_id) else { return };
+    fn launch_group(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        mut executor: ExecutorInfo,
+        tasks: Vec<TaskInfo>,
+        pool: &mut Resources,
+    ) {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
         if executor.kind.is_none() {
             executor.kind = Some("DEFAULT".into());
         }
         let mut error: Option<Invalid> = None;
         if executor.kind.as_deref() != Some("DEFAULT") {
-            error = Some(("REASON_TASK_GROUP_INVALID", "LAUNCH_GROUP needs an executor of type DEFAULT".into()));
+            error = Some((
+                "REASON_TASK_GROUP_INVALID",
+                "LAUNCH_GROUP needs an executor of type DEFAULT".into(),
+            ));
         }
         if tasks.is_empty() {
-            error = Some(("REASON_TASK_GROUP_INVALID", "Task group must not be empty".into()));
+            error = Some((
+                "REASON_TASK_GROUP_INVALID",
+                "Task group must not be empty".into(),
+            ));
         }
         let mut local_pool = pool.clone();
         let mut exec_resources = None;
         if error.is_none() {
             match self.validate_executor(framework, agent_id, &executor) {
                 Ok(r) => {
-                    let running = framework.executors.contains_key(&(agent_id.clone(), executor.executor_id.clone()));
+                    let running = framework
+                        .executors
+                        .contains_key(&(agent_id.clone(), executor.executor_id.clone()));
                     if !running {
                         if !local_pool.contains(&r) {
-                            error = Some(("REASON_TASK_GROUP_INVALID", format!("Executor uses more resources {r} than available {local_pool}")));
+                            error = Some((
+                                "REASON_TASK_GROUP_INVALID",
+                                format!(
+                                    "Executor uses more resources {r} than available {local_pool}"
+                                ),
+                            ));
                         } else {
                             local_pool.subtract(&r);
                             exec_resources = Some(r);
@@ -201,19 +328,35 @@ impl Master {
         if error.is_none() {
             for t in &tasks {
                 if t.executor.is_some() {
-                    error = Some(("REASON_TASK_GROUP_INVALID", format!("Task '{}' in a task group must not have an ExecutorInfo", t.task_id)));
+                    error = Some((
+                        "REASON_TASK_GROUP_INVALID",
+                        format!(
+                            "Task '{}' in a task group must not have an ExecutorInfo",
+                            t.task_id
+                        ),
+                    ));
                     break;
                 }
                 let mut pending_execs = BTreeSet::new();
                 pending_execs.insert(executor.executor_id.clone());
-                match self.validate_task(framework, agent_id, t, &pending, &pending_execs, &local_pool) {
+                match self.validate_task(
+                    framework,
+                    agent_id,
+                    t,
+                    &pending,
+                    &pending_execs,
+                    &local_pool,
+                ) {
                     Ok(v) => {
                         local_pool.subtract(&v.resources);
                         pending.insert(t.task_id.clone());
                         valid.push(v.resources);
                     }
                     Err((_, message)) => {
-                        error = Some(("REASON_TASK_GROUP_INVALID", format!("Task '{}': {message}", t.task_id)));
+                        error = Some((
+                            "REASON_TASK_GROUP_INVALID",
+                            format!("Task '{}': {message}", t.task_id),
+                        ));
                         break;
                     }
                 }
@@ -230,20 +373,56 @@ impl Master {
         if let Some(r) = exec_resources {
             self.add_executor(framework_id, agent_id, role, executor.clone(), r);
         }
-        let framework_info = self.frameworks.get(framework_id).map(|f| f.info.clone()).unwrap_or_default();
+        let framework_info = self
+            .frameworks
+            .get(framework_id)
+            .map(|f| f.info.clone())
+            .unwrap_or_default();
         for (t, resources) in tasks.iter().zip(valid) {
-            self.add_task(now, framework_id, Some(executor.executor_id.clone()), role, t.clone(), resources);
+            self.add_task(
+                now,
+                framework_id,
+                Some(executor.executor_id.clone()),
+                role,
+                t.clone(),
+                resources,
+            );
         }
-        self.send_agent(agent_id, MasterToAgent::RunTaskGroup { framework: framework_info, executor, tasks });
+        self.send_agent(
+            agent_id,
+            MasterToAgent::RunTaskGroup {
+                framework: framework_info,
+                executor,
+                tasks,
+            },
+        );
     }
 
-    fn add_executor(&mut self, framework_id: &FrameworkId, agent_id: &AgentId, role: &str, executor: ExecutorInfo, resources: Resources) {
+    fn add_executor(
+        &mut self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        executor: ExecutorInfo,
+        resources: Resources,
+    ) {
         if let Some(f) = self.frameworks.get_mut(framework_id) {
-            f.executors.insert((agent_id.clone(), executor.executor_id.clone()), (executor, resources, role.to_string()));
+            f.executors.insert(
+                (agent_id.clone(), executor.executor_id.clone()),
+                (executor, resources, role.to_string()),
+            );
         }
     }
 
-    pub(crate) fn add_task(&mut self, now: Now, framework_id: &FrameworkId, executor_id: Option<ExecutorId>, role: &str, info: TaskInfo, resources: Resources) {
+    pub(crate) fn add_task(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        executor_id: Option<ExecutorId>,
+        role: &str,
+        info: TaskInfo,
+        resources: Resources,
+    ) {
         let mut staging = TaskStatus::new(info.task_id.clone(), TaskState::Staging);
         staging.timestamp = Some(now.wall_secs);
         let key = (framework_id.clone(), info.task_id.clone());
@@ -253,26 +432,41 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(framework_id) {
             f.tasks.insert(info.task_id.clone());
         }
-        self.tasks.insert(key, Task {
-            info,
-            framework_id: framework_id.clone(),
-            executor_id,
-            role: role.to_string(),
-            resources,
-            state: TaskState::Staging,
-            statuses: vec![staging],
-            terminal_uuid: None,
-            released: false,
-        });
+        self.tasks.insert(
+            key,
+            Task {
+                info,
+                framework_id: framework_id.clone(),
+                executor_id,
+                role: role.to_string(),
+                resources,
+                state: TaskState::Staging,
+                statuses: vec![staging],
+                terminal_uuid: None,
+                released: false,
+            },
+        );
     }
 
     /// A status update forwarded by an agent.
-    pub(crate) fn status_update(&mut self, agent_id: &AgentId, framework_id: FrameworkId, mut status: TaskStatus) {
+    pub(crate) fn status_update(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: FrameworkId,
+        mut status: TaskStatus,
+    ) {
         status.agent_id.get_or_insert_with(|| agent_id.clone());
         if !self.frameworks.contains_key(&framework_id) {
             // The framework is gone: acknowledge on its behalf so the agent stops retrying.
             if let Some(uuid) = status.uuid.clone() {
-                self.send_agent(agent_id, MasterToAgent::AckStatusUpdate { framework_id: framework_id.clone(), task_id: status.task_id.clone(), uuid });
+                self.send_agent(
+                    agent_id,
+                    MasterToAgent::AckStatusUpdate {
+                        framework_id: framework_id.clone(),
+                        task_id: status.task_id.clone(),
+                        uuid,
+                    },
+                );
             }
             self.send_agent(agent_id, MasterToAgent::ShutdownFramework { framework_id });
             return;
@@ -291,8 +485,13 @@ impl Master {
                 task.terminal_uuid = status.uuid.clone();
                 if !task.released {
                     task.released = true;
-                    let (role, resources, agent) = (task.role.clone(), task.resources.clone(), task.info.agent_id.clone());
-                    self.allocator.recover(&framework_id, &role, &agent, &resources, None);
+                    let (role, resources, agent) = (
+                        task.role.clone(),
+                        task.resources.clone(),
+                        task.info.agent_id.clone(),
+                    );
+                    self.allocator
+                        .recover(&framework_id, &role, &agent, &resources, None);
                     self.allocation_pending = true;
                 }
                 if status.uuid.is_none() {
@@ -306,7 +505,9 @@ impl Master {
     /// Moves a task from the active set to the framework's completed tasks.
     pub(crate) fn complete_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
         let key = (framework_id.clone(), task_id.clone());
-        let Some(task) = self.tasks.remove(&key) else { return };
+        let Some(task) = self.tasks.remove(&key) else {
+            return;
+        };
         if let Some(a) = self.agents.get_mut(&task.info.agent_id) {
             a.tasks.remove(&key);
         }
@@ -321,17 +522,39 @@ impl Master {
 
     /// Ends a task inside the master (framework removed, agent lost): releases its resources,
     /// records `state`, and completes it. Returns the status recorded.
-    pub(crate) fn finish_task_locally(&mut self, now: Now, framework_id: &FrameworkId, task_id: &TaskId, state: TaskState, message: &str) -> Option<TaskStatus> {
+    pub(crate) fn finish_task_locally(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: TaskState,
+        message: &str,
+    ) -> Option<TaskStatus> {
         let key = (framework_id.clone(), task_id.clone());
         let (agent_id, status) = {
             let task = self.tasks.get(&key)?;
-            let reason = if state == TaskState::Killed { "REASON_FRAMEWORK_REMOVED" } else { "REASON_AGENT_REMOVED" };
-            (task.info.agent_id.clone(), self.master_status(now, task_id, Some(&task.info.agent_id), state, reason, message))
+            let reason = if state == TaskState::Killed {
+                "REASON_FRAMEWORK_REMOVED"
+            } else {
+                "REASON_AGENT_REMOVED"
+            };
+            (
+                task.info.agent_id.clone(),
+                self.master_status(
+                    now,
+                    task_id,
+                    Some(&task.info.agent_id),
+                    state,
+                    reason,
+                    message,
+                ),
+            )
         };
         if let Some(task) = self.tasks.get_mut(&key) {
             if !task.released {
                 task.released = true;
-                self.allocator.recover(framework_id, &task.role, &agent_id, &task.resources, None);
+                self.allocator
+                    .recover(framework_id, &task.role, &agent_id, &task.resources, None);
             }
             if !task.state.is_terminal() {
                 task.state = state;
@@ -342,12 +565,20 @@ impl Master {
         Some(status)
     }
 
-    pub(crate) fn acknowledge(&mut self, framework_id: &FrameworkId, ack: Acknowledge) -> Result<(), crate::CallError> {
+    pub(crate) fn acknowledge(
+        &mut self,
+        framework_id: &FrameworkId,
+        ack: Acknowledge,
+    ) -> Result<(), crate::CallError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(ack.uuid.as_bytes())
-            .map_err(|_| crate::CallError::BadRequest("'acknowledge.uuid' is not valid base64".into()))?;
+            .map_err(|_| {
+                crate::CallError::BadRequest("'acknowledge.uuid' is not valid base64".into())
+            })?;
         if bytes.len() != 16 {
-            return Err(crate::CallError::BadRequest("'acknowledge.uuid' must be a 16-byte UUID".into()));
+            return Err(crate::CallError::BadRequest(
+                "'acknowledge.uuid' must be a 16-byte UUID".into(),
+            ));
         }
         if !self.agents.contains_key(&ack.agent_id) {
             // Mesos ignores acknowledgements for agents it no longer knows.
@@ -355,11 +586,21 @@ impl Master {
             return Ok(());
         }
         let key = (framework_id.clone(), ack.task_id.clone());
-        let completes = self.tasks.get(&key).is_some_and(|t| t.terminal_uuid.as_deref() == Some(ack.uuid.as_str()));
+        let completes = self
+            .tasks
+            .get(&key)
+            .is_some_and(|t| t.terminal_uuid.as_deref() == Some(ack.uuid.as_str()));
         if completes {
             self.complete_task(framework_id, &ack.task_id);
         }
-        self.send_agent(&ack.agent_id, MasterToAgent::AckStatusUpdate { framework_id: framework_id.clone(), task_id: ack.task_id, uuid: ack.uuid });
+        self.send_agent(
+            &ack.agent_id,
+            MasterToAgent::AckStatusUpdate {
+                framework_id: framework_id.clone(),
+                task_id: ack.task_id,
+                uuid: ack.uuid,
+            },
+        );
         Ok(())
     }
 
@@ -369,13 +610,34 @@ impl Master {
             Some(task) if !task.state.is_terminal() => {
                 let agent_id = task.info.agent_id.clone();
                 let kill_policy = kill.kill_policy.or_else(|| task.info.kill_policy.clone());
-                self.send_agent(&agent_id, MasterToAgent::KillTask { framework_id: framework_id.clone(), task_id: kill.task_id, kill_policy });
+                self.send_agent(
+                    &agent_id,
+                    MasterToAgent::KillTask {
+                        framework_id: framework_id.clone(),
+                        task_id: kill.task_id,
+                        kill_policy,
+                    },
+                );
             }
             Some(_) => {}
             None => {
-                let pa = self.frameworks.get(framework_id).is_some_and(|f| f.partition_aware());
-                let state = if pa { TaskState::Unknown } else { TaskState::Lost };
-                let s = self.master_status(now, &kill.task_id, kill.agent_id.as_ref(), state, "REASON_RECONCILIATION", "Attempted to kill an unknown task");
+                let pa = self
+                    .frameworks
+                    .get(framework_id)
+                    .is_some_and(|f| f.partition_aware());
+                let state = if pa {
+                    TaskState::Unknown
+                } else {
+                    TaskState::Lost
+                };
+                let s = self.master_status(
+                    now,
+                    &kill.task_id,
+                    kill.agent_id.as_ref(),
+                    state,
+                    "REASON_RECONCILIATION",
+                    "Attempted to kill an unknown task",
+                );
                 self.send_event(framework_id, Event::update(s));
             }
         }
@@ -383,10 +645,20 @@ impl Master {
 
     /// RECONCILE: explicit (listed tasks) or implicit (every known task).
     pub(crate) fn reconcile(&mut self, now: Now, framework_id: &FrameworkId, r: Reconcile) {
-        let pa = self.frameworks.get(framework_id).is_some_and(|f| f.partition_aware());
+        let pa = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.partition_aware());
         let mut updates = Vec::new();
         let latest = |m: &Master, t: &Task| {
-            let mut s = m.master_status(now, &t.info.task_id, Some(&t.info.agent_id), t.state, "REASON_RECONCILIATION", "Reconciliation: Latest task state");
+            let mut s = m.master_status(
+                now,
+                &t.info.task_id,
+                Some(&t.info.agent_id),
+                t.state,
+                "REASON_RECONCILIATION",
+                "Reconciliation: Latest task state",
+            );
             s.executor_id = t.executor_id.clone();
             if let Some(last) = t.statuses.last() {
                 s.healthy = last.healthy;
@@ -395,7 +667,9 @@ impl Master {
         };
         if r.tasks.is_empty() {
             for ((f, _), t) in self.tasks.range((framework_id.clone(), TaskId::new(""))..) {
-                if f != framework_id { break; }
+                if f != framework_id {
+                    break;
+                }
                 updates.push(latest(self, t));
             }
         } else {
@@ -407,10 +681,27 @@ impl Master {
                 }
                 // Completed tasks count as unknown, as in Mesos.
                 let (state, msg) = match &rt.agent_id {
-                    Some(a) if self.agents.contains_key(a) => (if pa { TaskState::Gone } else { TaskState::Lost }, "Reconciliation: Task is unknown to the agent"),
-                    _ => (if pa { TaskState::Unknown } else { TaskState::Lost }, "Reconciliation: Task is unknown"),
+                    Some(a) if self.agents.contains_key(a) => (
+                        if pa { TaskState::Gone } else { TaskState::Lost },
+                        "Reconciliation: Task is unknown to the agent",
+                    ),
+                    _ => (
+                        if pa {
+                            TaskState::Unknown
+                        } else {
+                            TaskState::Lost
+                        },
+                        "Reconciliation: Task is unknown",
+                    ),
                 };
-                updates.push(self.master_status(now, &rt.task_id, rt.agent_id.as_ref(), state, "REASON_RECONCILIATION", msg));
+                updates.push(self.master_status(
+                    now,
+                    &rt.task_id,
+                    rt.agent_id.as_ref(),
+                    state,
+                    "REASON_RECONCILIATION",
+                    msg,
+                ));
             }
         }
         for s in updates {

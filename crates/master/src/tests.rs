@@ -19,7 +19,10 @@ fn register_agent(m: &mut Master, conn: ConnId, host: &str) -> (AgentId, String)
         agent_id: None,
         hostname: host.into(),
         port: 5051,
-        resources: mantle_api::resources_to_wire(&Resources::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(), None),
+        resources: mantle_api::resources_to_wire(
+            &Resources::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
+            None,
+        ),
         attributes: vec![],
         frameworks: vec![],
         tasks: vec![],
@@ -80,15 +83,32 @@ fn subscribe_then_offer_then_launch_reaches_the_agent() {
     assert_eq!(ev[0].kind, EventType::Subscribed);
     let offer = first_offer(&mut m, 1);
     assert_eq!(offer.agent_id, agent_id);
-    m.call(at(1), Some(&sub.stream_id), call(&sub.framework_id, launch(&offer, "t1", 1.0))).unwrap();
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
     let outs = m.take_outputs();
     assert!(outs.iter().any(|o| matches!(o, Output::ToAgent { conn: 100, message: MasterToAgent::RunTask { task, .. } } if task.task_id.as_str() == "t1")));
     // The rest (1 cpu) is filtered for 5 s, then offered again.
     m.tick(at(3));
-    assert!(events(&mut m, 1).iter().all(|e| e.kind != EventType::Offers));
+    assert!(events(&mut m, 1)
+        .iter()
+        .all(|e| e.kind != EventType::Offers));
     m.tick(at(7));
-    let again = events(&mut m, 1).into_iter().find(|e| e.kind == EventType::Offers).unwrap();
-    assert_eq!(again.offers.unwrap().offers[0].resources[0].scalar.as_ref().unwrap().value, 1.0);
+    let again = events(&mut m, 1)
+        .into_iter()
+        .find(|e| e.kind == EventType::Offers)
+        .unwrap();
+    assert_eq!(
+        again.offers.unwrap().offers[0].resources[0]
+            .scalar
+            .as_ref()
+            .unwrap()
+            .value,
+        1.0
+    );
 }
 
 #[test]
@@ -99,12 +119,23 @@ fn invalid_tasks_get_task_error_and_change_no_accounting() {
     let offer = first_offer(&mut m, 1);
     let before = m.view().accounting();
     for (id, cpus) in [("bad/id", 1.0), ("toomuch", 3.0), ("neg", -1.0)] {
-        m.call(at(1), Some(&sub.stream_id), call(&sub.framework_id, launch(&offer, id, cpus))).unwrap();
+        m.call(
+            at(1),
+            Some(&sub.stream_id),
+            call(&sub.framework_id, launch(&offer, id, cpus)),
+        )
+        .unwrap();
         let ev = events(&mut m, 1);
-        let st = ev.iter().find_map(|e| e.update.as_ref()).map(|u| u.status.clone());
+        let st = ev
+            .iter()
+            .find_map(|e| e.update.as_ref())
+            .map(|u| u.status.clone());
         // The first accept uses the offer; later ones name a stale offer.
         let st = st.expect("an update");
-        assert!(matches!(st.state, TaskState::Error | TaskState::Lost), "{st:?}");
+        assert!(
+            matches!(st.state, TaskState::Error | TaskState::Lost),
+            "{st:?}"
+        );
         assert_eq!(st.source.as_deref(), Some("SOURCE_MASTER"));
         assert!(st.uuid.is_none());
     }
@@ -113,8 +144,17 @@ fn invalid_tasks_get_task_error_and_change_no_accounting() {
     m.tick(at(10));
     let after = m.view().accounting();
     assert_eq!(before, after);
-    assert!(after.contains("tasks=0") && after.contains("offers=1"), "{after}");
-    assert!(m.take_outputs().iter().all(|o| !matches!(o, Output::ToAgent { message: MasterToAgent::RunTask { .. }, .. })));
+    assert!(
+        after.contains("tasks=0") && after.contains("offers=1"),
+        "{after}"
+    );
+    assert!(m.take_outputs().iter().all(|o| !matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::RunTask { .. },
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -122,10 +162,19 @@ fn calls_need_a_matching_stream_id() {
     let mut m = master();
     let sub = subscribe(&mut m, 1, json!({}));
     let c = call(&sub.framework_id, json!({"type": "REVIVE"}));
-    assert!(matches!(m.call(at(0), None, c.clone()), Err(CallError::BadRequest(_))));
-    assert!(matches!(m.call(at(0), Some("nope"), c.clone()), Err(CallError::BadRequest(_))));
+    assert!(matches!(
+        m.call(at(0), None, c.clone()),
+        Err(CallError::BadRequest(_))
+    ));
+    assert!(matches!(
+        m.call(at(0), Some("nope"), c.clone()),
+        Err(CallError::BadRequest(_))
+    ));
     let other = call(&FrameworkId::new("ghost"), json!({"type": "REVIVE"}));
-    assert!(matches!(m.call(at(0), Some(&sub.stream_id), other), Err(CallError::BadRequest(_))));
+    assert!(matches!(
+        m.call(at(0), Some(&sub.stream_id), other),
+        Err(CallError::BadRequest(_))
+    ));
     assert!(m.call(at(0), Some(&sub.stream_id), c).is_ok());
 }
 
@@ -135,23 +184,50 @@ fn status_updates_flow_and_terminal_acks_complete_tasks() {
     let (agent_id, agent_stream) = register_agent(&mut m, 100, "127.0.0.2");
     let sub = subscribe(&mut m, 1, json!({}));
     let offer = first_offer(&mut m, 1);
-    m.call(at(1), Some(&sub.stream_id), call(&sub.framework_id, launch(&offer, "t1", 1.0))).unwrap();
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
     m.take_outputs();
     let uuid = "AAAAAAAAAAAAAAAAAAAAAA==".to_string();
     let mut st = TaskStatus::new(TaskId::new("t1"), TaskState::Finished);
     st.uuid = Some(uuid.clone());
-    m.agent_message(at(2), AgentEnvelope { agent_id: agent_id.clone(), stream_id: agent_stream,
-        message: AgentToMaster::StatusUpdate { framework_id: sub.framework_id.clone(), status: st } }).unwrap();
+    m.agent_message(
+        at(2),
+        AgentEnvelope {
+            agent_id: agent_id.clone(),
+            stream_id: agent_stream,
+            message: AgentToMaster::StatusUpdate {
+                framework_id: sub.framework_id.clone(),
+                status: st,
+            },
+        },
+    )
+    .unwrap();
     let ev = events(&mut m, 1);
     let u = ev.iter().find_map(|e| e.update.clone()).unwrap();
     assert_eq!(u.status.agent_id.as_ref(), Some(&agent_id));
     assert!(m.view().state()["frameworks"][0]["tasks"][0]["state"] == "TASK_FINISHED");
-    let ack = call(&sub.framework_id, json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": agent_id, "task_id": {"value": "t1"}, "uuid": uuid}}));
+    let ack = call(
+        &sub.framework_id,
+        json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": agent_id, "task_id": {"value": "t1"}, "uuid": uuid}}),
+    );
     m.call(at(2), Some(&sub.stream_id), ack).unwrap();
-    assert!(m.take_outputs().iter().any(|o| matches!(o, Output::ToAgent { message: MasterToAgent::AckStatusUpdate { .. }, .. })));
+    assert!(m.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::AckStatusUpdate { .. },
+            ..
+        }
+    )));
     let state = m.view().state();
     assert_eq!(state["frameworks"][0]["tasks"].as_array().unwrap().len(), 0);
-    assert_eq!(state["frameworks"][0]["completed_tasks"][0]["state"], "TASK_FINISHED");
+    assert_eq!(
+        state["frameworks"][0]["completed_tasks"][0]["state"],
+        "TASK_FINISHED"
+    );
 }
 
 #[test]
@@ -162,7 +238,9 @@ fn agent_disconnect_rescinds_offers_and_removal_loses_tasks() {
     let offer = first_offer(&mut m, 1);
     m.agent_disconnected(at(2), 100);
     let ev = events(&mut m, 1);
-    assert!(ev.iter().any(|e| e.kind == EventType::Rescind && e.rescind.as_ref().unwrap().offer_id == offer.id));
+    assert!(ev
+        .iter()
+        .any(|e| e.kind == EventType::Rescind && e.rescind.as_ref().unwrap().offer_id == offer.id));
     m.tick(at(2 + 76));
     let ev = events(&mut m, 1);
     assert!(ev.iter().any(|e| e.kind == EventType::Failure));
@@ -173,9 +251,16 @@ fn agent_disconnect_rescinds_offers_and_removal_loses_tasks() {
 #[test]
 fn reconcile_answers_unknown_tasks_by_partition_awareness() {
     let mut m = master();
-    let sub = subscribe(&mut m, 1, json!({"capabilities": [{"type": "PARTITION_AWARE"}]}));
+    let sub = subscribe(
+        &mut m,
+        1,
+        json!({"capabilities": [{"type": "PARTITION_AWARE"}]}),
+    );
     events(&mut m, 1);
-    let c = call(&sub.framework_id, json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "nope"}}]}}));
+    let c = call(
+        &sub.framework_id,
+        json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "nope"}}]}}),
+    );
     m.call(at(0), Some(&sub.stream_id), c).unwrap();
     let ev = events(&mut m, 1);
     let s = &ev[0].update.as_ref().unwrap().status;
@@ -189,9 +274,13 @@ fn heartbeats_follow_the_interval() {
     subscribe(&mut m, 1, json!({}));
     events(&mut m, 1);
     m.tick(at(14));
-    assert!(events(&mut m, 1).iter().all(|e| e.kind != EventType::Heartbeat));
+    assert!(events(&mut m, 1)
+        .iter()
+        .all(|e| e.kind != EventType::Heartbeat));
     m.tick(at(15));
-    assert!(events(&mut m, 1).iter().any(|e| e.kind == EventType::Heartbeat));
+    assert!(events(&mut m, 1)
+        .iter()
+        .any(|e| e.kind == EventType::Heartbeat));
 }
 
 #[test]
@@ -200,13 +289,35 @@ fn teardown_kills_tasks_and_closes_the_stream() {
     register_agent(&mut m, 100, "127.0.0.2");
     let sub = subscribe(&mut m, 1, json!({}));
     let offer = first_offer(&mut m, 1);
-    m.call(at(1), Some(&sub.stream_id), call(&sub.framework_id, launch(&offer, "t1", 1.0))).unwrap();
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
     m.take_outputs();
-    m.call(at(1), Some(&sub.stream_id), call(&sub.framework_id, json!({"type": "TEARDOWN"}))).unwrap();
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, json!({"type": "TEARDOWN"})),
+    )
+    .unwrap();
     let outs = m.take_outputs();
-    assert!(outs.iter().any(|o| matches!(o, Output::CloseFramework { conn: 1 })));
-    assert!(outs.iter().any(|o| matches!(o, Output::ToAgent { message: MasterToAgent::ShutdownFramework { .. }, .. })));
-    assert!(m.view().accounting().contains("free=cpus:2;mem:1024"), "{}", m.view().accounting());
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::CloseFramework { conn: 1 })));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::ShutdownFramework { .. },
+            ..
+        }
+    )));
+    assert!(
+        m.view().accounting().contains("free=cpus:2;mem:1024"),
+        "{}",
+        m.view().accounting()
+    );
     let again = Call::new(CallType::Revive, Some(sub.framework_id.clone()));
     assert!(m.call(at(1), Some(&sub.stream_id), again).is_err());
 }

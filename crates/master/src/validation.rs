@@ -47,21 +47,31 @@ impl Master {
         }
         match (&task.command, &task.executor) {
             (Some(_), Some(_)) => {
-                return Err(invalid("Task should have at most one of CommandInfo or ExecutorInfo present".into()))
+                return Err(invalid(
+                    "Task should have at most one of CommandInfo or ExecutorInfo present".into(),
+                ))
             }
             (None, None) => {
-                return Err(invalid("Task should have at least one of CommandInfo or ExecutorInfo present".into()))
+                return Err(invalid(
+                    "Task should have at least one of CommandInfo or ExecutorInfo present".into(),
+                ))
             }
             _ => {}
         }
-        let resources = resources_from_wire(&task.resources, "resources")
-            .map_err(|e| ("REASON_TASK_INVALID", format!("Task has invalid resources: {e}")))?;
+        let resources = resources_from_wire(&task.resources, "resources").map_err(|e| {
+            (
+                "REASON_TASK_INVALID",
+                format!("Task has invalid resources: {e}"),
+            )
+        })?;
         if resources.is_empty() {
             return Err(invalid("Task uses no resources".into()));
         }
         if let Some(kp) = &task.kill_policy {
             if kp.grace_period.as_ref().is_some_and(|g| g.nanoseconds < 0) {
-                return Err(invalid("Task's 'kill_policy.grace_period' must be non-negative".into()));
+                return Err(invalid(
+                    "Task's 'kill_policy.grace_period' must be non-negative".into(),
+                ));
             }
         }
         let mut needed = resources.clone();
@@ -96,7 +106,10 @@ impl Master {
         executor: &ExecutorInfo,
     ) -> Result<Resources, Invalid> {
         validate_id(executor.executor_id.as_str()).map_err(|e| {
-            invalid(format!("Executor ID '{}' is invalid: {e}", executor.executor_id))
+            invalid(format!(
+                "Executor ID '{}' is invalid: {e}",
+                executor.executor_id
+            ))
         })?;
         if let Some(fid) = &executor.framework_id {
             if fid != &framework.id {

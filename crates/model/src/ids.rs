@@ -18,7 +18,9 @@ pub enum IdError {
     TooLong,
     #[error("'.' and '..' are not valid IDs")]
     Dots,
-    #[error("ID contains an invalid character {0:?} (no '/', '\\\\', whitespace or control characters)")]
+    #[error(
+        "ID contains an invalid character {0:?} (no '/', '\\\\', whitespace or control characters)"
+    )]
     InvalidChar(char),
 }
 

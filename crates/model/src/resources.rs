@@ -267,7 +267,10 @@ impl Resources {
 
     /// Whether `other` fits inside `self`.
     pub fn contains(&self, other: &Resources) -> bool {
-        self.known.iter().zip(other.known.iter()).all(|(a, b)| a >= b)
+        self.known
+            .iter()
+            .zip(other.known.iter())
+            .all(|(a, b)| a >= b)
             && other
                 .scalars
                 .iter()
@@ -355,7 +358,7 @@ impl Resources {
                 .ok_or_else(|| ParseError(format!("'{part}' is not of the form name:value")))?;
             let name = name.trim();
             let name = match name.split_once('(') {
-                Some((n, role)) if role == "*)" => n,
+                Some((n, "*)")) => n,
                 Some(_) => {
                     return Err(ParseError(format!(
                         "'{name}': only the default role '*' is supported"
@@ -368,7 +371,8 @@ impl Resources {
             }
             let value = value.trim();
             let kind = if value.starts_with('[') {
-                let ranges = parse_ranges(value).map_err(|e| ParseError(format!("'{name}': {e}")))?;
+                let ranges =
+                    parse_ranges(value).map_err(|e| ParseError(format!("'{name}': {e}")))?;
                 out.add_ranges(name, &ranges);
                 1
             } else if value.starts_with('{') {
@@ -379,12 +383,15 @@ impl Resources {
                 let v: f64 = value
                     .parse()
                     .map_err(|_| ParseError(format!("'{name}': '{value}' is not a number")))?;
-                out.add_scalar(name, v).map_err(|e| ParseError(e.to_string()))?;
+                out.add_scalar(name, v)
+                    .map_err(|e| ParseError(e.to_string()))?;
                 0
             };
             if let Some(prev) = kinds.insert(name.to_string(), kind) {
                 if prev != kind {
-                    return Err(ParseError(format!("'{name}' is used with two different types")));
+                    return Err(ParseError(format!(
+                        "'{name}' is used with two different types"
+                    )));
                 }
             }
         }
@@ -408,8 +415,14 @@ pub fn parse_ranges(value: &str) -> Result<Ranges, String> {
         let (b, e) = piece
             .split_once('-')
             .ok_or_else(|| format!("'{piece}' is not a range like 1-2"))?;
-        let b: u64 = b.trim().parse().map_err(|_| format!("'{piece}': bad number"))?;
-        let e: u64 = e.trim().parse().map_err(|_| format!("'{piece}': bad number"))?;
+        let b: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{piece}': bad number"))?;
+        let e: u64 = e
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{piece}': bad number"))?;
         if b > e {
             return Err(format!("'{piece}': begin is greater than end"));
         }
@@ -480,9 +493,9 @@ impl Attribute {
     pub fn parse_all(text: &str) -> Result<Vec<Attribute>, ParseError> {
         let mut out: Vec<Attribute> = Vec::new();
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part
-                .split_once(':')
-                .ok_or_else(|| ParseError(format!("attribute '{part}' is not of the form name:value")))?;
+            let (name, value) = part.split_once(':').ok_or_else(|| {
+                ParseError(format!("attribute '{part}' is not of the form name:value"))
+            })?;
             let (name, value) = (name.trim(), value.trim());
             if name.is_empty() {
                 return Err(ParseError(format!("attribute '{part}' has an empty name")));

@@ -19,9 +19,18 @@ fn scalars_use_three_decimal_fixed_point() {
 #[test]
 fn rejects_negative_nan_and_infinite() {
     let mut a = Resources::new();
-    assert!(matches!(a.add_scalar("cpus", -1.0), Err(ResourceError::Negative { .. })));
-    assert!(matches!(a.add_scalar("cpus", f64::NAN), Err(ResourceError::NotFinite { .. })));
-    assert!(matches!(a.add_scalar("mem", f64::INFINITY), Err(ResourceError::NotFinite { .. })));
+    assert!(matches!(
+        a.add_scalar("cpus", -1.0),
+        Err(ResourceError::Negative { .. })
+    ));
+    assert!(matches!(
+        a.add_scalar("cpus", f64::NAN),
+        Err(ResourceError::NotFinite { .. })
+    ));
+    assert!(matches!(
+        a.add_scalar("mem", f64::INFINITY),
+        Err(ResourceError::NotFinite { .. })
+    ));
     assert!(Resources::parse("cpus:nan").is_err());
     assert!(Resources::parse("cpus:-2").is_err());
     assert!(Resources::parse("cpus").is_err());
@@ -36,7 +45,10 @@ fn parses_the_mesos_text_form() {
     let a = r("cpus:4;mem:4096;disk:20000;ports:[31000-32000];disks:{a,b};cpus(*):1");
     assert_eq!(a.scalar("cpus"), 5.0);
     assert_eq!(a.ranges("ports").unwrap().count(), 1001);
-    assert_eq!(a.to_string(), "cpus:5;mem:4096;disk:20000;ports:[31000-32000];disks:{a,b}");
+    assert_eq!(
+        a.to_string(),
+        "cpus:5;mem:4096;disk:20000;ports:[31000-32000];disks:{a,b}"
+    );
 }
 
 #[test]
@@ -44,7 +56,10 @@ fn ranges_subtract_and_contain() {
     let total = r("ports:[1-10, 20-30]");
     let used = r("ports:[5-6, 20-20]");
     let left = total.minus(&used);
-    assert_eq!(left.ranges("ports").unwrap().to_string(), "[1-4, 7-10, 21-30]");
+    assert_eq!(
+        left.ranges("ports").unwrap().to_string(),
+        "[1-4, 7-10, 21-30]"
+    );
     assert!(total.contains(&used));
     assert!(!left.contains(&used));
     assert!(left.plus(&used) == total);
@@ -73,7 +88,10 @@ fn arb_resources() -> impl Strategy<Value = Resources> {
             r.add_scalar_millis("cpus", cpu);
             r.add_scalar_millis("mem", mem);
             r.add_scalar_millis("custom", gpu);
-            r.add_ranges("ports", &Ranges::from_pieces(pieces.into_iter().map(|(b, l)| (b, b + l))));
+            r.add_ranges(
+                "ports",
+                &Ranges::from_pieces(pieces.into_iter().map(|(b, l)| (b, b + l))),
+            );
             r.add_set("disks", set);
             r
         })

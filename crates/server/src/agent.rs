@@ -1,0 +1,662 @@
+//! The agent daemon: registers with the master over the agent protocol, runs executors as
+//! processes (each in its own process group, in its sandbox), serves the v1 executor API,
+//! `/state` and the sandbox `/files` endpoints, all around one `mantle_agent::Agent` actor.
+
+use crate::clock::Clock;
+use crate::http::{self, EventStream};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use futures::StreamExt;
+use mantle_agent::{Agent, CallError, Config, ConnId, ExecutorKind, Output};
+use mantle_api::executor::{Call as ExecCall, CallType as ExecCallType};
+use mantle_api::internal::{AgentEnvelope, MasterToAgent, RegisterAgent};
+use mantle_api::recordio::Decoder;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// How long the agent waits without hearing from the master (pings every 5 s) before it
+/// drops the connection and re-registers.
+const MASTER_SILENCE_LIMIT: Duration = Duration::from_secs(20);
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Cmd {
+    FromMaster(MasterToAgent),
+    MasterDisconnected,
+    Registration(Reply<RegisterAgent>),
+    ExecSubscribe {
+        call: ExecCall,
+        reply: Reply<Result<EventStream, CallError>>,
+    },
+    ExecCall {
+        call: ExecCall,
+        reply: Reply<Result<(), CallError>>,
+    },
+    ExecGone {
+        conn: ConnId,
+    },
+    ExecStarted {
+        container_id: String,
+        pid: i32,
+    },
+    ExecExited {
+        container_id: String,
+        status: Option<i32>,
+    },
+    State(Reply<serde_json::Value>),
+}
+
+/// Options of `mantle agent`.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `host:port` of the master.
+    pub master: String,
+    pub ip: String,
+    pub port: u16,
+    pub work_dir: PathBuf,
+    pub resources: mantle_model::Resources,
+    pub attributes: Vec<mantle_model::Attribute>,
+    pub status_update_retry: Duration,
+    /// The program run as the built-in executor (normally this binary).
+    pub executor_program: PathBuf,
+}
+
+#[derive(Clone)]
+struct AppState {
+    tx: mpsc::UnboundedSender<Cmd>,
+    sandbox_root: PathBuf,
+}
+
+/// Resources of this machine when `--resources` is not given: all cpus, memory less 1 GiB
+/// (at least half), free disk of the work dir less 5 GiB (at least half), ports 31000-32000.
+pub fn detect_resources(work_dir: &Path) -> mantle_model::Resources {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(1024.0);
+    let mem = (mem_mb - 1024.0).max(mem_mb / 2.0).floor();
+    let disk_mb = nix::sys::statvfs::statvfs(work_dir)
+        .map(|s| s.blocks_available() as f64 * s.fragment_size() as f64 / 1048576.0)
+        .unwrap_or(10240.0);
+    let disk = (disk_mb - 5120.0).max(disk_mb / 2.0).floor();
+    let text = format!("cpus:{cpus};mem:{mem};disk:{disk};ports:[31000-32000]");
+    mantle_model::Resources::parse(&text).unwrap_or_default()
+}
+
+/// Runs the agent on a bound listener until `shutdown` resolves; executors it started are
+/// killed on the way out.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sandbox_root = options.work_dir.join("slaves");
+    std::fs::create_dir_all(&sandbox_root)?;
+    let sandbox_root = std::fs::canonicalize(&sandbox_root)?;
+    let clock = Clock::new();
+    let seed = clock.now().wall_secs.to_bits() ^ u64::from(options.port);
+    let agent = Agent::new(
+        Config {
+            hostname: options.ip.clone(),
+            port: options.port,
+            resources: options.resources.clone(),
+            attributes: options.attributes.clone(),
+            sandbox_root: sandbox_root.to_string_lossy().into_owned(),
+            status_update_retry_min: options.status_update_retry,
+            seed,
+        },
+        clock.now(),
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (to_master_tx, to_master_rx) = mpsc::unbounded_channel();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let pids = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i32>::new()));
+    tokio::spawn(actor(
+        agent,
+        clock,
+        rx,
+        tx.clone(),
+        to_master_tx,
+        options.clone(),
+        pids.clone(),
+    ));
+    tokio::spawn(master_link(
+        client.clone(),
+        options.master.clone(),
+        tx.clone(),
+    ));
+    tokio::spawn(master_sender(client, options.master.clone(), to_master_rx));
+    let state = AppState { tx, sandbox_root };
+    let app = Router::new()
+        .route("/api/v1/executor", any(executor_api))
+        .route("/slave(1)/api/v1/executor", any(executor_api))
+        .route("/state", get(state_endpoint))
+        .route("/state.json", get(state_endpoint))
+        .route("/slave(1)/state", get(state_endpoint))
+        .route("/slave(1)/state.json", get(state_endpoint))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/files/browse", get(files_browse))
+        .route("/files/read", get(files_read))
+        .fallback(http::not_found)
+        .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .with_state(state);
+    info!(ip = %options.ip, port = options.port, "agent started");
+    let result = tokio::select! {
+        r = axum::serve(listener, app) => r,
+        _ = shutdown => { info!("agent stopping"); Ok(()) }
+    };
+    // Leave nothing behind: kill every executor process group we started.
+    let groups: Vec<i32> = pids
+        .lock()
+        .map(|m| m.values().copied().collect())
+        .unwrap_or_default();
+    for pgid in groups {
+        kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    result?;
+    Ok(())
+}
+
+fn kill_group(pgid: i32, signal: nix::sys::signal::Signal) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+    }
+}
+
+async fn actor(
+    mut agent: Agent,
+    clock: Clock,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    to_master: mpsc::UnboundedSender<(AgentEnvelope, ())>,
+    options: AgentOptions,
+    pids: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i32>>>,
+) {
+    let mut execs: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
+    let mut next_conn: ConnId = 1;
+    loop {
+        let deadline = agent.next_deadline().map(|d| clock.instant(d));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = clock.now();
+                match cmd {
+                    Cmd::FromMaster(m) => agent.from_master(now, m),
+                    Cmd::MasterDisconnected => agent.master_disconnected(),
+                    Cmd::Registration(reply) => { let _ = reply.send(agent.registration()); }
+                    Cmd::ExecSubscribe { call, reply } => {
+                        let conn = next_conn;
+                        next_conn += 1;
+                        match agent.executor_subscribe(conn, &call) {
+                            Ok(first) => {
+                                let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
+                                let _ = stx.try_send(http::frame(&first));
+                                execs.insert(conn, stx);
+                                let gone = tx.clone();
+                                let _ = reply.send(Ok(EventStream::new(srx, move || { let _ = gone.send(Cmd::ExecGone { conn }); })));
+                            }
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
+                    }
+                    Cmd::ExecCall { call, reply } => { let _ = reply.send(agent.executor_call(now, call)); }
+                    Cmd::ExecGone { conn } => { execs.remove(&conn); agent.executor_disconnected(conn); }
+                    Cmd::ExecStarted { container_id, pid } => {
+                        if let Ok(mut m) = pids.lock() { m.insert(container_id, pid); }
+                    }
+                    Cmd::ExecExited { container_id, status } => {
+                        if let Ok(mut m) = pids.lock() {
+                            // Whatever the executor left in its group goes with it.
+                            if let Some(pgid) = m.remove(&container_id) {
+                                kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                            }
+                        }
+                        agent.executor_exited(now, &container_id, status);
+                    }
+                    Cmd::State(reply) => { let _ = reply.send(agent.state()); }
+                }
+            }
+            _ = sleep => {}
+        }
+        let now = clock.now();
+        if agent.next_deadline().is_some_and(|d| now.mono >= d) {
+            agent.tick(now);
+        }
+        for out in agent.take_outputs() {
+            match out {
+                Output::ToMaster(message) => {
+                    if let (Some(agent_id), Some(stream_id)) = (agent.agent_id(), agent.stream_id())
+                    {
+                        let envelope = AgentEnvelope {
+                            agent_id: agent_id.clone(),
+                            stream_id: stream_id.to_string(),
+                            message,
+                        };
+                        let _ = to_master.send((envelope, ()));
+                    }
+                }
+                Output::ToExecutor { conn, event } => {
+                    if let Some(s) = execs.get(&conn) {
+                        if s.try_send(http::frame(&event)).is_err() {
+                            execs.remove(&conn);
+                        }
+                    }
+                }
+                Output::CloseExecutor { conn } => {
+                    execs.remove(&conn);
+                }
+                Output::KillExecutor { container_id } => {
+                    let pgid = pids.lock().ok().and_then(|m| m.get(&container_id).copied());
+                    if let Some(pgid) = pgid {
+                        kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+                Output::LaunchExecutor {
+                    framework_id,
+                    executor_id,
+                    container_id,
+                    directory,
+                    kind,
+                    role,
+                } => {
+                    let spec = LaunchSpec {
+                        framework_id: framework_id.to_string(),
+                        executor_id: executor_id.to_string(),
+                        agent_id: agent.agent_id().map(|a| a.to_string()).unwrap_or_default(),
+                        container_id,
+                        directory: PathBuf::from(directory),
+                        kind,
+                        role,
+                    };
+                    launch_executor(&options, spec, tx.clone());
+                }
+            }
+        }
+    }
+}
+
+struct LaunchSpec {
+    framework_id: String,
+    executor_id: String,
+    agent_id: String,
+    container_id: String,
+    directory: PathBuf,
+    kind: ExecutorKind,
+    role: String,
+}
+
+/// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`
+/// environment executor libraries expect (Mesos `executorEnvironment`), and reports its exit.
+fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::UnboundedSender<Cmd>) {
+    let started = (|| -> std::io::Result<tokio::process::Child> {
+        std::fs::create_dir_all(&spec.directory)?;
+        let stdout = std::fs::File::create(spec.directory.join("stdout"))?;
+        let stderr = std::fs::File::create(spec.directory.join("stderr"))?;
+        let mut cmd = match &spec.kind {
+            ExecutorKind::Builtin => {
+                let mut c = tokio::process::Command::new(&options.executor_program);
+                c.arg("executor");
+                c
+            }
+            ExecutorKind::Custom(command) => {
+                let value = command.value.clone().unwrap_or_default();
+                let mut c = if command.shell.unwrap_or(true) {
+                    let mut c = tokio::process::Command::new("/bin/sh");
+                    c.arg("-c").arg(value);
+                    c
+                } else {
+                    let mut c = tokio::process::Command::new(&value);
+                    c.args(command.arguments.iter().skip(1));
+                    c
+                };
+                if let Some(env) = &command.environment {
+                    for v in &env.variables {
+                        c.env(&v.name, v.value.clone().unwrap_or_default());
+                    }
+                }
+                c
+            }
+        };
+        let endpoint = format!("{}:{}", options.ip, options.port);
+        cmd.current_dir(&spec.directory)
+            .env("MESOS_FRAMEWORK_ID", &spec.framework_id)
+            .env("MESOS_EXECUTOR_ID", &spec.executor_id)
+            .env("MESOS_DIRECTORY", &spec.directory)
+            .env("MESOS_SANDBOX", &spec.directory)
+            .env("MESOS_SLAVE_ID", &spec.agent_id)
+            .env("MESOS_AGENT_ID", &spec.agent_id)
+            .env("MESOS_SLAVE_PID", format!("slave(1)@{endpoint}"))
+            .env("MESOS_AGENT_ENDPOINT", &endpoint)
+            .env("MESOS_CHECKPOINT", "0")
+            .env("MESOS_HTTP_COMMAND_EXECUTOR", "1")
+            .env(
+                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+                http::mesos_duration(mantle_agent::EXECUTOR_SHUTDOWN_GRACE),
+            )
+            .env("MESOS_ALLOCATION_ROLE", &spec.role)
+            .env("MESOS_CONTAINER_ID", &spec.container_id)
+            .env("LIBPROCESS_PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn()
+    })();
+    let container_id = spec.container_id.clone();
+    match started {
+        Ok(mut child) => {
+            let pid = child.id().map(|p| p as i32).unwrap_or(0);
+            info!(executor_id = %spec.executor_id, pid, dir = %spec.directory.display(), "executor started");
+            let _ = tx.send(Cmd::ExecStarted {
+                container_id: container_id.clone(),
+                pid,
+            });
+            tokio::spawn(async move {
+                let status = child.wait().await.ok().map(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().unwrap_or_else(|| -s.signal().unwrap_or(0))
+                });
+                let _ = tx.send(Cmd::ExecExited {
+                    container_id,
+                    status,
+                });
+            });
+        }
+        Err(e) => {
+            warn!(executor_id = %spec.executor_id, error = %e, "failed to start executor");
+            let _ = tx.send(Cmd::ExecExited {
+                container_id,
+                status: None,
+            });
+        }
+    }
+}
+
+/// Keeps a registration stream open to the master, re-registering after any loss.
+async fn master_link(client: reqwest::Client, master: String, tx: mpsc::UnboundedSender<Cmd>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Cmd::Registration(reply)).is_err() {
+            return;
+        }
+        let Ok(reg) = rx.await else { return };
+        let url = format!("http://{master}/api/internal/agent/register");
+        match client.post(&url).json(&reg).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                backoff = Duration::from_millis(200);
+                let mut stream = resp.bytes_stream();
+                let mut decoder = Decoder::new(http::MAX_BODY_BYTES);
+                'read: loop {
+                    let chunk =
+                        match tokio::time::timeout(MASTER_SILENCE_LIMIT, stream.next()).await {
+                            Ok(Some(Ok(c))) => c,
+                            Ok(Some(Err(e))) => {
+                                warn!(error = %e, "master stream failed");
+                                break;
+                            }
+                            Ok(None) => {
+                                warn!("master closed the stream");
+                                break;
+                            }
+                            Err(_) => {
+                                warn!("no word from the master; reconnecting");
+                                break;
+                            }
+                        };
+                    decoder.feed(&chunk);
+                    loop {
+                        match decoder.next_record() {
+                            Ok(Some(record)) => {
+                                match serde_json::from_slice::<MasterToAgent>(&record) {
+                                    Ok(m) => {
+                                        let _ = tx.send(Cmd::FromMaster(m));
+                                    }
+                                    Err(e) => warn!(error = %e, "undecodable message from master"),
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                warn!(error = %e, "bad framing from master");
+                                break 'read;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(Cmd::MasterDisconnected);
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                warn!(%status, %text, "master refused registration");
+            }
+            Err(e) => debug!(error = %e, "cannot reach master"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Posts agent messages to the master in order. Failures are dropped: the status update
+/// manager resends what matters.
+async fn master_sender(
+    client: reqwest::Client,
+    master: String,
+    mut rx: mpsc::UnboundedReceiver<(AgentEnvelope, ())>,
+) {
+    let url = format!("http://{master}/api/internal/agent/message");
+    while let Some((envelope, ())) = rx.recv().await {
+        match client.post(&url).json(&envelope).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => warn!(status = %r.status(), "master rejected an agent message"),
+            Err(e) => debug!(error = %e, "cannot send to master"),
+        }
+    }
+}
+
+async fn ask<T>(state: &AppState, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Response> {
+    let (reply, rx) = oneshot::channel();
+    state
+        .tx
+        .send(make(reply))
+        .map_err(|_| http::error(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down"))?;
+    rx.await
+        .map_err(|_| http::error(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down"))
+}
+
+fn exec_error(e: CallError) -> Response {
+    match e {
+        CallError::BadRequest(m) => http::error(StatusCode::BAD_REQUEST, m),
+        CallError::Forbidden(m) => http::error(StatusCode::FORBIDDEN, m),
+    }
+}
+
+async fn executor_api(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call: ExecCall = match http::decode_call(&method, &headers, &body, "Call") {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if call.kind == ExecCallType::Subscribe {
+        if !http::accepts_json(&headers) {
+            return http::not_acceptable();
+        }
+        return match ask(&state, |reply| Cmd::ExecSubscribe { call, reply }).await {
+            Ok(Ok(stream)) => http::stream_response(stream, &[]),
+            Ok(Err(e)) => exec_error(e),
+            Err(r) => r,
+        };
+    }
+    match ask(&state, |reply| Cmd::ExecCall { call, reply }).await {
+        Ok(Ok(())) => http::accepted(),
+        Ok(Err(e)) => exec_error(e),
+        Err(r) => r,
+    }
+}
+
+async fn state_endpoint(State(state): State<AppState>) -> Response {
+    match ask(&state, Cmd::State).await {
+        Ok(v) => http::json(&v),
+        Err(r) => r,
+    }
+}
+
+/// Resolves a `/files` path inside the sandbox root, following symlinks, and refuses
+/// anything that ends up outside it (`..`, absolute paths elsewhere, links out, NUL bytes).
+fn resolve_sandbox_path(root: &Path, requested: &str) -> Result<PathBuf, Response> {
+    if requested.is_empty() {
+        return Err(http::error(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'path=value' in query.\n",
+        ));
+    }
+    if requested.contains('\0') {
+        return Err(http::error(
+            StatusCode::BAD_REQUEST,
+            format!("'{}' is inaccessible.\n", requested.replace('\0', "\\0")),
+        ));
+    }
+    let candidate = if Path::new(requested).is_absolute() {
+        PathBuf::from(requested)
+    } else {
+        root.join(requested)
+    };
+    let real =
+        std::fs::canonicalize(&candidate).map_err(|_| StatusCode::NOT_FOUND.into_response())?;
+    if !real.starts_with(root) {
+        return Err(http::error(
+            StatusCode::BAD_REQUEST,
+            format!("'{requested}' is inaccessible.\n"),
+        ));
+    }
+    Ok(real)
+}
+
+fn mode_string(mode: u32, is_dir: bool) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(if is_dir { 'd' } else { '-' });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+async fn files_browse(
+    State(state): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let requested = q.get("path").cloned().unwrap_or_default();
+    let dir = match resolve_sandbox_path(&state.sandbox_root, &requested) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if !dir.is_dir() {
+        return http::json(&serde_json::json!([]));
+    }
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    use std::os::unix::fs::MetadataExt;
+    let mut entries: Vec<serde_json::Value> = read
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let md = std::fs::metadata(e.path()).ok()?;
+            let path = format!("{}/{}", requested.trim_end_matches('/'), e.file_name().to_string_lossy());
+            Some(serde_json::json!({
+                "path": path, "nlink": md.nlink(), "size": md.size(), "mtime": md.mtime() as f64,
+                "mode": mode_string(md.mode(), md.is_dir()), "uid": md.uid().to_string(), "gid": md.gid().to_string(),
+            }))
+        })
+        .collect();
+    entries.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    http::json(&serde_json::Value::Array(entries))
+}
+
+/// Longest read `/files/read` returns at once (Mesos: 16 pages).
+const FILES_READ_MAX: u64 = 65536;
+
+async fn files_read(
+    State(state): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let requested = q.get("path").cloned().unwrap_or_default();
+    let parse = |name: &str| -> Result<i64, Response> {
+        match q.get(name) {
+            None => Ok(-1),
+            Some(v) => {
+                let n: i64 = v.parse().map_err(|_| {
+                    http::error(
+                        StatusCode::BAD_REQUEST,
+                        format!("Failed to parse {name}: '{v}' is not a number.\n"),
+                    )
+                })?;
+                if n < -1 {
+                    return Err(http::error(
+                        StatusCode::BAD_REQUEST,
+                        format!("Negative {name} provided: {n}.\n"),
+                    ));
+                }
+                Ok(n)
+            }
+        }
+    };
+    let (offset, length) = match (parse("offset"), parse("length")) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let file = match resolve_sandbox_path(&state.sandbox_root, &requested) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if file.is_dir() {
+        return http::error(StatusCode::BAD_REQUEST, "Cannot read a directory.\n");
+    }
+    let Ok(bytes) = std::fs::read(&file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let size = bytes.len() as u64;
+    if offset == -1 {
+        return http::json(&serde_json::json!({"data": "", "offset": size}));
+    }
+    let start = (offset as u64).min(size);
+    let max = if length == -1 {
+        FILES_READ_MAX
+    } else {
+        (length as u64).min(FILES_READ_MAX)
+    };
+    let end = (start + max).min(size);
+    let data = String::from_utf8_lossy(&bytes[start as usize..end as usize]).into_owned();
+    http::json(&serde_json::json!({"data": data, "offset": offset}))
+}

@@ -1,0 +1,415 @@
+//! The built-in executor (`mantle executor`, started by the agent): runs command tasks and
+//! task groups as child processes, speaking the v1 executor API to its agent.
+//!
+//! Each task runs as `sh -c <value>` (or the program and arguments when `shell` is false) in
+//! the sandbox, in its own process group, with the executor's environment plus the task's.
+//! A kill sends SIGTERM to the task's group and SIGKILL after the kill policy's grace period
+//! (default 3 s); TASK_KILLING is sent first only to frameworks that declared
+//! TASK_KILLING_STATE. The executor exits once every task has ended and its terminal update
+//! has been acknowledged (or after a short wait when the agent does not answer).
+
+use base64::Engine;
+use futures::StreamExt;
+use mantle_api::executor::{Call, CallMessage, CallType, CallUpdate, Event, EventType, Subscribe};
+use mantle_api::mesos::{FrameworkInfo, TaskInfo, TaskStatus};
+use mantle_api::recordio::Decoder;
+use mantle_model::{ExecutorId, FrameworkId, TaskId, TaskState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Grace period between SIGTERM and SIGKILL when the task has no kill policy (Mesos: 3 s).
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long to wait for acknowledgements of terminal updates before exiting anyway.
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Event(Event),
+    StreamEnded,
+    Exited { task_id: TaskId, code: Option<i32> },
+    KillNow { task_id: TaskId },
+}
+
+struct Running {
+    pgid: i32,
+    killing: bool,
+}
+
+struct Executor {
+    client: reqwest::Client,
+    url: String,
+    framework_id: FrameworkId,
+    executor_id: ExecutorId,
+    framework: Option<FrameworkInfo>,
+    sandbox: String,
+    running: BTreeMap<TaskId, Running>,
+    unacked: BTreeMap<String, TaskId>,
+    launched: BTreeSet<TaskId>,
+    tx: mpsc::UnboundedSender<Msg>,
+    shutting_down: bool,
+}
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).map_err(|_| {
+        anyhow::anyhow!("{name} must be set (the agent sets it when it starts an executor)")
+    })
+}
+
+/// Entry point of `mantle executor`.
+pub async fn run() -> anyhow::Result<()> {
+    let endpoint = env("MESOS_AGENT_ENDPOINT")?;
+    let framework_id = FrameworkId::new(env("MESOS_FRAMEWORK_ID")?);
+    let executor_id = ExecutorId::new(env("MESOS_EXECUTOR_ID")?);
+    let sandbox = std::env::var("MESOS_SANDBOX")
+        .or_else(|_| std::env::current_dir().map(|d| d.to_string_lossy().into_owned()))?;
+    let url = format!("http://{endpoint}/api/v1/executor");
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = Call {
+        executor_id: executor_id.clone(),
+        framework_id: framework_id.clone(),
+        kind: CallType::Subscribe,
+        subscribe: Some(Subscribe::default()),
+        update: None,
+        message: None,
+    };
+    let resp = client
+        .post(&url)
+        .json(&sub)
+        .header("Accept", "application/json")
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "agent refused SUBSCRIBE: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let stream_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut stream = resp.bytes_stream();
+        let mut decoder = Decoder::new(64 * 1024 * 1024);
+        while let Some(Ok(chunk)) = stream.next().await {
+            decoder.feed(&chunk);
+            while let Ok(Some(record)) = decoder.next_record() {
+                match serde_json::from_slice::<Event>(&record) {
+                    Ok(ev) => {
+                        let _ = stream_tx.send(Msg::Event(ev));
+                    }
+                    Err(e) => warn!(error = %e, "undecodable event from agent"),
+                }
+            }
+        }
+        let _ = stream_tx.send(Msg::StreamEnded);
+    });
+    let mut ex = Executor {
+        client,
+        url,
+        framework_id,
+        executor_id,
+        framework: None,
+        sandbox,
+        running: BTreeMap::new(),
+        unacked: BTreeMap::new(),
+        launched: BTreeSet::new(),
+        tx,
+        shutting_down: false,
+    };
+    let mut done_since: Option<tokio::time::Instant> = None;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+        match msg {
+            Ok(Some(Msg::Event(ev))) => ex.on_event(ev).await,
+            Ok(Some(Msg::StreamEnded)) | Ok(None) => {
+                warn!("agent stream ended; killing tasks and exiting");
+                ex.kill_all(Duration::ZERO);
+                return Ok(());
+            }
+            Ok(Some(Msg::Exited { task_id, code })) => ex.on_exit(task_id, code).await,
+            Ok(Some(Msg::KillNow { task_id })) => {
+                if let Some(r) = ex.running.get(&task_id) {
+                    signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            Err(_) => {}
+        }
+        // Exit once something ran and everything has ended and been acknowledged.
+        let idle = ex.running.is_empty() && (!ex.launched.is_empty() || ex.shutting_down);
+        if idle {
+            let since = *done_since.get_or_insert_with(tokio::time::Instant::now);
+            if ex.unacked.is_empty() || since.elapsed() >= ACK_WAIT {
+                info!("all tasks ended; executor exiting");
+                return Ok(());
+            }
+        } else {
+            done_since = None;
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: nix::sys::signal::Signal) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+    }
+}
+
+fn new_uuid() -> String {
+    base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+impl Executor {
+    async fn on_event(&mut self, ev: Event) {
+        match ev.kind {
+            EventType::Subscribed => {
+                self.framework = ev.subscribed.map(|s| s.framework_info);
+            }
+            EventType::Launch => {
+                if let Some(l) = ev.launch {
+                    self.launch(l.task).await;
+                }
+            }
+            EventType::LaunchGroup => {
+                for t in ev
+                    .launch_group
+                    .map(|g| g.task_group.tasks)
+                    .unwrap_or_default()
+                {
+                    self.launch(t).await;
+                }
+            }
+            EventType::Kill => {
+                if let Some(k) = ev.kill {
+                    let grace = k
+                        .kill_policy
+                        .as_ref()
+                        .and_then(|p| p.grace_period.as_ref())
+                        .map(|g| Duration::from_nanos(g.nanoseconds.max(0) as u64));
+                    self.kill(&k.task_id, grace).await;
+                }
+            }
+            EventType::Acknowledged => {
+                if let Some(a) = ev.acknowledged {
+                    self.unacked.remove(&a.uuid);
+                }
+            }
+            EventType::Message => {
+                // The command executor has no use for framework messages; echo nothing.
+                info!("framework message received and ignored");
+            }
+            EventType::Shutdown => {
+                self.shutting_down = true;
+                let ids: Vec<TaskId> = self.running.keys().cloned().collect();
+                for id in ids {
+                    self.kill(&id, None).await;
+                }
+            }
+            EventType::Error => warn!(message = ?ev.error.map(|e| e.message), "error from agent"),
+            EventType::Heartbeat | EventType::Unknown => {}
+        }
+    }
+
+    async fn send_update(
+        &mut self,
+        task_id: &TaskId,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<&str>,
+    ) {
+        let mut status = TaskStatus::new(task_id.clone(), state);
+        status.message = message;
+        status.reason = reason.map(str::to_string);
+        status.source = Some("SOURCE_EXECUTOR".into());
+        status.executor_id = Some(self.executor_id.clone());
+        let uuid = new_uuid();
+        status.uuid = Some(uuid.clone());
+        if state.is_terminal() {
+            self.unacked.insert(uuid, task_id.clone());
+        }
+        let call = Call {
+            executor_id: self.executor_id.clone(),
+            framework_id: self.framework_id.clone(),
+            kind: CallType::Update,
+            subscribe: None,
+            update: Some(CallUpdate { status }),
+            message: None,
+        };
+        for attempt in 0..5u32 {
+            match self.client.post(&self.url).json(&call).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    warn!(status = %r.status(), "agent rejected an update");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, attempt, "cannot send update to agent");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a framework message (unused by the command executor; kept for task groups that
+    /// want to report progress).
+    #[allow(dead_code)]
+    async fn send_message(&self, data: &[u8]) {
+        let call = Call {
+            executor_id: self.executor_id.clone(),
+            framework_id: self.framework_id.clone(),
+            kind: CallType::Message,
+            subscribe: None,
+            update: None,
+            message: Some(CallMessage {
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+            }),
+        };
+        let _ = self.client.post(&self.url).json(&call).send().await;
+    }
+
+    async fn launch(&mut self, task: TaskInfo) {
+        let task_id = task.task_id.clone();
+        if !self.launched.insert(task_id.clone()) {
+            warn!(task_id = %task_id, "duplicate launch ignored");
+            return;
+        }
+        let Some(command) = task.command.clone() else {
+            self.send_update(
+                &task_id,
+                TaskState::Failed,
+                Some("Task has no command".into()),
+                Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            )
+            .await;
+            return;
+        };
+        self.send_update(&task_id, TaskState::Starting, None, None)
+            .await;
+        let value = command.value.clone().unwrap_or_default();
+        let mut cmd = if command.shell.unwrap_or(true) {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(&value);
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&value);
+            c.args(command.arguments.iter().skip(1));
+            c
+        };
+        if let Some(env) = &command.environment {
+            for v in &env.variables {
+                cmd.env(&v.name, v.value.clone().unwrap_or_default());
+            }
+        }
+        cmd.env("MESOS_TASK_ID", task_id.as_str())
+            .env("MESOS_SANDBOX", &self.sandbox)
+            .current_dir(&self.sandbox)
+            .stdin(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+                self.running.insert(
+                    task_id.clone(),
+                    Running {
+                        pgid,
+                        killing: false,
+                    },
+                );
+                let tx = self.tx.clone();
+                let id = task_id.clone();
+                tokio::spawn(async move {
+                    let code = child.wait().await.ok().map(|s| {
+                        use std::os::unix::process::ExitStatusExt;
+                        s.code().unwrap_or_else(|| -s.signal().unwrap_or(0))
+                    });
+                    let _ = tx.send(Msg::Exited { task_id: id, code });
+                });
+                self.send_update(&task_id, TaskState::Running, None, None)
+                    .await;
+            }
+            Err(e) => {
+                self.send_update(
+                    &task_id,
+                    TaskState::Failed,
+                    Some(format!("Failed to launch command: {e}")),
+                    Some("REASON_COMMAND_EXECUTOR_FAILED"),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn kill(&mut self, task_id: &TaskId, grace: Option<Duration>) {
+        let killing_state = self
+            .framework
+            .as_ref()
+            .is_some_and(|f| f.has_capability("TASK_KILLING_STATE"));
+        let Some(r) = self.running.get_mut(task_id) else {
+            return;
+        };
+        if r.killing {
+            return;
+        }
+        r.killing = true;
+        let pgid = r.pgid;
+        if killing_state {
+            self.send_update(task_id, TaskState::Killing, None, None)
+                .await;
+        }
+        signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
+        let tx = self.tx.clone();
+        let id = task_id.clone();
+        let grace = grace.unwrap_or(DEFAULT_KILL_GRACE);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = tx.send(Msg::KillNow { task_id: id });
+        });
+    }
+
+    fn kill_all(&mut self, _grace: Duration) {
+        for r in self.running.values() {
+            signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    async fn on_exit(&mut self, task_id: TaskId, code: Option<i32>) {
+        let Some(r) = self.running.remove(&task_id) else {
+            return;
+        };
+        // The task's whole group goes with it, so nothing outlives the task.
+        signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+        let (state, message, reason) = match code {
+            _ if r.killing => (
+                TaskState::Killed,
+                "Command terminated by a kill".to_string(),
+                None,
+            ),
+            Some(0) => (
+                TaskState::Finished,
+                "Command exited with status 0".to_string(),
+                None,
+            ),
+            Some(c) if c < 0 => (
+                TaskState::Failed,
+                format!("Command terminated with signal {}", -c),
+                Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            ),
+            Some(c) => (
+                TaskState::Failed,
+                format!("Command exited with status {c}"),
+                Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            ),
+            None => (
+                TaskState::Failed,
+                "Command ended with an unknown status".to_string(),
+                Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            ),
+        };
+        info!(task_id = %task_id, state = %state, "task ended");
+        self.send_update(&task_id, state, Some(message), reason)
+            .await;
+    }
+}

@@ -1,0 +1,366 @@
+//! The master daemon: the v1 scheduler API, the agent protocol endpoints and the read
+//! endpoints over HTTP, driving one `mantle_master::Master` from a single actor task.
+
+use crate::clock::Clock;
+use crate::http::{self, EventStream};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use mantle_api::internal::{AgentEnvelope, RegisterAgent};
+use mantle_api::scheduler::{Call, CallType};
+use mantle_master::{CallError, Config, ConnId, Master, Output, Subscription};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+type Reply<T> = oneshot::Sender<T>;
+type Reader = Box<dyn FnOnce(&Master) -> serde_json::Value + Send>;
+
+enum Cmd {
+    Subscribe {
+        call: Call,
+        reply: Reply<Result<(Subscription, EventStream), CallError>>,
+    },
+    Call {
+        stream_id: Option<String>,
+        call: Call,
+        reply: Reply<Result<(), CallError>>,
+    },
+    FrameworkGone {
+        conn: ConnId,
+    },
+    AgentRegister {
+        reg: RegisterAgent,
+        reply: Reply<Result<(String, EventStream), CallError>>,
+    },
+    AgentMessage {
+        envelope: AgentEnvelope,
+        reply: Reply<Result<(), CallError>>,
+    },
+    AgentGone {
+        conn: ConnId,
+    },
+    Read {
+        f: Reader,
+        reply: Reply<serde_json::Value>,
+    },
+}
+
+#[derive(Clone)]
+struct AppState {
+    tx: mpsc::UnboundedSender<Cmd>,
+    leader: String,
+}
+
+/// Options of `mantle master`.
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    pub listen: SocketAddr,
+    pub config: Config,
+}
+
+fn call_error(e: CallError) -> Response {
+    match e {
+        CallError::BadRequest(m) => http::error(StatusCode::BAD_REQUEST, m),
+        CallError::Forbidden(m) => http::error(StatusCode::FORBIDDEN, m),
+    }
+}
+
+/// Runs the master on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let leader = format!("{}:{}", config.hostname, config.port);
+    let master = Master::new(config, clock.now());
+    info!(master_id = master.id(), addr = %leader, "master started");
+    tokio::spawn(actor(master, clock, rx, tx.clone()));
+    let state = AppState { tx, leader };
+    let app = router(state);
+    // Event streams never end on their own, so shutdown does not wait for connections: the
+    // listener closes and the process exits.
+    tokio::select! {
+        r = axum::serve(listener, app) => r?,
+        _ = shutdown => info!("master stopping"),
+    }
+    Ok(())
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", any(scheduler))
+        .route("/master/api/v1/scheduler", any(scheduler))
+        .route("/api/internal/agent/register", any(agent_register))
+        .route("/api/internal/agent/message", any(agent_message))
+        .route("/version", get(version))
+        .route("/health", get(health))
+        .route("/master/health", get(health))
+        .route("/state", get(state_endpoint))
+        .route("/state.json", get(state_endpoint))
+        .route("/master/state", get(state_endpoint))
+        .route("/master/state.json", get(state_endpoint))
+        .route("/master/frameworks", get(frameworks))
+        .route("/frameworks", get(frameworks))
+        .route("/master/slaves", get(slaves))
+        .route("/slaves", get(slaves))
+        .route("/master/tasks", get(tasks))
+        .route("/tasks", get(tasks))
+        .route("/master/redirect", get(redirect))
+        .route("/redirect", get(redirect))
+        .fallback(http::not_found)
+        .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn actor(
+    mut master: Master,
+    clock: Clock,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    tx: mpsc::UnboundedSender<Cmd>,
+) {
+    let mut frameworks: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
+    let mut agents: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
+    let mut next_conn: ConnId = 1;
+    loop {
+        let deadline = clock.instant(master.next_deadline());
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = clock.now();
+                match cmd {
+                    Cmd::Subscribe { call, reply } => {
+                        let conn = next_conn;
+                        next_conn += 1;
+                        let Some(subscribe) = call.subscribe else {
+                            let _ = reply.send(Err(CallError::BadRequest("Expecting 'subscribe' to be present".into())));
+                            continue;
+                        };
+                        match master.subscribe(now, conn, call.framework_id, subscribe) {
+                            Ok(sub) => {
+                                let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
+                                frameworks.insert(conn, stx);
+                                let gone = tx.clone();
+                                let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::FrameworkGone { conn }); });
+                                let _ = reply.send(Ok((sub, stream)));
+                            }
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
+                    }
+                    Cmd::Call { stream_id, call, reply } => {
+                        let _ = reply.send(master.call(now, stream_id.as_deref(), call));
+                    }
+                    Cmd::FrameworkGone { conn } => {
+                        frameworks.remove(&conn);
+                        master.framework_disconnected(now, conn);
+                    }
+                    Cmd::AgentRegister { reg, reply } => {
+                        let conn = next_conn;
+                        next_conn += 1;
+                        match master.agent_register(now, conn, reg) {
+                            Ok((_, stream_id)) => {
+                                let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
+                                agents.insert(conn, stx);
+                                let gone = tx.clone();
+                                let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::AgentGone { conn }); });
+                                let _ = reply.send(Ok((stream_id, stream)));
+                            }
+                            Err(e) => { let _ = reply.send(Err(e)); }
+                        }
+                    }
+                    Cmd::AgentMessage { envelope, reply } => {
+                        let _ = reply.send(master.agent_message(now, envelope));
+                    }
+                    Cmd::AgentGone { conn } => {
+                        agents.remove(&conn);
+                        master.agent_disconnected(now, conn);
+                    }
+                    Cmd::Read { f, reply } => { let _ = reply.send(f(&master)); }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        let now = clock.now();
+        if now.mono >= master.next_deadline() {
+            master.tick(now);
+        }
+        for out in master.take_outputs() {
+            match out {
+                Output::ToFramework { conn, event } => {
+                    deliver(&mut frameworks, conn, http::frame(&event))
+                }
+                Output::CloseFramework { conn } => {
+                    frameworks.remove(&conn);
+                }
+                Output::ToAgent { conn, message } => {
+                    deliver(&mut agents, conn, http::frame(&message))
+                }
+                Output::CloseAgent { conn } => {
+                    agents.remove(&conn);
+                }
+            }
+        }
+    }
+}
+
+/// Queues a record on a stream; a reader that has fallen `STREAM_BUFFER` records behind is
+/// cut off (its stream ends and the core hears it disconnected) rather than growing memory.
+fn deliver(conns: &mut BTreeMap<ConnId, mpsc::Sender<Bytes>>, conn: ConnId, bytes: Bytes) {
+    if let Some(tx) = conns.get(&conn) {
+        if tx.try_send(bytes).is_err() {
+            warn!(conn, "event stream is full or closed; disconnecting it");
+            conns.remove(&conn);
+        }
+    }
+}
+
+async fn ask<T>(state: &AppState, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Response> {
+    let (reply, rx) = oneshot::channel();
+    state
+        .tx
+        .send(make(reply))
+        .map_err(|_| http::error(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down"))?;
+    rx.await
+        .map_err(|_| http::error(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down"))
+}
+
+async fn scheduler(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call: Call = match http::decode_call(&method, &headers, &body, "Call") {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let stream_id = headers
+        .get("Mesos-Stream-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if call.kind == CallType::Subscribe {
+        if !http::accepts_json(&headers) {
+            return http::not_acceptable();
+        }
+        if stream_id.is_some() {
+            return http::error(
+                StatusCode::BAD_REQUEST,
+                "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+            );
+        }
+        return match ask(&state, |reply| Cmd::Subscribe { call, reply }).await {
+            Ok(Ok((sub, stream))) => {
+                http::stream_response(stream, &[("Mesos-Stream-Id", sub.stream_id)])
+            }
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        };
+    }
+    match ask(&state, |reply| Cmd::Call {
+        stream_id,
+        call,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(())) => http::accepted(),
+        Ok(Err(e)) => call_error(e),
+        Err(r) => r,
+    }
+}
+
+async fn agent_register(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reg: RegisterAgent = match http::decode_call(&method, &headers, &body, "RegisterAgent") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match ask(&state, |reply| Cmd::AgentRegister { reg, reply }).await {
+        Ok(Ok((stream_id, stream))) => {
+            http::stream_response(stream, &[("Mantle-Stream-Id", stream_id)])
+        }
+        Ok(Err(e)) => call_error(e),
+        Err(r) => r,
+    }
+}
+
+async fn agent_message(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let envelope: AgentEnvelope = match http::decode_call(&method, &headers, &body, "AgentEnvelope")
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match ask(&state, |reply| Cmd::AgentMessage { envelope, reply }).await {
+        Ok(Ok(())) => http::accepted(),
+        Ok(Err(e)) => call_error(e),
+        Err(r) => r,
+    }
+}
+
+async fn read(
+    state: &AppState,
+    f: impl FnOnce(&Master) -> serde_json::Value + Send + 'static,
+) -> Response {
+    match ask(state, |reply| Cmd::Read {
+        f: Box::new(f),
+        reply,
+    })
+    .await
+    {
+        Ok(v) => http::json(&v),
+        Err(r) => r,
+    }
+}
+
+async fn version() -> Response {
+    http::json(&serde_json::json!({
+        "version": mantle_master::MESOS_VERSION,
+        "build_user": "mantle",
+        "build_date": "",
+        "build_time": 0.0,
+        "mantle_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn health() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn state_endpoint(State(state): State<AppState>) -> Response {
+    read(&state, |m| m.view().state()).await
+}
+
+async fn frameworks(State(state): State<AppState>) -> Response {
+    read(&state, |m| m.view().frameworks()).await
+}
+
+async fn slaves(State(state): State<AppState>) -> Response {
+    read(&state, |m| m.view().slaves()).await
+}
+
+async fn tasks(State(state): State<AppState>) -> Response {
+    read(&state, |m| m.view().tasks()).await
+}
+
+async fn redirect(State(state): State<AppState>) -> Response {
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("//{}", state.leader)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}

@@ -169,6 +169,14 @@ pub async fn serve(
         .lock()
         .map(|m| m.values().copied().collect())
         .unwrap_or_default();
+    // SIGTERM first: the built-in executor then kills its tasks' process groups; whatever
+    // is still there a second later is killed outright.
+    for pgid in &groups {
+        kill_group(*pgid, nix::sys::signal::Signal::SIGTERM);
+    }
+    if !groups.is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     for pgid in groups {
         kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
     }

@@ -120,8 +120,17 @@ pub async fn run() -> anyhow::Result<()> {
         shutting_down: false,
     };
     let mut done_since: Option<tokio::time::Instant> = None;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let msg = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+        let msg = tokio::select! {
+            m = tokio::time::timeout(Duration::from_millis(200), rx.recv()) => m,
+            _ = term.recv() => {
+                // The agent is stopping us: take every task's process group along.
+                warn!("terminated; killing tasks");
+                ex.kill_all(Duration::ZERO);
+                return Ok(());
+            }
+        };
         match msg {
             Ok(Some(Msg::Event(ev))) => ex.on_event(ev).await,
             Ok(Some(Msg::StreamEnded)) | Ok(None) => {

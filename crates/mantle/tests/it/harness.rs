@@ -1,0 +1,276 @@
+//! Test harness: start a master and agents as processes on free loopback ports, and a small
+//! v1 scheduler client (SUBSCRIBE stream reader plus calls).
+
+use futures::StreamExt;
+use mantle_api::recordio::Decoder;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mantle");
+
+/// A port free on `ip` right now.
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+pub struct Cluster {
+    pub master: String,
+    pub master_port: u16,
+    pub agent_port: u16,
+    pub dir: tempfile::TempDir,
+    procs: Vec<Child>,
+}
+
+fn wait_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap()).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} did not come up");
+}
+
+impl Cluster {
+    /// A master on 127.0.0.1 and `agents` agents on 127.0.0.2.. with `extra_agent_args`.
+    pub fn start(agents: usize, extra_agent_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let master_port = free_port("127.0.0.1");
+        let agent_port = free_port("127.0.0.2");
+        let log = |name: &str| std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        let mut procs = Vec::new();
+        let m = Command::new(BIN)
+            .args(["master", "--ip", "127.0.0.1", "--port", &master_port.to_string(), "--work-dir"])
+            .arg(dir.path().join("master"))
+            .env("MANTLE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log("master"))
+            .spawn()
+            .unwrap();
+        procs.push(m);
+        let master = format!("http://127.0.0.1:{master_port}");
+        wait_http(&master);
+        for i in 0..agents {
+            let ip = format!("127.0.0.{}", i + 2);
+            let a = Command::new(BIN)
+                .args(["agent", "--master", &format!("127.0.0.1:{master_port}"), "--ip", &ip, "--port", &agent_port.to_string()])
+                .args(["--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", "--work-dir"])
+                .arg(dir.path().join(format!("agent{i}")))
+                .args(extra_agent_args)
+                .env("MANTLE_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(log(&format!("agent{i}")))
+                .spawn()
+                .unwrap();
+            procs.push(a);
+            wait_http(&format!("http://{ip}:{agent_port}"));
+        }
+        let c = Cluster { master, master_port, agent_port, dir, procs };
+        c.wait_agents(agents);
+        c
+    }
+
+    fn wait_agents(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let v: Value = plain::blocking_get_json(&format!("{}/master/slaves", self.master));
+            if v["slaves"].as_array().map_or(0, |a| a.len()) == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agents did not register");
+    }
+
+    pub fn state(&self) -> Value {
+        plain::blocking_get_json(&format!("{}/master/state", self.master))
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                out.push_str(&format!("==== {}\n", e.path().display()));
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.procs.iter().rev() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        for p in self.procs.iter_mut().rev() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// Blocking JSON GET without a runtime (std only), for the harness's polling.
+pub mod plain {
+    use serde_json::Value;
+    use std::io::{Read, Write};
+
+    pub fn blocking_get(url: &str) -> (u16, String) {
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status: u16 = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+        // The daemons answer small JSON bodies with Content-Length; no chunked decoding needed.
+        (status, body.to_string())
+    }
+
+    pub fn blocking_get_json(url: &str) -> Value {
+        let (status, body) = blocking_get(url);
+        assert_eq!(status, 200, "{url}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// A v1 scheduler written for the tests.
+pub struct Scheduler {
+    pub master: String,
+    pub client: reqwest::Client,
+    pub framework_id: String,
+    pub stream_id: String,
+    pub events: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Scheduler {
+    pub async fn subscribe(master: &str, framework_info: Value) -> Scheduler {
+        let client = reqwest::Client::new();
+        let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info}});
+        let resp = client
+            .post(format!("{master}/api/v1/scheduler"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+        let stream_id = resp.headers()["mesos-stream-id"].to_str().unwrap().to_string();
+        assert_eq!(stream_id.len(), 36, "a UUID");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut s = resp.bytes_stream();
+            let mut d = Decoder::new(1 << 24);
+            while let Some(Ok(chunk)) = s.next().await {
+                d.feed(&chunk);
+                while let Ok(Some(r)) = d.next_record() {
+                    let _ = tx.send(serde_json::from_slice::<Value>(&r).unwrap());
+                }
+            }
+            let _ = tx.send(json!({"type": "__CLOSED__"}));
+        });
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(first["type"], "SUBSCRIBED");
+        let framework_id = first["subscribed"]["framework_id"]["value"].as_str().unwrap().to_string();
+        assert_eq!(first["subscribed"]["heartbeat_interval_seconds"], 15.0);
+        Scheduler { master: master.to_string(), client, framework_id, stream_id, events: rx }
+    }
+
+    /// Posts a call (framework_id added) and returns the status and body.
+    pub async fn call(&self, mut body: Value) -> (u16, String) {
+        body["framework_id"] = json!({"value": self.framework_id});
+        let r = self
+            .client
+            .post(format!("{}/api/v1/scheduler", self.master))
+            .header("Content-Type", "application/json")
+            .header("Mesos-Stream-Id", &self.stream_id)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// The next event of `kind`, skipping heartbeats and others; panics after `secs`.
+    pub async fn next(&mut self, kind: &str, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} event within {secs}s"))
+                .expect("stream open");
+            if ev["type"] == kind {
+                return ev;
+            }
+        }
+    }
+
+    /// Every event until `secs` pass.
+    pub async fn drain(&mut self, secs: f64) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+        let mut out = Vec::new();
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            out.push(ev);
+        }
+        out
+    }
+
+    /// Waits for an UPDATE of `task_id` in `state`, acknowledging every update that has a uuid.
+    pub async fn await_state(&mut self, task_id: &str, state: &str, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{task_id} did not reach {state} within {secs}s"))
+                .expect("stream open");
+            if ev["type"] != "UPDATE" {
+                continue;
+            }
+            let st = ev["update"]["status"].clone();
+            self.ack(&st).await;
+            if st["task_id"]["value"] == task_id && st["state"] == state {
+                return st;
+            }
+        }
+    }
+
+    pub async fn ack(&self, status: &Value) {
+        if let Some(uuid) = status["uuid"].as_str() {
+            let (code, body) = self
+                .call(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": uuid}}))
+                .await;
+            assert_eq!(code, 202, "{body}");
+        }
+    }
+}
+
+/// A command task for an offer.
+pub fn task(offer: &Value, id: &str, cmd: &str, cpus: f64) -> Value {
+    json!({"name": id, "task_id": {"value": id}, "agent_id": offer["agent_id"],
+           "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+                         {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+           "command": {"value": cmd}})
+}
+
+pub fn launch(offer: &Value, tasks: Vec<Value>) -> Value {
+    json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}]}})
+}

@@ -1,0 +1,69 @@
+//! `mantle local` starts a cluster, a task launches on it through the v1 API, and SIGTERM
+//! stops every process it started (checked in /proc: nothing runs from its work dir).
+
+use crate::harness::{free_port, launch, task, Scheduler, BIN};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
+        let cmd = std::fs::read(e.path().join("cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default();
+        if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mantle_local_runs_a_task_and_stops_without_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_port = free_port("127.0.0.1");
+    let agent_port = free_port("127.0.0.2");
+    let mut child = Command::new(BIN)
+        .args(["local", "--agents", "2", "--master-port", &master_port.to_string(), "--agent-port", &agent_port.to_string()])
+        .args(["--agent-resources", "cpus:1;mem:512;disk:100;ports:[31000-31010]", "--work-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = format!("http://127.0.0.1:{master_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = std::net::TcpStream::connect(("127.0.0.1", master_port)).is_ok()
+            && crate::harness::plain::blocking_get_json(&format!("{master}/master/slaves"))["slaves"].as_array().is_some_and(|a| a.len() == 2);
+        if up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "local cluster did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut s = Scheduler::subscribe(&master, serde_json::json!({"user": "root", "name": "local-test"})).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    assert_eq!(s.call(launch(&offer, vec![task(&offer, "long", "sleep 600", 0.1)])).await.0, 202);
+    s.await_state("long", "TASK_RUNNING", 20).await;
+    assert!(!processes_under(dir.path()).is_empty(), "the cluster runs from its work dir");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "mantle local did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains(&format!("127.0.0.1:{master_port}")), "prints where things are: {out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = processes_under(dir.path());
+    assert!(left.is_empty(), "orphans: {left:?}");
+}

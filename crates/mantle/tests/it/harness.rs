@@ -13,7 +13,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mantle");
 
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Cluster {
@@ -27,7 +31,11 @@ pub struct Cluster {
 fn wait_http(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap()).is_ok() {
+        if std::net::TcpStream::connect(
+            url.trim_start_matches("http://").split('/').next().unwrap(),
+        )
+        .is_ok()
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -41,10 +49,18 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let master_port = free_port("127.0.0.1");
         let agent_port = free_port("127.0.0.2");
-        let log = |name: &str| std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        let log =
+            |name: &str| std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
         let mut procs = Vec::new();
         let m = Command::new(BIN)
-            .args(["master", "--ip", "127.0.0.1", "--port", &master_port.to_string(), "--work-dir"])
+            .args([
+                "master",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &master_port.to_string(),
+                "--work-dir",
+            ])
             .arg(dir.path().join("master"))
             .env("MANTLE_LOG", "debug")
             .stdout(Stdio::null())
@@ -57,8 +73,20 @@ impl Cluster {
         for i in 0..agents {
             let ip = format!("127.0.0.{}", i + 2);
             let a = Command::new(BIN)
-                .args(["agent", "--master", &format!("127.0.0.1:{master_port}"), "--ip", &ip, "--port", &agent_port.to_string()])
-                .args(["--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", "--work-dir"])
+                .args([
+                    "agent",
+                    "--master",
+                    &format!("127.0.0.1:{master_port}"),
+                    "--ip",
+                    &ip,
+                    "--port",
+                    &agent_port.to_string(),
+                ])
+                .args([
+                    "--resources",
+                    "cpus:2;mem:1024;disk:1000;ports:[31000-31100]",
+                    "--work-dir",
+                ])
                 .arg(dir.path().join(format!("agent{i}")))
                 .args(extra_agent_args)
                 .env("MANTLE_LOG", "debug")
@@ -69,7 +97,13 @@ impl Cluster {
             procs.push(a);
             wait_http(&format!("http://{ip}:{agent_port}"));
         }
-        let c = Cluster { master, master_port, agent_port, dir, procs };
+        let c = Cluster {
+            master,
+            master_port,
+            agent_port,
+            dir,
+            procs,
+        };
         c.wait_agents(agents);
         c
     }
@@ -108,7 +142,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for p in self.procs.iter().rev() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         for p in self.procs.iter_mut().rev() {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -131,14 +168,26 @@ pub mod plain {
 
     pub fn blocking_get(url: &str) -> (u16, String) {
         let rest = url.trim_start_matches("http://");
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status: u16 = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
         // The daemons answer small JSON bodies with Content-Length; no chunked decoding needed.
         (status, body.to_string())
     }
@@ -174,7 +223,10 @@ impl Scheduler {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/json");
         assert_eq!(resp.headers()["transfer-encoding"], "chunked");
-        let stream_id = resp.headers()["mesos-stream-id"].to_str().unwrap().to_string();
+        let stream_id = resp.headers()["mesos-stream-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(stream_id.len(), 36, "a UUID");
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -188,11 +240,23 @@ impl Scheduler {
             }
             let _ = tx.send(json!({"type": "__CLOSED__"}));
         });
-        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first["type"], "SUBSCRIBED");
-        let framework_id = first["subscribed"]["framework_id"]["value"].as_str().unwrap().to_string();
+        let framework_id = first["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(first["subscribed"]["heartbeat_interval_seconds"], 15.0);
-        Scheduler { master: master.to_string(), client, framework_id, stream_id, events: rx }
+        Scheduler {
+            master: master.to_string(),
+            client,
+            framework_id,
+            stream_id,
+            events: rx,
+        }
     }
 
     /// Posts a call (framework_id added) and returns the status and body.

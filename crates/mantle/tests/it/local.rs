@@ -13,7 +13,9 @@ fn processes_under(dir: &std::path::Path) -> Vec<String> {
             continue;
         }
         let cwd = std::fs::read_link(e.path().join("cwd")).ok();
-        let cmd = std::fs::read(e.path().join("cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default();
+        let cmd = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
         if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
             out.push(format!("{pid}: {cmd}"));
         }
@@ -27,8 +29,20 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     let master_port = free_port("127.0.0.1");
     let agent_port = free_port("127.0.0.2");
     let mut child = Command::new(BIN)
-        .args(["local", "--agents", "2", "--master-port", &master_port.to_string(), "--agent-port", &agent_port.to_string()])
-        .args(["--agent-resources", "cpus:1;mem:512;disk:100;ports:[31000-31010]", "--work-dir"])
+        .args([
+            "local",
+            "--agents",
+            "2",
+            "--master-port",
+            &master_port.to_string(),
+            "--agent-port",
+            &agent_port.to_string(),
+        ])
+        .args([
+            "--agent-resources",
+            "cpus:1;mem:512;disk:100;ports:[31000-31010]",
+            "--work-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -38,19 +52,38 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let up = std::net::TcpStream::connect(("127.0.0.1", master_port)).is_ok()
-            && crate::harness::plain::blocking_get_json(&format!("{master}/master/slaves"))["slaves"].as_array().is_some_and(|a| a.len() == 2);
+            && crate::harness::plain::blocking_get_json(&format!("{master}/master/slaves"))
+                ["slaves"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2);
         if up {
             break;
         }
         assert!(Instant::now() < deadline, "local cluster did not come up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut s = Scheduler::subscribe(&master, serde_json::json!({"user": "root", "name": "local-test"})).await;
+    let mut s = Scheduler::subscribe(
+        &master,
+        serde_json::json!({"user": "root", "name": "local-test"}),
+    )
+    .await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
-    assert_eq!(s.call(launch(&offer, vec![task(&offer, "long", "sleep 600", 0.1)])).await.0, 202);
+    assert_eq!(
+        s.call(launch(&offer, vec![task(&offer, "long", "sleep 600", 0.1)]))
+            .await
+            .0,
+        202
+    );
     s.await_state("long", "TASK_RUNNING", 20).await;
-    assert!(!processes_under(dir.path()).is_empty(), "the cluster runs from its work dir");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        !processes_under(dir.path()).is_empty(),
+        "the cluster runs from its work dir"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -62,7 +95,10 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     assert!(status.success(), "{status}");
     let mut out = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(out.contains(&format!("127.0.0.1:{master_port}")), "prints where things are: {out}");
+    assert!(
+        out.contains(&format!("127.0.0.1:{master_port}")),
+        "prints where things are: {out}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let left = processes_under(dir.path());
     assert!(left.is_empty(), "orphans: {left:?}");

@@ -1,6 +1,12 @@
 //! Integration tests against real processes: a master and agents started from the `mantle`
 //! binary on 127.0.0.x, driven by a scheduler written here and by pymesos.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, clippy::print_stdout, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::print_stdout,
+    unreachable_pub
+)]
 
 mod harness;
 mod local;

@@ -11,9 +11,17 @@ fn repo() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let status = Command::new("bash").arg(repo().join("scripts/install-test-deps.sh")).status().expect("run install-test-deps.sh");
-    assert!(status.success(), "scripts/install-test-deps.sh failed: pymesos is required for these tests");
-    let venv = std::env::var("MANTLE_TEST_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join("target/test-venv"));
+    let status = Command::new("bash")
+        .arg(repo().join("scripts/install-test-deps.sh"))
+        .status()
+        .expect("run install-test-deps.sh");
+    assert!(
+        status.success(),
+        "scripts/install-test-deps.sh failed: pymesos is required for these tests"
+    );
+    let venv = std::env::var("MANTLE_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/test-venv"));
     venv.join("bin/python")
 }
 
@@ -25,7 +33,12 @@ fn run(cluster: &Cluster, script: &str, args: &[&str]) -> String {
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), cluster.logs());
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
     stdout
 }
 
@@ -33,14 +46,27 @@ fn run(cluster: &Cluster, script: &str, args: &[&str]) -> String {
 fn pymesos_scheduler_launches_and_acknowledges_ten_tasks() {
     let cluster = Cluster::start(2, &[]);
     let out = run(&cluster, "pymesos_scheduler.py", &["10"]);
-    let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON summary line");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON summary line");
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["finished"], 10);
     assert_eq!(v["launched"], 10);
     let st = cluster.state();
-    let done: Vec<_> = st["completed_frameworks"].as_array().unwrap().iter()
-        .chain(st["frameworks"].as_array().unwrap()).flat_map(|f| f["completed_tasks"].as_array().unwrap().clone()).collect();
-    assert_eq!(done.iter().filter(|t| t["state"] == "TASK_FINISHED").count(), 10);
+    let done: Vec<_> = st["completed_frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(st["frameworks"].as_array().unwrap())
+        .flat_map(|f| f["completed_tasks"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(
+        done.iter()
+            .filter(|t| t["state"] == "TASK_FINISHED")
+            .count(),
+        10
+    );
 }
 
 #[test]

@@ -9,7 +9,10 @@ fn fw() -> Value {
 }
 
 fn sandbox_of(cluster: &Cluster, agent_ip: &str, task_id: &str) -> String {
-    let state = crate::harness::plain::blocking_get_json(&format!("http://{agent_ip}:{}/state", cluster.agent_port));
+    let state = crate::harness::plain::blocking_get_json(&format!(
+        "http://{agent_ip}:{}/state",
+        cluster.agent_port
+    ));
     for f in state["frameworks"].as_array().unwrap() {
         for key in ["executors", "completed_executors"] {
             for e in f[key].as_array().unwrap() {
@@ -31,8 +34,21 @@ async fn a_task_launches_runs_finishes_and_its_output_is_in_the_sandbox() {
     let offers = s.next("OFFERS", 10).await;
     let offer = offers["offers"]["offers"][0].clone();
     assert_eq!(offer["url"]["path"], "/slave(1)");
-    assert!(offer.get("allocation_info").is_none(), "non-MULTI_ROLE frameworks get no allocation_info");
-    let (code, body) = s.call(launch(&offer, vec![task(&offer, "t1", "echo hello-from-$MESOS_TASK_ID; sleep 0.2", 0.5)])).await;
+    assert!(
+        offer.get("allocation_info").is_none(),
+        "non-MULTI_ROLE frameworks get no allocation_info"
+    );
+    let (code, body) = s
+        .call(launch(
+            &offer,
+            vec![task(
+                &offer,
+                "t1",
+                "echo hello-from-$MESOS_TASK_ID; sleep 0.2",
+                0.5,
+            )],
+        ))
+        .await;
     assert_eq!((code, body.as_str()), (202, ""));
     let starting = s.await_state("t1", "TASK_STARTING", 20).await;
     assert_eq!(starting["source"], "SOURCE_EXECUTOR");
@@ -42,18 +58,28 @@ async fn a_task_launches_runs_finishes_and_its_output_is_in_the_sandbox() {
     assert!(fin["uuid"].as_str().is_some());
     let ip = offer["hostname"].as_str().unwrap();
     let dir = sandbox_of(&cluster, ip, "t1");
-    let read = crate::harness::plain::blocking_get_json(&format!("http://{ip}:{}/files/read?path={dir}/stdout&offset=0", cluster.agent_port));
-    assert!(read["data"].as_str().unwrap().contains("hello-from-t1"), "{read}");
+    let read = crate::harness::plain::blocking_get_json(&format!(
+        "http://{ip}:{}/files/read?path={dir}/stdout&offset=0",
+        cluster.agent_port
+    ));
+    assert!(
+        read["data"].as_str().unwrap().contains("hello-from-t1"),
+        "{read}"
+    );
     // Once acknowledged, the task is completed on the master and its resources are free.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let st = cluster.state();
         let f = &st["frameworks"][0];
-        if f["completed_tasks"].as_array().unwrap().len() == 1 && f["used_resources"]["cpus"] == 0.0 {
+        if f["completed_tasks"].as_array().unwrap().len() == 1 && f["used_resources"]["cpus"] == 0.0
+        {
             assert_eq!(f["completed_tasks"][0]["state"], "TASK_FINISHED");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "task not completed: {st}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task not completed: {st}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -72,12 +98,20 @@ async fn kill_sends_killing_then_killed_and_launch_group_runs_together() {
     ]}});
     assert_eq!(s.call(group).await.0, 202);
     s.await_state("sleeper", "TASK_RUNNING", 20).await;
-    let (code, _) = s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "sleeper"}}})).await;
+    let (code, _) = s
+        .call(json!({"type": "KILL", "kill": {"task_id": {"value": "sleeper"}}}))
+        .await;
     assert_eq!(code, 202);
     let mut seen = std::collections::BTreeMap::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while seen.get("sleeper") != Some(&"TASK_KILLED".to_string()) || seen.get("g1") != Some(&"TASK_FINISHED".to_string()) || seen.get("g2") != Some(&"TASK_FINISHED".to_string()) {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv()).await.expect("updates in time").unwrap();
+    while seen.get("sleeper") != Some(&"TASK_KILLED".to_string())
+        || seen.get("g1") != Some(&"TASK_FINISHED".to_string())
+        || seen.get("g2") != Some(&"TASK_FINISHED".to_string())
+    {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .expect("updates in time")
+            .unwrap();
         if ev["type"] != "UPDATE" {
             continue;
         }
@@ -86,7 +120,11 @@ async fn kill_sends_killing_then_killed_and_launch_group_runs_together() {
         let id = st["task_id"]["value"].as_str().unwrap().to_string();
         let state = st["state"].as_str().unwrap().to_string();
         if id == "sleeper" && state == "TASK_KILLED" {
-            assert_eq!(seen.get("sleeper").map(String::as_str), Some("TASK_KILLING"), "KILLING comes first for TASK_KILLING_STATE frameworks");
+            assert_eq!(
+                seen.get("sleeper").map(String::as_str),
+                Some("TASK_KILLING"),
+                "KILLING comes first for TASK_KILLING_STATE frameworks"
+            );
         }
         seen.insert(id, state);
     }
@@ -126,15 +164,30 @@ async fn bad_calls_get_mesos_errors_and_change_nothing() {
         let status = r.status().as_u16();
         let body = r.text().await.unwrap();
         assert_eq!(status, code, "case {i}: {body}");
-        assert!(body.contains(needle), "case {i}: {body:?} should mention {needle:?}");
+        assert!(
+            body.contains(needle),
+            "case {i}: {body:?} should mention {needle:?}"
+        );
     }
     // Invalid launches: TASK_ERROR from the master for bad resources and a bad ID, TASK_LOST
     // for a stale offer. The valid offer is spent by the first accept.
     let bad = |id: &str, cpus: f64| task(&offer, id, "true", cpus);
     let mut neg = bad("negative", 1.0);
     neg["resources"][0]["scalar"]["value"] = json!(-1.0);
-    assert_eq!(s.call(launch(&offer, vec![neg, bad("bad/id", 0.1), bad("too-much", 99.0)])).await.0, 202);
-    for (id, state) in [("negative", "TASK_ERROR"), ("bad/id", "TASK_ERROR"), ("too-much", "TASK_ERROR")] {
+    assert_eq!(
+        s.call(launch(
+            &offer,
+            vec![neg, bad("bad/id", 0.1), bad("too-much", 99.0)]
+        ))
+        .await
+        .0,
+        202
+    );
+    for (id, state) in [
+        ("negative", "TASK_ERROR"),
+        ("bad/id", "TASK_ERROR"),
+        ("too-much", "TASK_ERROR"),
+    ] {
         let st = s.await_state(id, state, 5).await;
         assert_eq!(st["source"], "SOURCE_MASTER");
         assert_eq!(st["reason"], "REASON_TASK_INVALID");
@@ -148,20 +201,30 @@ async fn bad_calls_get_mesos_errors_and_change_nothing() {
     assert_eq!(code, 200);
     let after = cluster.state();
     assert_eq!(after["frameworks"][0]["tasks"], json!([]));
-    assert_eq!(after["frameworks"][0]["used_resources"], before["frameworks"][0]["used_resources"]);
+    assert_eq!(
+        after["frameworks"][0]["used_resources"],
+        before["frameworks"][0]["used_resources"]
+    );
     assert_eq!(after["slaves"][0]["used_resources"]["cpus"], 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decline_filters_for_refuse_seconds_and_reconcile_and_teardown_work() {
     let cluster = Cluster::start(1, &[]);
-    let mut s = Scheduler::subscribe(&cluster.master, json!({"user": "root", "name": "decliner", "capabilities": [{"type": "PARTITION_AWARE"}]})).await;
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "decliner", "capabilities": [{"type": "PARTITION_AWARE"}]}),
+    )
+    .await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
     let declined_at = std::time::Instant::now();
     let (code, _) = s.call(json!({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]], "filters": {"refuse_seconds": 2.0}}})).await;
     assert_eq!(code, 202);
     s.next("OFFERS", 10).await;
-    assert!(declined_at.elapsed() >= std::time::Duration::from_secs(2), "re-offered before refuse_seconds");
+    assert!(
+        declined_at.elapsed() >= std::time::Duration::from_secs(2),
+        "re-offered before refuse_seconds"
+    );
     // SUPPRESS stops offers; REVIVE brings them back at once.
     assert_eq!(s.call(json!({"type": "SUPPRESS"})).await.0, 202);
     let quiet = s.drain(3.0).await;
@@ -169,7 +232,11 @@ async fn decline_filters_for_refuse_seconds_and_reconcile_and_teardown_work() {
     assert!(quiet.iter().all(|e| e["type"] != "OFFERS"), "{quiet:?}");
     assert_eq!(s.call(json!({"type": "REVIVE"})).await.0, 202);
     // Explicit reconciliation of an unknown task: TASK_UNKNOWN for partition-aware frameworks.
-    let (code, _) = s.call(json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "ghost"}}]}})).await;
+    let (code, _) = s
+        .call(
+            json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "ghost"}}]}}),
+        )
+        .await;
     assert_eq!(code, 202);
     let st = s.await_state("ghost", "TASK_UNKNOWN", 5).await;
     assert_eq!(st["reason"], "REASON_RECONCILIATION");
@@ -179,7 +246,12 @@ async fn decline_filters_for_refuse_seconds_and_reconcile_and_teardown_work() {
     assert_eq!(code, 202, "{body}");
     assert_eq!(cluster.state()["frameworks"][0]["name"], "renamed");
     info["user"] = json!("someone-else");
-    assert_eq!(s.call(json!({"type": "UPDATE_FRAMEWORK", "update_framework": {"framework_info": info}})).await.0, 400);
+    assert_eq!(
+        s.call(json!({"type": "UPDATE_FRAMEWORK", "update_framework": {"framework_info": info}}))
+            .await
+            .0,
+        400
+    );
     // TEARDOWN ends the stream and moves the framework to completed.
     assert_eq!(s.call(json!({"type": "TEARDOWN"})).await.0, 202);
     s.next("__CLOSED__", 5).await;
@@ -194,7 +266,12 @@ async fn unacknowledged_updates_are_resent_with_the_same_uuid() {
     let cluster = Cluster::start(1, &["--status-update-retry", "0.5"]);
     let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
-    assert_eq!(s.call(launch(&offer, vec![task(&offer, "r1", "sleep 30", 0.1)])).await.0, 202);
+    assert_eq!(
+        s.call(launch(&offer, vec![task(&offer, "r1", "sleep 30", 0.1)]))
+            .await
+            .0,
+        202
+    );
     let first = s.next("UPDATE", 20).await["update"]["status"].clone();
     assert_eq!(first["state"], "TASK_STARTING");
     // Do not acknowledge: the same update (same uuid) comes again, and nothing after it.
@@ -210,14 +287,30 @@ async fn unacknowledged_updates_are_resent_with_the_same_uuid() {
 async fn read_endpoints_answer_in_mesos_shapes() {
     let cluster = Cluster::start(1, &["--attributes", "rack:a;level:3"]);
     let v = crate::harness::plain::blocking_get_json(&format!("{}/version", cluster.master));
-    assert!(v["version"].as_str().unwrap().split('.').all(|p| p.parse::<u32>().is_ok()));
-    for path in ["/state", "/state.json", "/master/state", "/master/state.json"] {
+    assert!(v["version"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .all(|p| p.parse::<u32>().is_ok()));
+    for path in [
+        "/state",
+        "/state.json",
+        "/master/state",
+        "/master/state.json",
+    ] {
         let st = crate::harness::plain::blocking_get_json(&format!("{}{path}", cluster.master));
-        assert_eq!(st["slaves"][0]["attributes"], json!({"rack": "a", "level": 3.0}));
+        assert_eq!(
+            st["slaves"][0]["attributes"],
+            json!({"rack": "a", "level": 3.0})
+        );
         assert_eq!(st["slaves"][0]["resources"]["ports"], "[31000-31100]");
         assert_eq!(st["orphan_tasks"], json!([]));
     }
-    for (path, key) in [("/master/frameworks", "frameworks"), ("/master/slaves", "slaves"), ("/master/tasks", "tasks")] {
+    for (path, key) in [
+        ("/master/frameworks", "frameworks"),
+        ("/master/slaves", "slaves"),
+        ("/master/tasks", "tasks"),
+    ] {
         let st = crate::harness::plain::blocking_get_json(&format!("{}{path}", cluster.master));
         assert!(st[key].is_array(), "{path}");
     }
@@ -227,11 +320,18 @@ async fn read_endpoints_answer_in_mesos_shapes() {
     }
     // The agent's /files refuse to leave the sandbox root.
     let agent = format!("http://127.0.0.2:{}", cluster.agent_port);
-    for bad in ["/etc/passwd", "../../../../etc/passwd", "%2e%2e/%2e%2e/etc", "a%00b"] {
-        let (code, body) = crate::harness::plain::blocking_get(&format!("{agent}/files/read?path={bad}&offset=0"));
+    for bad in [
+        "/etc/passwd",
+        "../../../../etc/passwd",
+        "%2e%2e/%2e%2e/etc",
+        "a%00b",
+    ] {
+        let (code, body) =
+            crate::harness::plain::blocking_get(&format!("{agent}/files/read?path={bad}&offset=0"));
         assert!(code == 400 || code == 404, "{bad}: {code} {body}");
         assert!(!body.contains("root:"), "{bad} leaked");
     }
-    let (code, _) = crate::harness::plain::blocking_get(&format!("{agent}/files/read?path=x&offset=-5"));
+    let (code, _) =
+        crate::harness::plain::blocking_get(&format!("{agent}/files/read?path=x&offset=-5"));
     assert_eq!(code, 400);
 }

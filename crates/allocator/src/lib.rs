@@ -73,7 +73,7 @@ pub struct Allocator {
     roles: BTreeMap<String, RoleEntry>,
     role_sorter: Sorter<String>,
     weights: BTreeMap<String, f64>,
-    filters: BTreeMap<(FrameworkId, AgentId), Vec<Filter>>,
+    filters: BTreeMap<FrameworkId, BTreeMap<AgentId, Vec<Filter>>>,
     rng: ChaCha8Rng,
 }
 
@@ -128,7 +128,9 @@ impl Allocator {
     /// Removes an agent; everything allocated on it is forgotten.
     pub fn remove_agent(&mut self, agent_id: &AgentId) {
         self.agents.remove(agent_id);
-        self.filters.retain(|(_, a), _| a != agent_id);
+        for per_agent in self.filters.values_mut() {
+            per_agent.remove(agent_id);
+        }
         self.refresh_totals();
     }
 
@@ -222,7 +224,7 @@ impl Allocator {
                 }
             }
         }
-        self.filters.retain(|(f, _), _| f != framework_id);
+        self.filters.remove(framework_id);
     }
 
     /// Marks a framework connected (offers flow) or disconnected (no offers).
@@ -257,7 +259,7 @@ impl Allocator {
                 }
             }
         }
-        self.filters.retain(|(f, _), _| f != framework_id);
+        self.filters.remove(framework_id);
         self.sync_activity(framework_id);
     }
 
@@ -300,7 +302,7 @@ impl Allocator {
             }
             r.frameworks.allocate(framework_id, known);
         }
-        self.role_sorter.allocate(&role.to_string(), known);
+        self.role_sorter.allocate_by(role, known);
     }
 
     /// Records resources as used outside an offer cycle (tasks on a re-registering agent).
@@ -331,14 +333,16 @@ impl Allocator {
         if let Some(r) = self.roles.get_mut(role) {
             r.frameworks.unallocate(framework_id, known);
         }
-        self.role_sorter.unallocate(&role.to_string(), known);
+        self.role_sorter.unallocate_by(role, known);
         if let Some((now, refuse)) = refuse {
             if !refuse.is_zero()
                 && !resources.is_empty()
                 && self.frameworks.contains_key(framework_id)
             {
                 self.filters
-                    .entry((framework_id.clone(), agent_id.clone()))
+                    .entry(framework_id.clone())
+                    .or_default()
+                    .entry(agent_id.clone())
                     .or_default()
                     .push(Filter {
                         resources: resources.clone(),
@@ -350,7 +354,12 @@ impl Allocator {
 
     /// The earliest time a live filter expires, so the shell can wake up for it.
     pub fn next_filter_expiry(&self) -> Option<Duration> {
-        self.filters.values().flatten().map(|f| f.until).min()
+        self.filters
+            .values()
+            .flat_map(|m| m.values())
+            .flatten()
+            .map(|f| f.until)
+            .min()
     }
 
     /// Free resources of an agent.
@@ -376,7 +385,8 @@ impl Allocator {
         now: Duration,
     ) -> bool {
         self.filters
-            .get(&(framework_id.clone(), agent_id.clone()))
+            .get(framework_id)
+            .and_then(|per_agent| per_agent.get(agent_id))
             .is_some_and(|fs| {
                 fs.iter()
                     .any(|f| f.until > now && f.resources.contains(offer))
@@ -384,32 +394,41 @@ impl Allocator {
     }
 
     fn expire_filters(&mut self, now: Duration) {
-        self.filters.retain(|_, fs| {
-            fs.retain(|f| f.until > now);
-            !fs.is_empty()
+        self.filters.retain(|_, per_agent| {
+            per_agent.retain(|_, fs| {
+                fs.retain(|f| f.until > now);
+                !fs.is_empty()
+            });
+            !per_agent.is_empty()
         });
     }
 
     /// One allocation cycle: offers every agent's free resources to the framework DRF picks.
     pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
         self.expire_filters(now);
-        let mut order: Vec<AgentId> = self
+        if self.role_sorter.active_count() == 0 {
+            // Nobody wants anything: skip the walk over every agent.
+            return Vec::new();
+        }
+        // Only agents with enough free cpus or memory are worth a look; deciding that from the
+        // fixed scalar array avoids cloning anything for the (usual) fully used agents.
+        let mut order: Vec<&AgentId> = self
             .agents
             .iter()
-            .filter(|(_, a)| a.active)
-            .map(|(id, _)| id.clone())
+            .filter(|(_, a)| a.active && worth_offering(&a.total, &a.allocated))
+            .map(|(id, _)| id)
             .collect();
         order.shuffle(&mut self.rng);
+        let order: Vec<AgentId> = order.into_iter().cloned().collect();
         let mut out = Vec::new();
         for agent_id in order {
             let Some(agent) = self.agents.get(&agent_id) else {
                 continue;
             };
-            let free = agent.total.minus(&agent.allocated);
-            let [cpus, mem, ..] = free.known_scalars();
-            if cpus < MIN_CPUS_MILLIS && mem < MIN_MEM_MILLIS {
+            if !worth_offering(&agent.total, &agent.allocated) {
                 continue;
             }
+            let free = agent.total.minus(&agent.allocated);
             let Some((role, framework_id)) = self.pick(&agent_id, &free, now) else {
                 continue;
             };
@@ -442,6 +461,13 @@ impl Allocator {
         }
         None
     }
+}
+
+/// Whether an agent's free cpus or memory reach the minimum worth offering.
+fn worth_offering(total: &Resources, allocated: &Resources) -> bool {
+    let [tc, tm, ..] = total.known_scalars();
+    let [ac, am, ..] = allocated.known_scalars();
+    tc - ac >= MIN_CPUS_MILLIS || tm - am >= MIN_MEM_MILLIS
 }
 
 #[cfg(test)]

@@ -264,19 +264,21 @@ impl Master {
                     .frameworks
                     .get_mut(&framework_id)
                     .and_then(|f| f.executors.remove(&(agent_id.clone(), executor_id.clone())));
+                // Only executors the framework launched itself get a FAILURE; the built-in
+                // executor of a command task is invisible to it, as in Mesos.
                 if let Some((_, resources, role)) = removed {
                     self.allocator
                         .recover(&framework_id, &role, &agent_id, &resources, None);
                     self.allocation_pending = true;
+                    self.send_event(
+                        &framework_id,
+                        Event::failure(Failure {
+                            agent_id: Some(agent_id),
+                            executor_id: Some(executor_id),
+                            status: Some(status.unwrap_or(-1)),
+                        }),
+                    );
                 }
-                self.send_event(
-                    &framework_id,
-                    Event::failure(Failure {
-                        agent_id: Some(agent_id),
-                        executor_id: Some(executor_id),
-                        status: Some(status.unwrap_or(-1)),
-                    }),
-                );
             }
         }
         let _ = now;

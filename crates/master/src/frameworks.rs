@@ -389,9 +389,9 @@ impl Master {
         let timeout = f
             .info
             .failover_timeout
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
             .unwrap_or(Duration::ZERO);
-        f.failover_deadline = Some(now.mono + timeout);
+        f.failover_deadline = Some(now.mono.saturating_add(timeout));
         info!(framework_id = %framework_id, failover_timeout = ?timeout, "framework disconnected");
         let offers: Vec<_> = f.offers.iter().cloned().collect();
         for id in offers {

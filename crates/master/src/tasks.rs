@@ -139,11 +139,8 @@ impl Master {
                     }
                 },
                 other => {
+                    // Not an ERROR event: schedulers treat ERROR as fatal.
                     warn!(framework_id = %framework_id, operation = other, "unsupported offer operation ignored");
-                    self.send_event(
-                        framework_id,
-                        Event::error(format!("Offer operation '{other}' is not supported")),
-                    );
                 }
             }
         }

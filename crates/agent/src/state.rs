@@ -6,25 +6,7 @@ use mantle_api::resources_from_wire;
 use serde_json::{json, Value};
 
 fn res_json(list: &[mantle_api::mesos::Resource]) -> Value {
-    mantle_master_like_resources(&resources_from_wire(list, "resources").unwrap_or_default())
-}
-
-/// Same rendering as the master's state endpoints (object of name to value).
-fn mantle_master_like_resources(r: &mantle_model::Resources) -> Value {
-    let mut m = serde_json::Map::new();
-    for k in ["cpus", "disk", "gpus", "mem"] {
-        m.insert(k.into(), json!(r.scalar(k)));
-    }
-    for (n, v) in r.scalars() {
-        m.insert(
-            n.into(),
-            json!(mantle_model::resources::millis_to_scalar(v)),
-        );
-    }
-    for (n, ranges) in r.all_ranges() {
-        m.insert(n.into(), json!(ranges.to_string()));
-    }
-    Value::Object(m)
+    mantle_api::resources_json(&resources_from_wire(list, "resources").unwrap_or_default())
 }
 
 fn task_json(framework_id: &str, executor_id: &str, agent_id: &str, t: &Task) -> Value {
@@ -105,8 +87,8 @@ impl Agent {
             "id": self.agent_id.as_ref().map(|a| a.as_str()).unwrap_or(""),
             "pid": format!("slave(1)@{}:{}", c.hostname, c.port),
             "hostname": c.hostname,
-            "resources": mantle_master_like_resources(&c.resources),
-            "unreserved_resources": mantle_master_like_resources(&c.resources),
+            "resources": mantle_api::resources_json(&c.resources),
+            "unreserved_resources": mantle_api::resources_json(&c.resources),
             "reserved_resources": {},
             "attributes": Value::Object(attrs),
             "flags": {"port": c.port.to_string(), "hostname": c.hostname},

@@ -246,6 +246,30 @@ pub fn attributes_from_wire(list: &[Attribute]) -> Result<Vec<model::Attribute>,
         .collect()
 }
 
+/// Mesos's object form of resources used by the read-only endpoints (`/master/state`, the
+/// agent's `/state`): scalars as numbers (cpus, disk, gpus, mem always present), ranges as
+/// `[a-b, c-d]` strings, sets as `{a,b}` strings.
+pub fn resources_json(r: &Resources) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for k in ["cpus", "disk", "gpus", "mem"] {
+        m.insert(k.into(), serde_json::json!(r.scalar(k)));
+    }
+    for (n, v) in r.scalars() {
+        m.insert(n.into(), serde_json::json!(millis_to_scalar(v)));
+    }
+    for (n, ranges) in r.all_ranges() {
+        m.insert(n.into(), serde_json::json!(ranges.to_string()));
+    }
+    for (n, s) in r.all_sets() {
+        let items: Vec<&str> = s.iter().map(String::as_str).collect();
+        m.insert(
+            n.into(),
+            serde_json::json!(format!("{{{}}}", items.join(","))),
+        );
+    }
+    serde_json::Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

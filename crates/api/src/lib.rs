@@ -15,5 +15,6 @@ pub mod recordio;
 pub mod scheduler;
 
 pub use convert::{
-    attributes_from_wire, attributes_to_wire, resources_from_wire, resources_to_wire, FieldError,
+    attributes_from_wire, attributes_to_wire, resources_from_wire, resources_json,
+    resources_to_wire, FieldError,
 };

@@ -346,13 +346,9 @@ impl Master {
             } else {
                 TaskState::Lost
             };
-            let status = if state == TaskState::Unreachable {
-                // Unreachable is not terminal for the framework, but the agent is gone from
-                // this master, so the task leaves the books all the same.
-                self.finish_task_locally(now, &framework_id, &task_id, TaskState::Unreachable, why)
-            } else {
-                self.finish_task_locally(now, &framework_id, &task_id, state, why)
-            };
+            // Unreachable is not terminal for the framework, but the agent is gone from this
+            // master, so the task leaves the books either way.
+            let status = self.finish_task_locally(now, &framework_id, &task_id, state, why);
             if let Some(s) = status {
                 self.send_event(&framework_id, Event::update(s));
             }

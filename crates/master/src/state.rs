@@ -5,32 +5,13 @@
 //! "[31000-32000]"}`) and IDs as plain strings, unlike the v1 API.
 
 use crate::{Agent, Framework, Master, Task, MESOS_VERSION};
-use mantle_model::{resources::millis_to_scalar, AttributeValue, Resources};
+pub use mantle_api::resources_json;
+use mantle_model::{AttributeValue, Resources};
 use serde_json::{json, Map, Value};
 
 /// A borrowed view of the master for rendering.
 pub struct StateView<'a> {
     pub(crate) master: &'a Master,
-}
-
-/// Mesos's object form of resources: scalars as numbers (cpus, mem, disk, gpus always
-/// present), ranges as `[a-b, c-d]` strings, sets as `{a,b}` strings.
-pub fn resources_json(r: &Resources) -> Value {
-    let mut m = Map::new();
-    for k in ["cpus", "disk", "gpus", "mem"] {
-        m.insert(k.into(), json!(r.scalar(k)));
-    }
-    for (n, v) in r.scalars() {
-        m.insert(n.into(), json!(millis_to_scalar(v)));
-    }
-    for (n, ranges) in r.all_ranges() {
-        m.insert(n.into(), json!(ranges.to_string()));
-    }
-    for (n, s) in r.all_sets() {
-        let items: Vec<&str> = s.iter().map(String::as_str).collect();
-        m.insert(n.into(), json!(format!("{{{}}}", items.join(","))));
-    }
-    Value::Object(m)
 }
 
 fn task_json(t: &Task) -> Value {

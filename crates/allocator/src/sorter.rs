@@ -127,30 +127,6 @@ impl<K: Ord + Clone> Sorter<K> {
         });
     }
 
-    /// `allocate` by a borrowed key (e.g. `&str` for `String` keys).
-    pub(crate) fn allocate_by<Q>(&mut self, k: &Q, amount: [i64; 4])
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        if let Some((key, _)) = self.clients.get_key_value(k) {
-            let key = key.clone();
-            self.allocate(&key, amount);
-        }
-    }
-
-    /// `unallocate` by a borrowed key.
-    pub(crate) fn unallocate_by<Q>(&mut self, k: &Q, amount: [i64; 4])
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        if let Some((key, _)) = self.clients.get_key_value(k) {
-            let key = key.clone();
-            self.unallocate(&key, amount);
-        }
-    }
-
     /// Changes the cluster total; every share changes, so the order is rebuilt.
     pub(crate) fn set_total(&mut self, total: [i64; 4]) {
         if total == self.total {

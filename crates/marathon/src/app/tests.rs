@@ -1,0 +1,95 @@
+use super::*;
+use serde_json::json;
+
+const V: &str = "2024-01-01T00:00:00.000Z";
+
+#[test]
+fn defaults_follow_marathon() {
+    let a = parse(&json!({"id": "web", "cmd": "sleep 10"}), "/", V).expect("valid");
+    assert_eq!(a.id, "/web");
+    assert_eq!(a.instances, 1);
+    assert_eq!(a.cpus, 1.0);
+    assert_eq!(a.mem, 128.0);
+    assert_eq!(a.backoff_factor, 1.15);
+    assert_eq!(a.upgrade_strategy.minimum_health_capacity, 1.0);
+    assert_eq!(a.upgrade_strategy.maximum_over_capacity, 1.0);
+    assert_eq!(a.port_definitions.len(), 1, "one port by default");
+    assert_eq!(a.kill_selection, "YOUNGEST_FIRST");
+    let out = a.to_json();
+    assert_eq!(out["id"], "/web");
+    assert_eq!(out["versionInfo"]["lastConfigChangeAt"], V);
+    assert!(
+        out.get("args").is_none(),
+        "absent optional fields are not emitted"
+    );
+}
+
+#[test]
+fn every_bad_field_is_named() {
+    let body = json!({
+        "id": "Bad_Id", "cmd": "x", "cpus": -1, "mem": "lots", "instances": -2,
+        "constraints": [["hostname", "SOMETIMES"], ["rack", "LIKE", "("], "nope"],
+        "upgradeStrategy": {"minimumHealthCapacity": 2},
+        "healthChecks": [{"protocol": "SMTP"}],
+    });
+    let errs = parse(&body, "/", V).expect_err("invalid");
+    let paths: Vec<&str> = errs.iter().map(|v| v.path.as_str()).collect();
+    for p in [
+        "/id",
+        "/cpus",
+        "/mem",
+        "/instances",
+        "/constraints/0",
+        "/constraints/1",
+        "/constraints/2",
+        "/upgradeStrategy/minimumHealthCapacity",
+        "/healthChecks/0/protocol",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    let body = violations_body(&errs);
+    assert_eq!(body["message"], "Object is not valid");
+    assert!(body["details"][0]["errors"][0].is_string());
+}
+
+#[test]
+fn cmd_args_and_container_rules() {
+    assert!(parse(&json!({"id": "a"}), "/", V).is_err());
+    assert!(parse(&json!({"id": "a", "cmd": "x", "args": ["y"]}), "/", V).is_err());
+    assert!(parse(&json!({"id": "a", "args": ["sleep", "1"]}), "/", V).is_ok());
+    let d = parse(
+        &json!({"id": "a", "container": {"type": "DOCKER", "docker": {"image": "nginx"}}}),
+        "/",
+        V,
+    )
+    .expect("docker app");
+    assert_eq!(
+        d.container
+            .and_then(|c| c.docker)
+            .map(|d| d.image)
+            .as_deref(),
+        Some("nginx")
+    );
+    assert!(parse(&json!({"id": "a", "container": {"type": "DOCKER"}}), "/", V).is_err());
+}
+
+#[test]
+fn scale_is_not_a_config_change() {
+    let a = parse(&json!({"id": "a", "cmd": "x"}), "/", V).expect("valid");
+    let mut b = a.clone();
+    b.instances = 7;
+    b.version = "other".into();
+    assert!(a.same_config(&b));
+    b.cmd = Some("y".into());
+    assert!(!a.same_config(&b));
+}
+
+#[test]
+fn non_objects_and_odd_values_never_panic() {
+    for body in [json!(null), json!([]), json!("x"), json!(1)] {
+        assert!(parse(&body, "/", V).is_err());
+    }
+    let weird = json!({"id": "a", "cmd": "x", "cpus": 1e308, "instances": 1.5, "ports": [70000],
+                       "env": {"A": [1]}, "labels": 3, "portDefinitions": [{"port": -1}]});
+    assert!(parse(&weird, "/", V).is_err());
+}

@@ -1,0 +1,1888 @@
+//! The service scheduler's core: a deterministic state machine over API commands, master
+//! events, health results and the current time. It never does I/O; everything it wants done
+//! (calls to the master, writes to the store, events for `/v2/events`) is queued as
+//! [`Effect`]s that the shell drains with [`Core::drain`] and carries out in order, store
+//! writes first, so intent is durable before it is acted on.
+
+use crate::app::{self, AppDefinition, Violation};
+use crate::deploy::{Action, Deployment};
+use crate::path;
+use crate::placement::{self, Candidate, Placed, Rejection, Strategy};
+use crate::time::iso_millis;
+use mantle_api::convert::{attributes_from_wire, resources_from_wire, resources_to_wire};
+use mantle_api::mesos::{
+    Capability, CommandInfo, DurationInfo, Environment, Filters, FrameworkInfo, KillPolicy, Offer,
+    TaskInfo, TaskStatus, Variable,
+};
+use mantle_api::scheduler::{
+    Accept, Acknowledge, Call, CallType, Decline, Event, EventType, Kill, Launch, Operation,
+    Reconcile, ReconcileTask, Roles, Subscribe,
+};
+use mantle_model::{AgentId, FrameworkId, Now, Resources, TaskId, TaskState};
+use rand::RngCore;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long declined offers stay away when nothing needs launching (Marathon's
+/// `--decline_offer_duration` default).
+pub const DECLINE_IDLE: f64 = 120.0;
+/// How long declined offers stay away while launches wait (short, so backoffs are met).
+pub const DECLINE_BUSY: f64 = 1.0;
+/// Marathon's `failover_timeout` default: one week.
+pub const FAILOVER_TIMEOUT: f64 = 604_800.0;
+
+/// One task of an app, as the scheduler records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub task_id: String,
+    pub app_id: String,
+    /// The app version the task was launched from.
+    pub version: String,
+    /// `versionInfo.lastConfigChangeAt` of that version: tasks of other configs are replaced.
+    pub config_version: String,
+    pub agent_id: String,
+    pub host: String,
+    pub attributes: BTreeMap<String, String>,
+    pub ports: Vec<u32>,
+    pub state: TaskState,
+    pub staged_at: String,
+    pub started_at: Option<String>,
+    /// `None` until a health check has an opinion (or when the app has none).
+    pub healthy: Option<bool>,
+    /// A kill was sent on purpose (scale down, replacement, API): no backoff when it ends.
+    pub kill_requested: bool,
+    #[serde(default)]
+    pub health_failures: u32,
+    #[serde(default)]
+    pub last_health_failure: Option<String>,
+    #[serde(default)]
+    pub last_health_success: Option<String>,
+    /// Monotonic millis when it became RUNNING (for health grace periods); not persisted.
+    #[serde(skip)]
+    pub running_since_ms: Option<u64>,
+}
+
+impl Instance {
+    fn live(&self) -> bool {
+        !self.state.is_terminal() && !self.kill_requested
+    }
+    fn running(&self) -> bool {
+        self.state == TaskState::Running
+    }
+}
+
+/// A write the shell must make durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    FrameworkId(String),
+    App(AppDefinition),
+    DeleteApp(String),
+    Version(AppDefinition),
+    DeleteVersions(String),
+    Instance(Instance),
+    DeleteInstance(String),
+    Deployment(Deployment),
+    DeleteDeployment(String),
+}
+
+/// Something for the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Make durable (all writes of one step in one transaction, before the other effects).
+    Store(Write),
+    /// Send a call to the master.
+    Call(Call),
+    /// Publish on `/v2/events`.
+    Event(Value),
+}
+
+/// Why an API command was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    NotFound(String),
+    Conflict {
+        message: String,
+        deployments: Vec<String>,
+    },
+    Invalid(Vec<Violation>),
+    BadRequest(String),
+}
+
+/// What the core starts from: everything the store holds.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub framework_id: Option<String>,
+    pub apps: Vec<AppDefinition>,
+    pub versions: Vec<AppDefinition>,
+    pub instances: Vec<Instance>,
+    pub deployments: Vec<Deployment>,
+}
+
+/// Static configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub framework_name: String,
+    pub role: String,
+    pub user: String,
+    pub hostname: String,
+    pub webui_url: Option<String>,
+    pub strategy: Strategy,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Backoff {
+    failures: u32,
+    until_ms: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct QueueStats {
+    processed: u64,
+    rejections: BTreeMap<Rejection, u64>,
+    last_processed: Option<String>,
+}
+
+/// The scheduler's whole state.
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    framework_id: Option<String>,
+    connected: bool,
+    suppressed: bool,
+    apps: BTreeMap<String, AppDefinition>,
+    versions: BTreeMap<String, BTreeMap<String, AppDefinition>>,
+    instances: BTreeMap<String, Instance>,
+    deployments: BTreeMap<String, Deployment>,
+    backoff: BTreeMap<String, Backoff>,
+    last_failure: BTreeMap<String, Value>,
+    queue_stats: BTreeMap<String, QueueStats>,
+    last_version_ms: i64,
+    rng: ChaCha8Rng,
+    out: Vec<Effect>,
+}
+
+fn wall_ms(now: Now) -> i64 {
+    (now.wall_secs * 1000.0) as i64
+}
+
+fn mono_ms(now: Now) -> u64 {
+    now.mono.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl Core {
+    pub fn new(config: Config, snapshot: Snapshot) -> Core {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut core = Core {
+            config,
+            framework_id: snapshot.framework_id,
+            connected: false,
+            suppressed: false,
+            apps: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            last_failure: BTreeMap::new(),
+            queue_stats: BTreeMap::new(),
+            last_version_ms: 0,
+            rng,
+            out: Vec::new(),
+        };
+        for a in snapshot.apps {
+            core.apps.insert(a.id.clone(), a);
+        }
+        for v in snapshot.versions {
+            core.versions
+                .entry(v.id.clone())
+                .or_default()
+                .insert(v.version.clone(), v);
+        }
+        for i in snapshot.instances {
+            core.instances.insert(i.task_id.clone(), i);
+        }
+        for d in snapshot.deployments {
+            core.deployments.insert(d.id.clone(), d);
+        }
+        core
+    }
+
+    /// Effects queued since the last drain, in order.
+    pub fn drain(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn uuid(&mut self) -> String {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// A fresh version timestamp, strictly after every earlier one.
+    fn next_version(&mut self, now: Now) -> String {
+        let ms = wall_ms(now).max(self.last_version_ms + 1);
+        self.last_version_ms = ms;
+        iso_millis(ms)
+    }
+
+    fn event(&mut self, kind: &str, now: Now, mut body: Value) {
+        if let Some(m) = body.as_object_mut() {
+            m.insert("eventType".into(), json!(kind));
+            m.insert("timestamp".into(), json!(iso_millis(wall_ms(now))));
+        }
+        self.out.push(Effect::Event(body));
+    }
+
+    fn store(&mut self, w: Write) {
+        self.out.push(Effect::Store(w));
+    }
+
+    fn call(&mut self, mut call: Call) {
+        call.framework_id = self.framework_id.clone().map(FrameworkId::new);
+        self.out.push(Effect::Call(call));
+    }
+
+    // ----- reads -----
+
+    pub fn framework_id(&self) -> Option<&str> {
+        self.framework_id.as_deref()
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The SUBSCRIBE call for the master (with the stored framework id, to fail over).
+    pub fn subscribe_call(&self) -> Call {
+        let info = FrameworkInfo {
+            user: self.config.user.clone(),
+            name: self.config.framework_name.clone(),
+            id: self.framework_id.clone().map(FrameworkId::new),
+            failover_timeout: Some(FAILOVER_TIMEOUT),
+            checkpoint: Some(true),
+            role: None,
+            roles: vec![self.config.role.clone()],
+            hostname: Some(self.config.hostname.clone()),
+            principal: None,
+            webui_url: self.config.webui_url.clone(),
+            capabilities: ["MULTI_ROLE", "PARTITION_AWARE", "TASK_KILLING_STATE"]
+                .iter()
+                .map(|k| Capability {
+                    kind: (*k).to_string(),
+                })
+                .collect(),
+            extra: Default::default(),
+        };
+        Call {
+            subscribe: Some(Subscribe {
+                framework_info: info,
+                suppressed_roles: Vec::new(),
+            }),
+            ..Call::new(
+                CallType::Subscribe,
+                self.framework_id.clone().map(FrameworkId::new),
+            )
+        }
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &AppDefinition> + '_ {
+        self.apps.values()
+    }
+
+    pub fn app(&self, id: &str) -> Option<&AppDefinition> {
+        self.apps.get(id)
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> + '_ {
+        self.instances.values()
+    }
+
+    pub fn instances_of<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances.values().filter(move |i| i.app_id == app_id)
+    }
+
+    pub fn instance(&self, task_id: &str) -> Option<&Instance> {
+        self.instances.get(task_id)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> + '_ {
+        self.deployments.values()
+    }
+
+    pub fn deployments_of<'a>(
+        &'a self,
+        app_id: &'a str,
+    ) -> impl Iterator<Item = &'a Deployment> + 'a {
+        self.deployments
+            .values()
+            .filter(move |d| d.app_id == app_id)
+    }
+
+    /// Versions of an app, newest first.
+    pub fn versions(&self, app_id: &str) -> Option<Vec<String>> {
+        self.apps.get(app_id)?;
+        Some(
+            self.versions
+                .get(app_id)
+                .map(|v| v.keys().rev().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn version(&self, app_id: &str, version: &str) -> Option<&AppDefinition> {
+        self.versions.get(app_id)?.get(version)
+    }
+
+    pub fn last_task_failure(&self, app_id: &str) -> Option<&Value> {
+        self.last_failure.get(app_id)
+    }
+
+    /// How many more instances the app needs launched right now.
+    pub fn waiting(&self, app_id: &str) -> usize {
+        self.apps.get(app_id).map_or(0, |a| self.needed(a))
+    }
+
+    /// Launch delay left for an app, in seconds, and whether it is overdue.
+    pub fn delay(&self, app_id: &str, now: Now) -> (f64, bool) {
+        let until = self.backoff.get(app_id).map_or(0, |b| b.until_ms);
+        let left = until.saturating_sub(mono_ms(now));
+        (left as f64 / 1000.0, left == 0)
+    }
+
+    /// `/v2/queue` rows: apps with instances waiting to launch.
+    pub fn queue_json(&self, now: Now) -> Value {
+        let mut rows = Vec::new();
+        for app in self.apps.values() {
+            let count = self.needed(app);
+            if count == 0 {
+                continue;
+            }
+            let (left, overdue) = self.delay(&app.id, now);
+            let stats = self.queue_stats.get(&app.id).cloned().unwrap_or_default();
+            let summary: Vec<Value> = Rejection::ALL
+                .iter()
+                .map(|r| {
+                    json!({
+                        "reason": r.as_str(),
+                        "declined": stats.rejections.get(r).copied().unwrap_or(0),
+                        "processed": stats.processed,
+                    })
+                })
+                .collect();
+            let declined: u64 = stats.rejections.values().sum();
+            rows.push(json!({
+                "count": count,
+                "delay": {"timeLeftSeconds": left.ceil() as u64, "overdue": overdue},
+                "since": stats.last_processed.clone().unwrap_or_else(|| app.version.clone()),
+                "processedOffersSummary": {
+                    "processedOffersCount": stats.processed,
+                    "unusedOffersCount": declined,
+                    "lastUnusedOfferAt": stats.last_processed,
+                    "lastUsedOfferAt": null,
+                    "rejectSummaryLastOffers": summary,
+                    "rejectSummaryLaunchAttempt": summary,
+                },
+                "lastUnusedOffers": [],
+                "app": self.app_json(app, &[], now),
+            }));
+        }
+        json!({ "queue": rows })
+    }
+
+    // ----- rendering -----
+
+    /// An app as GET /v2/apps renders it, with `embed` extras (`apps.tasks`,
+    /// `apps.deployments`, `apps.lastTaskFailure`, `apps.counts`, ...).
+    pub fn app_json(&self, app: &AppDefinition, embed: &[String], _now: Now) -> Value {
+        let mut v = app.to_json();
+        let has = |k: &str| {
+            embed
+                .iter()
+                .any(|e| e == k || e == &format!("apps.{k}") || e == &format!("app.{k}"))
+        };
+        let mut staged = 0;
+        let mut running = 0;
+        let mut healthy = 0;
+        let mut unhealthy = 0;
+        for i in self.instances_of(&app.id) {
+            match i.state {
+                TaskState::Staging | TaskState::Starting => staged += 1,
+                TaskState::Running => running += 1,
+                _ => {}
+            }
+            match i.healthy {
+                Some(true) => healthy += 1,
+                Some(false) => unhealthy += 1,
+                None => {}
+            }
+        }
+        if let Some(m) = v.as_object_mut() {
+            m.insert("tasksStaged".into(), json!(staged));
+            m.insert("tasksRunning".into(), json!(running));
+            m.insert("tasksHealthy".into(), json!(healthy));
+            m.insert("tasksUnhealthy".into(), json!(unhealthy));
+            let deps: Vec<Value> = self
+                .deployments_of(&app.id)
+                .map(|d| json!({"id": d.id}))
+                .collect();
+            m.insert("deployments".into(), Value::Array(deps));
+            if has("tasks") {
+                let tasks: Vec<Value> = self
+                    .instances_of(&app.id)
+                    .map(|i| self.task_json(i))
+                    .collect();
+                m.insert("tasks".into(), Value::Array(tasks));
+            }
+            if has("lastTaskFailure") || has("failures") {
+                if let Some(f) = self.last_failure.get(&app.id) {
+                    m.insert("lastTaskFailure".into(), f.clone());
+                }
+            }
+        }
+        v
+    }
+
+    /// A task as `/v2/tasks` and `/v2/apps/{id}/tasks` render it.
+    pub fn task_json(&self, i: &Instance) -> Value {
+        self.task_json_with(i, false)
+    }
+
+    /// `with_service_ports`: only `/v2/tasks` fills `servicePorts` (Marathon 1.10).
+    pub fn task_json_with(&self, i: &Instance, with_service_ports: bool) -> Value {
+        let app = self.apps.get(&i.app_id);
+        let mut m = serde_json::Map::new();
+        m.insert("id".into(), json!(i.task_id));
+        m.insert("appId".into(), json!(i.app_id));
+        m.insert("host".into(), json!(i.host));
+        m.insert("ports".into(), json!(i.ports));
+        let service_ports: Vec<u32> = if with_service_ports {
+            app.map(|a| a.port_definitions.iter().map(|p| p.port).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        m.insert("servicePorts".into(), json!(service_ports));
+        m.insert("slaveId".into(), json!(i.agent_id));
+        m.insert("stagedAt".into(), json!(i.staged_at));
+        if let Some(s) = &i.started_at {
+            m.insert("startedAt".into(), json!(s));
+        }
+        m.insert("state".into(), json!(i.state.as_str()));
+        m.insert("version".into(), json!(i.version));
+        m.insert(
+            "ipAddresses".into(),
+            json!([{"ipAddress": i.host, "protocol": "IPv4"}]),
+        );
+        m.insert("localVolumes".into(), json!([]));
+        let mut results = Vec::new();
+        if app.is_some_and(|a| !a.health_checks.is_empty()) && i.healthy.is_some() {
+            let mut r = serde_json::Map::new();
+            r.insert("alive".into(), json!(i.healthy == Some(true)));
+            r.insert("consecutiveFailures".into(), json!(i.health_failures));
+            if let Some(t) = &i.last_health_success {
+                r.insert("firstSuccess".into(), json!(t));
+                r.insert("lastSuccess".into(), json!(t));
+            }
+            if let Some(t) = &i.last_health_failure {
+                r.insert("lastFailure".into(), json!(t));
+            }
+            r.insert("instanceId".into(), json!(i.task_id));
+            results.push(Value::Object(r));
+        }
+        m.insert("healthCheckResults".into(), Value::Array(results));
+        m.insert("role".into(), json!("*"));
+        Value::Object(m)
+    }
+
+    pub fn deployment_json(&self, d: &Deployment) -> Value {
+        d.to_json(self.deployment_step(d))
+    }
+
+    /// The `plan` of deployment events: Marathon 1.8+'s `{id, steps, version}` plus the
+    /// 1.5-1.7 `original`/`target` group snapshots, which marathon-python needs to parse
+    /// `deployment_info` and `deployment_step_success`.
+    fn plan_json(&self, d: &Deployment) -> Value {
+        let group = |app: Option<&AppDefinition>| {
+            let apps: Vec<Value> = app.map(|a| vec![a.to_json()]).unwrap_or_default();
+            json!({"id": "/", "apps": apps, "groups": [], "pods": [], "dependencies": [], "version": d.version})
+        };
+        let full = d.to_json(self.deployment_step(d));
+        json!({
+            "id": d.id,
+            "steps": full["steps"],
+            "version": d.version,
+            "original": group(d.original.as_ref()),
+            "target": group(d.target.as_ref()),
+        })
+    }
+
+    fn deployment_step(&self, d: &Deployment) -> usize {
+        match d.action {
+            Action::Start if self.apps.contains_key(&d.app_id) => 2,
+            _ => 1,
+        }
+    }
+
+    // ----- API commands -----
+
+    fn locked(&self, app_id: &str) -> Vec<String> {
+        self.deployments_of(app_id).map(|d| d.id.clone()).collect()
+    }
+
+    fn conflict(ids: Vec<String>) -> ApiError {
+        let first = ids.first().cloned().unwrap_or_default();
+        ApiError::Conflict {
+            message: format!(
+                "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{first}'."
+            ),
+            deployments: ids,
+        }
+    }
+
+    /// Cancels running deployments of `app_id` without rollback (for `force`).
+    fn drop_deployments(&mut self, app_id: &str, now: Now) {
+        let ids = self.locked(app_id);
+        for id in ids {
+            if let Some(d) = self.deployments.remove(&id) {
+                self.store(Write::DeleteDeployment(id));
+                self.event(
+                    "deployment_failed",
+                    now,
+                    json!({"id": d.id, "plan": self.plan_json(&d)}),
+                );
+            }
+        }
+    }
+
+    /// Assigns service ports (10000+) to port definitions that asked for any (`port: 0`).
+    fn assign_service_ports(&self, def: &mut AppDefinition) {
+        if def.require_ports {
+            return;
+        }
+        let used: BTreeSet<u32> = self
+            .apps
+            .values()
+            .filter(|a| a.id != def.id)
+            .flat_map(|a| a.port_definitions.iter().map(|p| p.port))
+            .collect();
+        let mut next = 10_000u32;
+        for pd in def.port_definitions.iter_mut().filter(|p| p.port == 0) {
+            while used.contains(&next) {
+                next += 1;
+            }
+            pd.port = next;
+            next += 1;
+        }
+    }
+
+    /// POST /v2/apps.
+    pub fn create_app(
+        &mut self,
+        body: &Value,
+        now: Now,
+    ) -> Result<(AppDefinition, Deployment), ApiError> {
+        let version = self.next_version(now);
+        let mut def = app::parse(body, "/", &version).map_err(ApiError::Invalid)?;
+        if self.apps.contains_key(&def.id) {
+            return Err(ApiError::Conflict {
+                message: format!("An app with id [{}] already exists.", def.id),
+                deployments: Vec::new(),
+            });
+        }
+        self.assign_service_ports(&mut def);
+        let d = self.start_deployment(Action::Start, None, Some(def.clone()), &version, now);
+        self.set_app(def.clone(), now, true);
+        self.event(
+            "api_post_event",
+            now,
+            json!({"clientIp": "127.0.0.1", "uri": format!("/v2/apps{}", def.id), "appDefinition": def.to_json()}),
+        );
+        self.converge(now);
+        Ok((def, d))
+    }
+
+    fn set_app(&mut self, def: AppDefinition, _now: Now, new_version: bool) {
+        self.store(Write::App(def.clone()));
+        if new_version {
+            self.store(Write::Version(def.clone()));
+            self.versions
+                .entry(def.id.clone())
+                .or_default()
+                .insert(def.version.clone(), def.clone());
+        }
+        self.apps.insert(def.id.clone(), def);
+    }
+
+    fn start_deployment(
+        &mut self,
+        action: Action,
+        original: Option<AppDefinition>,
+        target: Option<AppDefinition>,
+        version: &str,
+        now: Now,
+    ) -> Deployment {
+        let app_id = target
+            .as_ref()
+            .or(original.as_ref())
+            .map(|a| a.id.clone())
+            .unwrap_or_default();
+        let d = Deployment {
+            id: self.uuid(),
+            version: version.to_string(),
+            app_id,
+            action,
+            original,
+            target,
+        };
+        self.store(Write::Deployment(d.clone()));
+        self.deployments.insert(d.id.clone(), d.clone());
+        let plan = self.plan_json(&d);
+        self.event(
+            "deployment_info",
+            now,
+            json!({"plan": plan, "currentStep": {"actions": d.actions_json()}}),
+        );
+        d
+    }
+
+    /// PUT /v2/apps/{id} (`partial`: merge into the current definition, as Marathon's PUT
+    /// does by default; PATCH too). Creates the app when it does not exist.
+    /// Returns the deployment and whether the app was created.
+    pub fn update_app(
+        &mut self,
+        id: &str,
+        body: &Value,
+        force: bool,
+        partial: bool,
+        now: Now,
+    ) -> Result<(Deployment, bool), ApiError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ApiError::Invalid(vec![Violation {
+                path: "/".into(),
+                errors: vec!["error.expected.jsobject".into()],
+            }]));
+        };
+        let Some(current) = self.apps.get(id).cloned() else {
+            let mut body = body.clone();
+            if let Some(m) = body.as_object_mut() {
+                m.insert("id".into(), json!(id));
+            }
+            let (_, d) = self.create_app(&body, now)?;
+            return Ok((d, true));
+        };
+        let version = self.next_version(now);
+        // Rollback: `{"version": "..."}` restores that version's definition.
+        let requested_version = obj.get("version").and_then(Value::as_str);
+        let mut def = if let (Some(v), true) = (
+            requested_version,
+            obj.len() <= 2 && obj.keys().all(|k| k == "version" || k == "id"),
+        ) {
+            let Some(old) = self.version(id, v).cloned() else {
+                return Err(ApiError::NotFound(format!(
+                    "Version '{v}' of app '{id}' does not exist"
+                )));
+            };
+            let mut d = old;
+            d.version = version.clone();
+            d
+        } else {
+            let mut merged = if partial {
+                current.to_json()
+            } else {
+                json!({})
+            };
+            if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
+                for (k, v) in b {
+                    m.insert(k.clone(), v.clone());
+                }
+                m.insert("id".into(), json!(id));
+                m.remove("version");
+                m.remove("versionInfo");
+            }
+            if let Some(given) = obj.get("id").and_then(Value::as_str) {
+                if path::canonical(given, "/") != id {
+                    return Err(ApiError::Invalid(vec![Violation {
+                        path: "/id".into(),
+                        errors: vec!["The id in the body does not match the id in the path".into()],
+                    }]));
+                }
+            }
+            app::parse(&merged, "/", &version).map_err(ApiError::Invalid)?
+        };
+        let locked = self.locked(id);
+        if !locked.is_empty() && !force {
+            return Err(Self::conflict(locked));
+        }
+        self.drop_deployments(id, now);
+        self.assign_service_ports(&mut def);
+        let scale_only = current.same_config(&def);
+        if scale_only {
+            def.version_info = crate::app::VersionInfo {
+                last_scaling_at: version.clone(),
+                last_config_change_at: current.version_info.last_config_change_at.clone(),
+            };
+        } else {
+            def.version_info.last_config_change_at = version.clone();
+            def.version_info.last_scaling_at = version.clone();
+            self.backoff.remove(id);
+        }
+        let action = if scale_only {
+            Action::Scale
+        } else {
+            Action::Restart
+        };
+        let d = self.start_deployment(action, Some(current), Some(def.clone()), &version, now);
+        self.set_app(def.clone(), now, true);
+        self.event(
+            "api_post_event",
+            now,
+            json!({"clientIp": "127.0.0.1", "uri": format!("/v2/apps{id}"), "appDefinition": def.to_json()}),
+        );
+        self.converge(now);
+        Ok((d, false))
+    }
+
+    /// DELETE /v2/apps/{id}.
+    pub fn delete_app(&mut self, id: &str, force: bool, now: Now) -> Result<Deployment, ApiError> {
+        let Some(current) = self.apps.get(id).cloned() else {
+            return Err(ApiError::NotFound(format!("App '{id}' does not exist")));
+        };
+        let locked = self.locked(id);
+        if !locked.is_empty() && !force {
+            return Err(Self::conflict(locked));
+        }
+        self.drop_deployments(id, now);
+        let version = self.next_version(now);
+        let d = self.start_deployment(Action::Stop, Some(current), None, &version, now);
+        self.converge(now);
+        Ok(d)
+    }
+
+    /// POST /v2/apps/{id}/restart: a new version with the same config, so every task is
+    /// replaced by a rolling deployment.
+    pub fn restart_app(&mut self, id: &str, force: bool, now: Now) -> Result<Deployment, ApiError> {
+        let Some(current) = self.apps.get(id).cloned() else {
+            return Err(ApiError::NotFound(format!("App '{id}' does not exist")));
+        };
+        let locked = self.locked(id);
+        if !locked.is_empty() && !force {
+            return Err(Self::conflict(locked));
+        }
+        self.drop_deployments(id, now);
+        let version = self.next_version(now);
+        let mut def = current.clone();
+        def.version = version.clone();
+        def.version_info.last_config_change_at = version.clone();
+        def.version_info.last_scaling_at = version.clone();
+        let d = self.start_deployment(
+            Action::Restart,
+            Some(current),
+            Some(def.clone()),
+            &version,
+            now,
+        );
+        self.set_app(def, now, true);
+        self.converge(now);
+        Ok(d)
+    }
+
+    /// Kills tasks (DELETE /v2/apps/{id}/tasks[/{taskId}], POST /v2/tasks/delete). With
+    /// `scale`, the apps' instance counts shrink (a scale deployment each); otherwise the
+    /// tasks are replaced. `wipe` forgets the instances at once.
+    pub fn kill_tasks(
+        &mut self,
+        task_ids: &[String],
+        scale: bool,
+        wipe: bool,
+        force: bool,
+        now: Now,
+    ) -> Result<(Vec<Instance>, Vec<Deployment>), ApiError> {
+        let mut killed = Vec::new();
+        let mut per_app: BTreeMap<String, u32> = BTreeMap::new();
+        for t in task_ids {
+            let Some(i) = self.instances.get(t).cloned() else {
+                continue;
+            };
+            if i.state.is_terminal() {
+                continue;
+            }
+            *per_app.entry(i.app_id.clone()).or_default() += 1;
+            killed.push(i);
+        }
+        let mut deployments = Vec::new();
+        if scale {
+            for app_id in per_app.keys() {
+                let locked = self.locked(app_id);
+                if !locked.is_empty() && !force {
+                    return Err(Self::conflict(locked));
+                }
+            }
+            for (app_id, n) in per_app {
+                let Some(current) = self.apps.get(&app_id).cloned() else {
+                    continue;
+                };
+                self.drop_deployments(&app_id, now);
+                let version = self.next_version(now);
+                let mut def = current.clone();
+                def.instances = def.instances.saturating_sub(n);
+                def.version = version.clone();
+                def.version_info.last_scaling_at = version.clone();
+                let d = self.start_deployment(
+                    Action::Scale,
+                    Some(current),
+                    Some(def.clone()),
+                    &version,
+                    now,
+                );
+                self.set_app(def, now, true);
+                deployments.push(d);
+            }
+        }
+        for i in &killed {
+            self.kill(&i.task_id, now);
+            if wipe {
+                self.instances.remove(&i.task_id);
+                self.store(Write::DeleteInstance(i.task_id.clone()));
+            }
+        }
+        self.converge(now);
+        Ok((killed, deployments))
+    }
+
+    /// DELETE /v2/deployments/{id}: rolls back (a new deployment to the original), or with
+    /// `force` just stops it where it is.
+    pub fn cancel_deployment(
+        &mut self,
+        id: &str,
+        force: bool,
+        now: Now,
+    ) -> Result<Option<Deployment>, ApiError> {
+        let Some(d) = self.deployments.remove(id) else {
+            return Err(ApiError::NotFound(format!(
+                "DeploymentPlan {id} does not exist"
+            )));
+        };
+        self.store(Write::DeleteDeployment(id.to_string()));
+        self.event(
+            "deployment_failed",
+            now,
+            json!({"id": d.id, "plan": self.plan_json(&d)}),
+        );
+        if force {
+            return Ok(None);
+        }
+        let version = self.next_version(now);
+        let rollback = match (&d.original, &d.target) {
+            (None, Some(target)) => {
+                // Undo a create: remove the app.
+                Some(self.start_deployment(Action::Stop, Some(target.clone()), None, &version, now))
+            }
+            (Some(orig), _) => {
+                let current = self.apps.get(&orig.id).cloned();
+                let mut def = orig.clone();
+                def.version = version.clone();
+                let action = match &current {
+                    Some(c) if c.same_config(&def) => Action::Scale,
+                    Some(_) => Action::Restart,
+                    None => Action::Start,
+                };
+                if action == Action::Restart {
+                    def.version_info.last_config_change_at = version.clone();
+                }
+                def.version_info.last_scaling_at = version.clone();
+                let dd = self.start_deployment(action, current, Some(def.clone()), &version, now);
+                self.set_app(def, now, true);
+                Some(dd)
+            }
+            (None, None) => None,
+        };
+        self.converge(now);
+        Ok(rollback)
+    }
+
+    /// DELETE /v2/queue/{id}/delay.
+    pub fn reset_delay(&mut self, app_id: &str, now: Now) -> Result<(), ApiError> {
+        if !self.apps.contains_key(app_id) {
+            return Err(ApiError::NotFound(format!(
+                "Application {app_id} not found in tasks queue."
+            )));
+        }
+        self.backoff.remove(app_id);
+        self.converge(now);
+        Ok(())
+    }
+
+    // ----- master events -----
+
+    /// The event stream to the master closed.
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    pub fn on_event(&mut self, event: Event, now: Now) {
+        match event.kind {
+            EventType::Subscribed => {
+                if let Some(s) = event.subscribed {
+                    let id = s.framework_id.as_str().to_string();
+                    if self.framework_id.as_deref() != Some(&id) {
+                        self.framework_id = Some(id.clone());
+                        self.store(Write::FrameworkId(id));
+                    }
+                    self.connected = true;
+                    self.suppressed = false;
+                    self.reconcile_all();
+                    self.converge(now);
+                }
+            }
+            EventType::Offers => {
+                if let Some(o) = event.offers {
+                    self.on_offers(o.offers, now);
+                }
+            }
+            EventType::Update => {
+                if let Some(u) = event.update {
+                    self.on_status(u.status, now);
+                }
+            }
+            EventType::Error => {
+                self.connected = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// Explicit reconciliation of every known task plus an implicit one (to hear of tasks
+    /// we do not know, which are then killed).
+    pub fn reconcile_all(&mut self) {
+        let tasks: Vec<ReconcileTask> = self
+            .instances
+            .values()
+            .filter(|i| !i.state.is_terminal())
+            .map(|i| ReconcileTask {
+                task_id: TaskId::new(i.task_id.clone()),
+                agent_id: Some(AgentId::new(i.agent_id.clone())),
+            })
+            .collect();
+        if !tasks.is_empty() {
+            self.call(Call {
+                reconcile: Some(Reconcile { tasks }),
+                ..Call::new(CallType::Reconcile, None)
+            });
+        }
+        self.call(Call {
+            reconcile: Some(Reconcile { tasks: Vec::new() }),
+            ..Call::new(CallType::Reconcile, None)
+        });
+    }
+
+    fn on_status(&mut self, s: TaskStatus, now: Now) {
+        let task_id = s.task_id.as_str().to_string();
+        if let (Some(uuid), Some(agent)) = (&s.uuid, &s.agent_id) {
+            self.call(Call {
+                acknowledge: Some(Acknowledge {
+                    agent_id: agent.clone(),
+                    task_id: s.task_id.clone(),
+                    uuid: uuid.clone(),
+                }),
+                ..Call::new(CallType::Acknowledge, None)
+            });
+        }
+        let Some(mut inst) = self.instances.get(&task_id).cloned() else {
+            // A task we have no record of: kill it unless it is already gone.
+            if !s.state.is_terminal() {
+                self.call(Call {
+                    kill: Some(Kill {
+                        task_id: s.task_id.clone(),
+                        agent_id: s.agent_id.clone(),
+                        kill_policy: None,
+                    }),
+                    ..Call::new(CallType::Kill, None)
+                });
+            }
+            return;
+        };
+        let before = inst.state;
+        inst.state = s.state;
+        if s.state == TaskState::Running && inst.started_at.is_none() {
+            inst.started_at = Some(iso_millis(wall_ms(now)));
+        }
+        if s.state == TaskState::Running && inst.running_since_ms.is_none() {
+            inst.running_since_ms = Some(mono_ms(now));
+        }
+        if let Some(h) = s.healthy {
+            if inst.healthy != Some(h) {
+                self.event(
+                    "health_status_changed_event",
+                    now,
+                    json!({"appId": inst.app_id, "instanceId": inst.task_id, "taskId": inst.task_id, "version": inst.version, "alive": h}),
+                );
+            }
+            inst.healthy = Some(h);
+        }
+        if before != s.state {
+            self.event(
+                "status_update_event",
+                now,
+                json!({
+                    "slaveId": inst.agent_id, "taskId": inst.task_id, "taskStatus": s.state.as_str(),
+                    "message": s.message.clone().unwrap_or_default(), "appId": inst.app_id,
+                    "host": inst.host, "ipAddresses": [{"ipAddress": inst.host, "protocol": "IPv4"}],
+                    "ports": inst.ports, "version": inst.version,
+                }),
+            );
+            self.event(
+                "instance_changed_event",
+                now,
+                json!({"instanceId": inst.task_id, "condition": condition(s.state), "runSpecId": inst.app_id,
+                       "agentId": inst.agent_id, "host": inst.host, "runSpecVersion": inst.version}),
+            );
+        }
+        if s.state.is_terminal() {
+            let failed = matches!(s.state, TaskState::Failed | TaskState::Error)
+                || (!inst.kill_requested
+                    && matches!(
+                        s.state,
+                        TaskState::Lost
+                            | TaskState::Killed
+                            | TaskState::Finished
+                            | TaskState::Dropped
+                            | TaskState::Gone
+                    ));
+            if failed {
+                self.note_failure(&inst, &s, now);
+            }
+            self.instances.remove(&task_id);
+            self.store(Write::DeleteInstance(task_id));
+        } else {
+            self.store(Write::Instance(inst.clone()));
+            self.instances.insert(task_id, inst);
+        }
+        self.converge(now);
+    }
+
+    fn note_failure(&mut self, inst: &Instance, s: &TaskStatus, now: Now) {
+        let Some(app) = self.apps.get(&inst.app_id).cloned() else {
+            return;
+        };
+        let b = self.backoff.entry(app.id.clone()).or_default();
+        b.failures = b.failures.saturating_add(1);
+        let exp = i32::try_from(b.failures - 1).unwrap_or(i32::MAX);
+        let delay =
+            (app.backoff_seconds * app.backoff_factor.powi(exp)).min(app.max_launch_delay_seconds);
+        b.until_ms = mono_ms(now) + (delay.max(0.0) * 1000.0) as u64;
+        self.last_failure.insert(
+            app.id.clone(),
+            json!({
+                "appId": app.id, "host": inst.host, "message": s.message.clone().unwrap_or_default(),
+                "state": s.state.as_str(), "taskId": inst.task_id, "timestamp": iso_millis(wall_ms(now)),
+                "version": inst.version, "slaveId": inst.agent_id,
+            }),
+        );
+    }
+
+    /// Records a Marathon-level health check result for a task (probed by the shell).
+    pub fn health_result(&mut self, task_id: &str, ok: bool, now: Now) {
+        let Some(app) = self
+            .instances
+            .get(task_id)
+            .and_then(|i| self.apps.get(&i.app_id))
+            .cloned()
+        else {
+            return;
+        };
+        let Some(check) = app
+            .health_checks
+            .iter()
+            .find(|h| h.is_marathon_level())
+            .cloned()
+        else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(task_id) else {
+            return;
+        };
+        if !inst.running() || inst.kill_requested {
+            return;
+        }
+        let stamp = iso_millis(wall_ms(now));
+        let before = inst.healthy;
+        let mut kill = false;
+        if ok {
+            inst.health_failures = 0;
+            inst.healthy = Some(true);
+            inst.last_health_success = Some(stamp);
+        } else {
+            let in_grace = inst.running_since_ms.is_some_and(|t| {
+                mono_ms(now).saturating_sub(t) < check.grace_period_seconds * 1000
+            }) && inst.healthy != Some(true);
+            inst.last_health_failure = Some(stamp);
+            if !in_grace {
+                inst.health_failures += 1;
+                inst.healthy = Some(false);
+                kill = check.max_consecutive_failures > 0
+                    && inst.health_failures >= check.max_consecutive_failures;
+            }
+        }
+        let changed = before != inst.healthy;
+        let snapshot = inst.clone();
+        if changed {
+            self.event(
+                "health_status_changed_event",
+                now,
+                json!({"appId": snapshot.app_id, "instanceId": snapshot.task_id, "taskId": snapshot.task_id,
+                       "version": snapshot.version, "alive": snapshot.healthy == Some(true)}),
+            );
+        }
+        if !ok && !kill {
+            self.event(
+                "failed_health_check_event",
+                now,
+                json!({"appId": snapshot.app_id, "instanceId": snapshot.task_id, "taskId": snapshot.task_id, "healthCheck": check.to_json()}),
+            );
+        }
+        if kill {
+            self.event(
+                "unhealthy_instance_kill_event",
+                now,
+                json!({"appId": snapshot.app_id, "taskId": snapshot.task_id, "instanceId": snapshot.task_id,
+                       "version": snapshot.version, "reason": "health check failures", "host": snapshot.host, "slaveId": snapshot.agent_id}),
+            );
+            self.kill(task_id, now);
+        }
+        self.converge(now);
+    }
+
+    /// What the shell should probe: (task id, host, port, check) for running tasks of apps
+    /// with a Marathon-level HTTP/TCP check.
+    pub fn health_targets(&self) -> Vec<(String, String, u32, crate::app::HealthCheck)> {
+        let mut out = Vec::new();
+        for i in self
+            .instances
+            .values()
+            .filter(|i| i.running() && !i.kill_requested)
+        {
+            let Some(app) = self.apps.get(&i.app_id) else {
+                continue;
+            };
+            let Some(check) = app.health_checks.iter().find(|h| h.is_marathon_level()) else {
+                continue;
+            };
+            let port = match (check.port, check.port_index) {
+                (Some(p), _) => Some(p),
+                (None, idx) => i.ports.get(idx.unwrap_or(0) as usize).copied(),
+            };
+            if let Some(port) = port {
+                out.push((i.task_id.clone(), i.host.clone(), port, check.clone()));
+            }
+        }
+        out
+    }
+
+    fn kill(&mut self, task_id: &str, _now: Now) {
+        let Some(inst) = self.instances.get_mut(task_id) else {
+            return;
+        };
+        inst.kill_requested = true;
+        let inst = inst.clone();
+        let grace = self
+            .apps
+            .get(&inst.app_id)
+            .and_then(|a| a.task_kill_grace_period_seconds)
+            .map(|g| KillPolicy {
+                grace_period: Some(DurationInfo {
+                    nanoseconds: (g * 1e9) as i64,
+                }),
+            });
+        self.store(Write::Instance(inst.clone()));
+        self.call(Call {
+            kill: Some(Kill {
+                task_id: TaskId::new(inst.task_id.clone()),
+                agent_id: Some(AgentId::new(inst.agent_id.clone())),
+                kill_policy: grace,
+            }),
+            ..Call::new(CallType::Kill, None)
+        });
+    }
+
+    /// Periodic work: launch delays that ran out may need offers again.
+    pub fn tick(&mut self, now: Now) {
+        self.converge(now);
+    }
+
+    // ----- the control loop -----
+
+    fn ready(&self, app: &AppDefinition, i: &Instance) -> bool {
+        if !i.running() {
+            return false;
+        }
+        if app.health_checks.is_empty() {
+            return true;
+        }
+        i.healthy == Some(true)
+    }
+
+    /// Instances to launch for `app` now (ignoring the launch delay).
+    fn needed(&self, app: &AppDefinition) -> usize {
+        if self
+            .deployments_of(&app.id)
+            .any(|d| d.action == Action::Stop)
+        {
+            return 0;
+        }
+        let target = app.instances as usize;
+        let cfg = &app.version_info.last_config_change_at;
+        let live: Vec<&Instance> = self.instances_of(&app.id).filter(|i| i.live()).collect();
+        let new = live.iter().filter(|i| &i.config_version == cfg).count();
+        let old = live.len() - new;
+        if old == 0 {
+            return target.saturating_sub(new);
+        }
+        let max_total =
+            target + (target as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
+        let room = max_total.saturating_sub(live.len());
+        let mut n = target.saturating_sub(new).min(room);
+        if n == 0 && new < target && !self.can_kill_old(app) {
+            // minimumHealthCapacity 1 with maximumOverCapacity 0 cannot move without going
+            // over: allow one extra instance so the deployment makes progress.
+            n = usize::from(live.len() <= target);
+        }
+        n
+    }
+
+    fn can_kill_old(&self, app: &AppDefinition) -> bool {
+        let target = app.instances as usize;
+        let min_healthy =
+            (target as f64 * app.upgrade_strategy.minimum_health_capacity).ceil() as usize;
+        let cfg = &app.version_info.last_config_change_at;
+        let ready = self
+            .instances_of(&app.id)
+            .filter(|i| i.live() && self.ready(app, i))
+            .count();
+        let old_unready = self
+            .instances_of(&app.id)
+            .any(|i| i.live() && &i.config_version != cfg && !self.ready(app, i));
+        old_unready || ready > min_healthy
+    }
+
+    /// Brings every app towards its target: kills surplus or outdated instances within the
+    /// upgrade strategy's bounds, finishes deployments, and revives or suppresses offers.
+    fn converge(&mut self, now: Now) {
+        let apps: Vec<AppDefinition> = self.apps.values().cloned().collect();
+        for app in &apps {
+            self.converge_app(app, now);
+        }
+        // Stop deployments: remove the app once nothing runs.
+        let stops: Vec<Deployment> = self
+            .deployments
+            .values()
+            .filter(|d| d.action == Action::Stop)
+            .cloned()
+            .collect();
+        for d in stops {
+            let live: Vec<String> = self
+                .instances_of(&d.app_id)
+                .filter(|i| !i.state.is_terminal())
+                .map(|i| i.task_id.clone())
+                .collect();
+            for t in &live {
+                if self.instances.get(t).is_some_and(|i| !i.kill_requested) {
+                    self.kill(t, now);
+                }
+            }
+            if live.is_empty() {
+                if self.apps.remove(&d.app_id).is_some() {
+                    self.versions.remove(&d.app_id);
+                    self.backoff.remove(&d.app_id);
+                    self.last_failure.remove(&d.app_id);
+                    self.queue_stats.remove(&d.app_id);
+                    self.store(Write::DeleteApp(d.app_id.clone()));
+                    self.store(Write::DeleteVersions(d.app_id.clone()));
+                    self.event("app_terminated_event", now, json!({"appId": d.app_id}));
+                }
+                self.finish_deployment(&d.id, now);
+            }
+        }
+        // Offers are wanted exactly when some app waits for instances.
+        let wanted = self.apps.values().any(|a| self.needed(a) > 0);
+        if self.connected {
+            if wanted && self.suppressed {
+                self.suppressed = false;
+                self.call(Call {
+                    revive: Some(Roles {
+                        roles: vec![self.config.role.clone()],
+                    }),
+                    ..Call::new(CallType::Revive, None)
+                });
+            } else if !wanted && !self.suppressed {
+                self.suppressed = true;
+                self.call(Call {
+                    suppress: Some(Roles {
+                        roles: vec![self.config.role.clone()],
+                    }),
+                    ..Call::new(CallType::Suppress, None)
+                });
+            }
+        }
+    }
+
+    fn converge_app(&mut self, app: &AppDefinition, now: Now) {
+        if self
+            .deployments_of(&app.id)
+            .any(|d| d.action == Action::Stop)
+        {
+            return;
+        }
+        let target = app.instances as usize;
+        let cfg = app.version_info.last_config_change_at.clone();
+        let min_healthy =
+            (target as f64 * app.upgrade_strategy.minimum_health_capacity).ceil() as usize;
+        let live: Vec<Instance> = self
+            .instances_of(&app.id)
+            .filter(|i| i.live())
+            .cloned()
+            .collect();
+        let (new, old): (Vec<Instance>, Vec<Instance>) =
+            live.into_iter().partition(|i| i.config_version == cfg);
+        // Outdated instances: unready ones go at once; ready ones while enough stay ready.
+        let mut ready_total = new
+            .iter()
+            .chain(old.iter())
+            .filter(|i| self.ready(app, i))
+            .count();
+        let mut old_sorted = old.clone();
+        old_sorted.sort_by_key(|i| self.ready(app, i));
+        for i in &old_sorted {
+            if !self.ready(app, i) {
+                self.kill(&i.task_id, now);
+            } else if ready_total > min_healthy
+                || (ready_total == min_healthy
+                    && new.iter().filter(|n| self.ready(app, n)).count() >= target)
+            {
+                ready_total -= 1;
+                self.kill(&i.task_id, now);
+            } else if new.len() >= target && new.iter().all(|n| self.ready(app, n)) {
+                self.kill(&i.task_id, now);
+            }
+        }
+        // Surplus current instances (scale down), by kill selection; unready first.
+        if new.len() > target {
+            let mut victims = new.clone();
+            victims.sort_by(|a, b| {
+                let ra = self.ready(app, a);
+                let rb = self.ready(app, b);
+                ra.cmp(&rb).then_with(|| {
+                    if app.kill_selection == "OLDEST_FIRST" {
+                        a.staged_at.cmp(&b.staged_at)
+                    } else {
+                        b.staged_at.cmp(&a.staged_at)
+                    }
+                })
+            });
+            for v in victims.iter().take(new.len() - target) {
+                self.kill(&v.task_id, now);
+            }
+        }
+        // Deployments of this app finish when the target is reached.
+        let live_now: Vec<&Instance> = self
+            .instances_of(&app.id)
+            .filter(|i| !i.state.is_terminal())
+            .collect();
+        let done = live_now.len() == target
+            && live_now
+                .iter()
+                .all(|i| i.config_version == cfg && !i.kill_requested && self.ready(app, i));
+        if done {
+            let ids: Vec<String> = self.deployments_of(&app.id).map(|d| d.id.clone()).collect();
+            for id in ids {
+                self.finish_deployment(&id, now);
+            }
+        }
+    }
+
+    fn finish_deployment(&mut self, id: &str, now: Now) {
+        if let Some(d) = self.deployments.remove(id) {
+            self.store(Write::DeleteDeployment(id.to_string()));
+            let plan = self.plan_json(&d);
+            self.event(
+                "deployment_step_success",
+                now,
+                json!({"plan": plan, "currentStep": {"actions": d.actions_json()}}),
+            );
+            self.event("deployment_success", now, json!({"id": d.id, "plan": plan}));
+        }
+    }
+
+    // ----- offers -----
+
+    fn on_offers(&mut self, offers: Vec<Offer>, now: Now) {
+        struct Slot {
+            offer: Offer,
+            free: Resources,
+            attrs: BTreeMap<String, String>,
+            role: String,
+            tasks: Vec<TaskInfo>,
+        }
+        let mut slots: Vec<Slot> = Vec::new();
+        for o in offers {
+            let free = resources_from_wire(&o.resources, "offer").unwrap_or_default();
+            let attrs = attributes_from_wire(&o.attributes)
+                .map(|a| {
+                    a.into_iter()
+                        .map(|x| (x.name.clone(), attr_text(&x.value)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let role = o
+                .allocation_info
+                .as_ref()
+                .and_then(|a| a.role.clone())
+                .unwrap_or_else(|| self.config.role.clone());
+            slots.push(Slot {
+                offer: o,
+                free,
+                attrs,
+                role,
+                tasks: Vec::new(),
+            });
+        }
+        let apps: Vec<AppDefinition> = self.apps.values().cloned().collect();
+        let now_ms = mono_ms(now);
+        for app in &apps {
+            let mut need = self.needed(app);
+            if need == 0 {
+                continue;
+            }
+            if self
+                .backoff
+                .get(&app.id)
+                .is_some_and(|b| b.until_ms > now_ms)
+            {
+                continue;
+            }
+            if let Some(roles) = &app.accepted_resource_roles {
+                if !roles.is_empty() && !roles.iter().any(|r| r == "*" || r == &self.config.role) {
+                    continue;
+                }
+            }
+            let stamp = iso_millis(wall_ms(now));
+            while need > 0 {
+                let placed_owned: Vec<(String, BTreeMap<String, String>)> = self
+                    .instances_of(&app.id)
+                    .filter(|i| !i.state.is_terminal() && !i.kill_requested)
+                    .map(|i| (i.host.clone(), i.attributes.clone()))
+                    .collect();
+                let placed: Vec<Placed<'_>> = placed_owned
+                    .iter()
+                    .map(|(h, a)| Placed {
+                        hostname: h,
+                        attributes: a,
+                    })
+                    .collect();
+                let load: Vec<usize> = slots
+                    .iter()
+                    .map(|s| {
+                        placed
+                            .iter()
+                            .filter(|p| p.hostname == s.offer.hostname)
+                            .count()
+                    })
+                    .collect();
+                let cpus: Vec<i64> = slots.iter().map(|s| s.free.scalar_millis("cpus")).collect();
+                let mut chosen = None;
+                let mut reasons = Vec::new();
+                for idx in placement::order(self.config.strategy, &load, &cpus) {
+                    let s = &slots[idx];
+                    let cand = Candidate {
+                        hostname: &s.offer.hostname,
+                        attributes: &s.attrs,
+                        free: &s.free,
+                    };
+                    match placement::fit(app, &cand, &placed) {
+                        Ok(claim) => {
+                            chosen = Some((idx, claim));
+                            break;
+                        }
+                        Err(r) => reasons.push(r),
+                    }
+                }
+                let stats = self.queue_stats.entry(app.id.clone()).or_default();
+                stats.processed += slots.len() as u64;
+                stats.last_processed = Some(stamp.clone());
+                for r in reasons {
+                    *stats.rejections.entry(r).or_default() += 1;
+                }
+                let Some((idx, claim)) = chosen else { break };
+                let slot = &mut slots[idx];
+                slot.free.subtract(&claim.resources);
+                let task_id = format!(
+                    "{}.instance-{}._app.1",
+                    path::safe_id(&app.id),
+                    self.uuid_for_task()
+                );
+                let info = build_task(
+                    app,
+                    &task_id,
+                    &slot.offer,
+                    &slot.role,
+                    &claim.resources,
+                    &claim.ports,
+                );
+                let inst = Instance {
+                    task_id: task_id.clone(),
+                    app_id: app.id.clone(),
+                    version: app.version.clone(),
+                    config_version: app.version_info.last_config_change_at.clone(),
+                    agent_id: slot.offer.agent_id.as_str().to_string(),
+                    host: slot.offer.hostname.clone(),
+                    attributes: slot.attrs.clone(),
+                    ports: claim.ports.clone(),
+                    state: TaskState::Staging,
+                    staged_at: stamp.clone(),
+                    started_at: None,
+                    healthy: None,
+                    kill_requested: false,
+                    health_failures: 0,
+                    last_health_failure: None,
+                    last_health_success: None,
+                    running_since_ms: None,
+                };
+                slot.tasks.push(info);
+                self.store(Write::Instance(inst.clone()));
+                self.instances.insert(task_id, inst);
+                need -= 1;
+            }
+        }
+        let waiting = self.apps.values().any(|a| self.needed(a) > 0);
+        for s in slots {
+            if s.tasks.is_empty() {
+                let refuse = if waiting { DECLINE_BUSY } else { DECLINE_IDLE };
+                self.call(Call {
+                    decline: Some(Decline {
+                        offer_ids: vec![s.offer.id.clone()],
+                        filters: Some(Filters {
+                            refuse_seconds: Some(refuse),
+                        }),
+                    }),
+                    ..Call::new(CallType::Decline, None)
+                });
+            } else {
+                self.call(Call {
+                    accept: Some(Accept {
+                        offer_ids: vec![s.offer.id.clone()],
+                        operations: vec![Operation {
+                            kind: "LAUNCH".into(),
+                            launch: Some(Launch {
+                                task_infos: s.tasks,
+                            }),
+                            launch_group: None,
+                        }],
+                        filters: Some(Filters {
+                            refuse_seconds: Some(DECLINE_BUSY),
+                        }),
+                    }),
+                    ..Call::new(CallType::Accept, None)
+                });
+            }
+        }
+        self.converge(now);
+    }
+
+    fn uuid_for_task(&mut self) -> String {
+        self.uuid()
+    }
+}
+
+/// An attribute's value as constraints compare it (text form).
+fn attr_text(v: &mantle_model::AttributeValue) -> String {
+    use mantle_model::AttributeValue;
+    match v {
+        AttributeValue::Text(t) => t.clone(),
+        AttributeValue::Scalar(x) => format!("{x}"),
+        AttributeValue::Ranges(r) => r
+            .pieces()
+            .iter()
+            .map(|(b, e)| format!("{b}-{e}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        AttributeValue::Set(items) => items.join(","),
+    }
+}
+
+/// Marathon's instance condition for a Mesos state.
+fn condition(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Staging => "Staging",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Killing => "Killing",
+        TaskState::Finished => "Finished",
+        TaskState::Failed => "Failed",
+        TaskState::Killed => "Killed",
+        TaskState::Error => "Error",
+        TaskState::Lost | TaskState::Dropped => "Dropped",
+        TaskState::Unreachable => "Unreachable",
+        TaskState::Gone | TaskState::GoneByOperator => "Gone",
+        TaskState::Unknown => "Unknown",
+    }
+}
+
+fn var(name: impl Into<String>, value: impl Into<String>) -> Variable {
+    Variable {
+        name: name.into(),
+        value: Some(value.into()),
+        extra: Default::default(),
+    }
+}
+
+/// Scala's `Double.toString` for the values Marathon puts in env (`0.1`, `128.0`).
+fn double(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Label keys as env names: runs of other characters become `_`, then upper case.
+fn sanitize_label_key(k: &str) -> String {
+    let mut out = String::new();
+    let mut in_run = false;
+    for c in k.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c.to_ascii_uppercase());
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    out
+}
+
+/// The Mesos TaskInfo Marathon would build for one instance.
+pub fn build_task(
+    app: &AppDefinition,
+    task_id: &str,
+    offer: &Offer,
+    role: &str,
+    resources: &Resources,
+    ports: &[u32],
+) -> TaskInfo {
+    let mut env: Vec<Variable> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        env.push(var(format!("PORT{i}"), p.to_string()));
+        if let Some(name) = app.port_definitions.get(i).and_then(|d| d.name.as_ref()) {
+            env.push(var(
+                format!("PORT_{}", name.to_uppercase().replace('-', "_")),
+                p.to_string(),
+            ));
+        }
+        if let Some(sp) = app
+            .port_definitions
+            .get(i)
+            .map(|d| d.port)
+            .filter(|p| *p != 0)
+        {
+            env.push(var(format!("PORT_{sp}"), p.to_string()));
+        }
+    }
+    if let Some(p) = ports.first() {
+        env.push(var("PORT", p.to_string()));
+    }
+    if !ports.is_empty() {
+        env.push(var(
+            "PORTS",
+            ports
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ));
+    }
+    env.push(var("HOST", offer.hostname.clone()));
+    env.push(var("MARATHON_APP_ID", app.id.clone()));
+    env.push(var("MARATHON_APP_VERSION", app.version.clone()));
+    env.push(var("MARATHON_APP_RESOURCE_CPUS", double(app.cpus)));
+    env.push(var("MARATHON_APP_RESOURCE_MEM", double(app.mem)));
+    env.push(var("MARATHON_APP_RESOURCE_DISK", double(app.disk)));
+    env.push(var("MARATHON_APP_RESOURCE_GPUS", app.gpus.to_string()));
+    if let Some(img) = app
+        .container
+        .as_ref()
+        .and_then(|c| c.docker.as_ref())
+        .map(|d| d.image.clone())
+    {
+        env.push(var("MARATHON_APP_DOCKER_IMAGE", img));
+    }
+    let labels: Vec<(String, &String)> = app
+        .labels
+        .iter()
+        .filter(|(k, v)| k.len() < 493 && v.len() < 512)
+        .map(|(k, v)| (sanitize_label_key(k), v))
+        .collect();
+    env.push(var(
+        "MARATHON_APP_LABELS",
+        labels
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>()
+            .join(" "),
+    ));
+    for (k, v) in &labels {
+        env.push(var(format!("MARATHON_APP_LABEL_{k}"), (*v).clone()));
+    }
+    // The app's own env comes last and wins.
+    env.retain(|v| !app.env.contains_key(&v.name));
+    env.extend(app.env.iter().map(|(k, v)| var(k, v)));
+    let environment = Some(Environment { variables: env });
+    let command = match (&app.cmd, &app.args) {
+        (Some(cmd), _) => CommandInfo {
+            shell: Some(true),
+            value: Some(cmd.clone()),
+            arguments: Vec::new(),
+            environment,
+            user: app.user.clone(),
+            extra: Default::default(),
+        },
+        (None, Some(args)) => CommandInfo {
+            shell: Some(false),
+            value: args.first().cloned(),
+            arguments: args.clone(),
+            environment,
+            user: app.user.clone(),
+            extra: Default::default(),
+        },
+        (None, None) => CommandInfo {
+            shell: Some(false),
+            value: None,
+            arguments: Vec::new(),
+            environment,
+            user: app.user.clone(),
+            extra: Default::default(),
+        },
+    };
+    let mut command = command;
+    if !app.fetch.is_empty() {
+        let uris: Vec<Value> = app
+            .fetch
+            .iter()
+            .map(|f| json!({"value": f.uri, "extract": f.extract, "executable": f.executable, "cache": f.cache}))
+            .collect();
+        command.extra.insert("uris".into(), Value::Array(uris));
+    }
+    let name = path::task_name(&app.id);
+    let mut extra: serde_json::Map<String, Value> = serde_json::Map::new();
+    let labels: Vec<Value> = app
+        .labels
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    if !labels.is_empty() {
+        extra.insert("labels".into(), json!({ "labels": labels }));
+    }
+    let port_list: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pd = app.port_definitions.get(i);
+            let mut v = json!({"number": p, "protocol": pd.map(|d| d.protocol.split(',').next().unwrap_or("tcp").to_string()).unwrap_or_else(|| "tcp".into())});
+            if let (Some(n), Some(m)) = (pd.and_then(|d| d.name.clone()), v.as_object_mut()) {
+                m.insert("name".into(), json!(n));
+            }
+            v
+        })
+        .collect();
+    extra.insert(
+        "discovery".into(),
+        json!({"visibility": "FRAMEWORK", "name": name, "ports": {"ports": port_list}}),
+    );
+    if let Some(c) = &app.container {
+        if let Some(d) = &c.docker {
+            extra.insert(
+                "container".into(),
+                json!({"type": c.kind, "docker": {"image": d.image, "network": "HOST", "force_pull_image": d.force_pull_image, "privileged": d.privileged}}),
+            );
+        }
+    }
+    if let Some(h) = app.health_checks.iter().find(|h| !h.is_marathon_level()) {
+        extra.insert("health_check".into(), mesos_health_check(h, ports));
+    }
+    TaskInfo {
+        name,
+        task_id: TaskId::new(task_id),
+        agent_id: offer.agent_id.clone(),
+        resources: resources_to_wire(resources, Some(role)),
+        executor: None,
+        command: Some(command),
+        kill_policy: app.task_kill_grace_period_seconds.map(|g| KillPolicy {
+            grace_period: Some(DurationInfo {
+                nanoseconds: (g * 1e9) as i64,
+            }),
+        }),
+        data: None,
+        extra: extra.into_iter().collect(),
+    }
+}
+
+/// A Mesos `HealthCheck` for MESOS_HTTP/MESOS_TCP/COMMAND checks, run by the executor.
+fn mesos_health_check(h: &crate::app::HealthCheck, ports: &[u32]) -> Value {
+    let port = h
+        .port
+        .or_else(|| ports.get(h.port_index.unwrap_or(0) as usize).copied())
+        .unwrap_or(0);
+    let mut v = json!({
+        "delay_seconds": h.delay_seconds, "interval_seconds": h.interval_seconds,
+        "timeout_seconds": h.timeout_seconds, "consecutive_failures": h.max_consecutive_failures,
+        "grace_period_seconds": h.grace_period_seconds,
+    });
+    if let Some(m) = v.as_object_mut() {
+        match h.protocol.as_str() {
+            "MESOS_HTTP" | "MESOS_HTTPS" => {
+                m.insert("type".into(), json!("HTTP"));
+                m.insert(
+                    "http".into(),
+                    json!({"port": port, "path": h.path.clone().unwrap_or_else(|| "/".into()),
+                           "scheme": if h.protocol == "MESOS_HTTPS" { "https" } else { "http" }}),
+                );
+            }
+            "MESOS_TCP" => {
+                m.insert("type".into(), json!("TCP"));
+                m.insert("tcp".into(), json!({ "port": port }));
+            }
+            _ => {
+                m.insert("type".into(), json!("COMMAND"));
+                m.insert(
+                    "command".into(),
+                    json!({"shell": true, "value": h.command.clone().unwrap_or_default()}),
+                );
+            }
+        }
+    }
+    v
+}
+
+/// Seconds as a `Duration`, clamped to be non-negative.
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,414 @@
+//! Core tests: a scripted master in the loop. Offers come from a fixed set of agents; every
+//! launch the core accepts becomes TASK_RUNNING when the test says so; kills become
+//! TASK_KILLED. Invariants (health capacity, over-capacity) are checked after every step.
+
+use super::*;
+use mantle_api::mesos::{AllocationInfo, Offer};
+use mantle_api::scheduler::{Offers, Subscribed, Update};
+use mantle_model::OfferId;
+use serde_json::json;
+
+fn config() -> Config {
+    Config {
+        framework_name: "marathon".into(),
+        role: "*".into(),
+        user: "root".into(),
+        hostname: "localhost".into(),
+        webui_url: None,
+        strategy: Strategy::Spread,
+        seed: 7,
+    }
+}
+
+struct Sim {
+    core: Core,
+    now: Now,
+    offer_seq: u32,
+    /// Tasks launched and not yet reported running.
+    staged: Vec<String>,
+    kills: Vec<String>,
+    writes: Vec<Write>,
+    events: Vec<Value>,
+}
+
+fn event(kind: EventType) -> Event {
+    Event {
+        kind,
+        subscribed: None,
+        offers: None,
+        rescind: None,
+        update: None,
+        message: None,
+        failure: None,
+        error: None,
+    }
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let mut s = Sim {
+            core: Core::new(config(), Snapshot::default()),
+            now: Now::at(Duration::from_secs(100)),
+            offer_seq: 0,
+            staged: Vec::new(),
+            kills: Vec::new(),
+            writes: Vec::new(),
+            events: Vec::new(),
+        };
+        let mut e = event(EventType::Subscribed);
+        e.subscribed = Some(Subscribed {
+            framework_id: FrameworkId::new("fw-1"),
+            heartbeat_interval_seconds: 15.0,
+            master_info: serde_json::from_value(json!({
+                "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
+                "hostname": "localhost", "version": "1.11.0",
+                "address": {"ip": "127.0.0.1", "port": 5050}
+            }))
+            .expect("master info"),
+        });
+        s.core.on_event(e, s.now);
+        s.collect();
+        s
+    }
+
+    fn collect(&mut self) {
+        for e in self.core.drain() {
+            match e {
+                Effect::Store(w) => self.writes.push(w),
+                Effect::Event(v) => self.events.push(v),
+                Effect::Call(c) => {
+                    if let Some(a) = c.accept {
+                        for op in a.operations {
+                            for t in op.launch.map(|l| l.task_infos).unwrap_or_default() {
+                                self.staged.push(t.task_id.as_str().to_string());
+                            }
+                        }
+                    }
+                    if let Some(k) = c.kill {
+                        self.kills.push(k.task_id.as_str().to_string());
+                    }
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        for app in self.core.apps() {
+            let target = app.instances as usize;
+            let live = self
+                .core
+                .instances_of(&app.id)
+                .filter(|i| !i.state.is_terminal() && !i.kill_requested)
+                .count();
+            let max = target
+                + (target as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
+            assert!(
+                live <= max.max(target + 1),
+                "{live} live > max {max} for {}",
+                app.id
+            );
+        }
+    }
+
+    /// One offer per agent host h1..hn, with plenty of room.
+    fn offer(&mut self, hosts: usize) {
+        let mut offers = Vec::new();
+        for h in 0..hosts {
+            self.offer_seq += 1;
+            offers.push(Offer {
+                id: OfferId::new(format!("o{}", self.offer_seq)),
+                framework_id: FrameworkId::new("fw-1"),
+                agent_id: AgentId::new(format!("agent-{h}")),
+                hostname: format!("h{h}"),
+                url: None,
+                resources: resources_to_wire(
+                    &Resources::parse("cpus:8;mem:8192;disk:1000;ports:[31000-31100]")
+                        .expect("res"),
+                    Some("*"),
+                ),
+                attributes: Vec::new(),
+                executor_ids: Vec::new(),
+                allocation_info: Some(AllocationInfo {
+                    role: Some("*".into()),
+                }),
+            });
+        }
+        let mut e = event(EventType::Offers);
+        e.offers = Some(Offers { offers });
+        self.core.on_event(e, self.now);
+        self.collect();
+    }
+
+    fn status(&mut self, task: &str, state: TaskState, healthy: Option<bool>) {
+        let mut st = TaskStatus::new(TaskId::new(task), state);
+        st.agent_id = Some(AgentId::new("agent-0"));
+        st.uuid = Some("dXVpZA==".into());
+        st.healthy = healthy;
+        let mut e = event(EventType::Update);
+        e.update = Some(Update { status: st });
+        self.now = self.now.plus(Duration::from_millis(10));
+        self.core.on_event(e, self.now);
+        self.collect();
+    }
+
+    /// Reports every staged task running and every killed task killed.
+    fn settle(&mut self, healthy: Option<bool>) {
+        for _ in 0..20 {
+            let staged = std::mem::take(&mut self.staged);
+            let kills = std::mem::take(&mut self.kills);
+            if staged.is_empty() && kills.is_empty() {
+                return;
+            }
+            for t in staged {
+                self.status(&t, TaskState::Running, healthy);
+            }
+            for t in kills {
+                self.status(&t, TaskState::Killed, None);
+            }
+            self.offer(3);
+        }
+    }
+
+    fn running(&self, app: &str) -> usize {
+        self.core.instances_of(app).filter(|i| i.running()).count()
+    }
+}
+
+fn app(id: &str, n: u32, cmd: &str) -> Value {
+    json!({"id": id, "cmd": cmd, "instances": n, "cpus": 0.1, "mem": 16})
+}
+
+#[test]
+fn create_scale_kill_update_delete() {
+    let mut s = Sim::new();
+    let (def, d) = s
+        .core
+        .create_app(&app("/web", 3, "sleep 100"), s.now)
+        .expect("created");
+    s.collect();
+    assert_eq!(def.id, "/web");
+    assert!(
+        s.writes
+            .iter()
+            .any(|w| matches!(w, Write::App(a) if a.id == "/web")),
+        "app stored"
+    );
+    assert_eq!(s.core.deployments().count(), 1);
+    s.offer(3);
+    assert_eq!(s.staged.len(), 3, "three launched");
+    let hosts: BTreeSet<String> = s
+        .core
+        .instances_of("/web")
+        .map(|i| i.host.clone())
+        .collect();
+    assert_eq!(hosts.len(), 3, "spread over three hosts");
+    s.settle(None);
+    assert_eq!(s.running("/web"), 3);
+    assert_eq!(
+        s.core.deployments().count(),
+        0,
+        "deployment finished: {:?}",
+        s.core.deployments().collect::<Vec<_>>()
+    );
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e["eventType"] == "deployment_success" && e["id"] == d.id));
+
+    // Scale to 5: same config version, two more tasks, nothing restarted.
+    let before: BTreeSet<String> = s
+        .core
+        .instances_of("/web")
+        .map(|i| i.task_id.clone())
+        .collect();
+    let (_, created) = s
+        .core
+        .update_app("/web", &json!({"instances": 5}), false, true, s.now)
+        .expect("scaled");
+    assert!(!created);
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 5);
+    let after: BTreeSet<String> = s
+        .core
+        .instances_of("/web")
+        .map(|i| i.task_id.clone())
+        .collect();
+    assert!(before.is_subset(&after), "scaling restarted nothing");
+
+    // Kill one: it is replaced.
+    let victim = after.iter().next().cloned().expect("a task");
+    s.core
+        .kill_tasks(std::slice::from_ref(&victim), false, false, false, s.now)
+        .expect("killed");
+    s.collect();
+    s.settle(None);
+    assert_eq!(s.running("/web"), 5);
+    assert!(s.core.instance(&victim).is_none());
+
+    // Update the command: every task is replaced, never more than 10 live.
+    s.core
+        .update_app("/web", &json!({"cmd": "sleep 200"}), false, true, s.now)
+        .expect("updated");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 5);
+    let cfg = s
+        .core
+        .app("/web")
+        .map(|a| a.version_info.last_config_change_at.clone())
+        .expect("app");
+    assert!(s.core.instances_of("/web").all(|i| i.config_version == cfg));
+    assert_eq!(s.core.deployments().count(), 0);
+    assert_eq!(s.core.versions("/web").map(|v| v.len()), Some(3));
+
+    // Delete: everything is killed, then the app is gone.
+    s.core.delete_app("/web", false, s.now).expect("deleted");
+    s.collect();
+    s.settle(None);
+    assert!(s.core.app("/web").is_none());
+    assert!(s
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::DeleteApp(a) if a == "/web")));
+}
+
+#[test]
+fn rolling_upgrade_keeps_minimum_health_capacity() {
+    let mut s = Sim::new();
+    let body = json!({"id": "/hc", "cmd": "x", "instances": 4, "cpus": 0.1, "mem": 16,
+        "healthChecks": [{"protocol": "MESOS_TCP", "gracePeriodSeconds": 0, "intervalSeconds": 2, "timeoutSeconds": 1}],
+        "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.25}});
+    s.core.create_app(&body, s.now).expect("created");
+    s.collect();
+    s.offer(3);
+    s.settle(Some(true));
+    assert_eq!(s.running("/hc"), 4);
+    s.core
+        .update_app("/hc", &json!({"cmd": "y"}), false, true, s.now)
+        .expect("updated");
+    s.collect();
+    // Walk the upgrade by hand, checking the bound after every single status update.
+    for _ in 0..50 {
+        s.offer(3);
+        let staged = std::mem::take(&mut s.staged);
+        let kills = std::mem::take(&mut s.kills);
+        if staged.is_empty() && kills.is_empty() {
+            break;
+        }
+        for t in kills {
+            s.status(&t, TaskState::Killed, None);
+            let healthy = s
+                .core
+                .instances_of("/hc")
+                .filter(|i| i.running() && i.healthy == Some(true))
+                .count();
+            assert!(healthy >= 2, "healthy dropped to {healthy}");
+        }
+        for t in staged {
+            s.status(&t, TaskState::Running, Some(true));
+        }
+        let live = s
+            .core
+            .instances_of("/hc")
+            .filter(|i| !i.state.is_terminal())
+            .count();
+        assert!(live <= 5, "over capacity: {live}");
+    }
+    assert_eq!(s.core.deployments().count(), 0);
+    assert_eq!(s.running("/hc"), 4);
+}
+
+#[test]
+fn failures_back_off_and_conflicts_are_refused() {
+    let mut s = Sim::new();
+    s.core.create_app(&json!({"id": "/crash", "cmd": "false", "instances": 1, "cpus": 0.1, "mem": 16, "backoffSeconds": 10}), s.now).expect("created");
+    s.collect();
+    // A second change while the first deployment runs: 409 without force.
+    match s
+        .core
+        .update_app("/crash", &json!({"cmd": "true"}), false, true, s.now)
+    {
+        Err(ApiError::Conflict { deployments, .. }) => assert_eq!(deployments.len(), 1),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    s.offer(1);
+    let t = s.staged.pop().expect("launched");
+    s.status(&t, TaskState::Failed, None);
+    assert!(s.core.last_task_failure("/crash").is_some());
+    s.offer(1);
+    assert!(s.staged.is_empty(), "backoff holds the relaunch");
+    s.now = s.now.plus(Duration::from_secs(11));
+    s.offer(1);
+    assert_eq!(s.staged.len(), 1, "relaunched after the delay");
+}
+
+#[test]
+fn rejected_commands_write_nothing() {
+    let mut s = Sim::new();
+    s.writes.clear();
+    assert!(matches!(
+        s.core.create_app(&json!({"id": "/BAD", "cmd": "x"}), s.now),
+        Err(ApiError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.core.delete_app("/nope", false, s.now),
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.core.cancel_deployment("nope", false, s.now),
+        Err(ApiError::NotFound(_))
+    ));
+    s.collect();
+    assert!(s.writes.is_empty(), "{:?}", s.writes);
+}
+
+#[test]
+fn unknown_tasks_are_killed_and_updates_acknowledged() {
+    let mut s = Sim::new();
+    let mut st = TaskStatus::new(TaskId::new("ghost.1234"), TaskState::Running);
+    st.agent_id = Some(AgentId::new("agent-0"));
+    st.uuid = Some("dXVpZA==".into());
+    let mut e = event(EventType::Update);
+    e.update = Some(Update { status: st });
+    s.core.on_event(e, s.now);
+    let effects = s.core.drain();
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Call(c) if c.kind == CallType::Acknowledge)));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Call(c) if c.kind == CallType::Kill)));
+}
+
+#[test]
+fn cancel_rolls_back_to_the_original() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/rb", 2, "sleep 1"), s.now)
+        .expect("created");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    let (d, _) = s
+        .core
+        .update_app("/rb", &json!({"cmd": "sleep 2"}), false, true, s.now)
+        .expect("updated");
+    s.collect();
+    let back = s
+        .core
+        .cancel_deployment(&d.id, false, s.now)
+        .expect("cancelled");
+    s.collect();
+    assert!(back.is_some(), "a rollback deployment");
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(
+        s.core.app("/rb").and_then(|a| a.cmd.clone()).as_deref(),
+        Some("sleep 1")
+    );
+    assert_eq!(s.running("/rb"), 2);
+}

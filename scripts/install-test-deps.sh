@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Python dependencies of Mantle's integration tests (the pymesos
-# client) into a private venv.
+# and marathon-python clients) into a private venv.
 #
 #   MANTLE_TEST_VENV   venv path (default: <repo>/target/test-venv)
 #   MANTLE_PYTHON      interpreter used to create the venv (default: python3)
@@ -14,7 +14,7 @@ VENV="${MANTLE_TEST_VENV:-$REPO_ROOT/target/test-venv}"
 PYTHON="${MANTLE_PYTHON:-python3}"
 
 # Bump this string whenever the set of packages below changes.
-DEPS_VERSION="pymesos==0.3.15 http-parser==0.9.0 cython<3 v1"
+DEPS_VERSION="pymesos==0.3.15 http-parser==0.9.0 cython<3 marathon==0.13.0 v2"
 MARKER="$VENV/.mantle-test-deps"
 PY="$VENV/bin/python"
 
@@ -24,6 +24,9 @@ import http_parser.parser  # C extension: fails if built against Cython 3
 import pymesos
 from pymesos import MesosSchedulerDriver, MesosExecutorDriver, encode_data, decode_data
 print("pymesos ok:", pymesos.__file__)
+import marathon
+from marathon import MarathonClient, MarathonApp
+print("marathon ok:", marathon.__file__)
 PYEOF
 }
 
@@ -59,6 +62,7 @@ if ! "$PY" -c 'import http_parser.parser' 2>/dev/null; then
     "${PIP[@]}" --no-build-isolation --no-deps --force-reinstall "$SRC"
 fi
 "${PIP[@]}" 'pymesos==0.3.15'
+"${PIP[@]}" 'marathon==0.13.0'
 
 if ! verify; then
     echo "install-test-deps: FAILED: pymesos / http_parser.parser not importable in $VENV" >&2

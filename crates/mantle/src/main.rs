@@ -24,8 +24,10 @@ enum Command {
     Master(MasterArgs),
     /// Run an agent, or list agents (`mantle agent list`).
     Agent(AgentCommand),
-    /// Run a whole local cluster: a master and N agents as separate processes.
+    /// Run a whole local cluster: a master, N agents and the service scheduler as processes.
     Local(LocalArgs),
+    /// Run the Marathon-compatible service scheduler (a framework of the master).
+    Marathon(MarathonArgs),
     /// Frameworks known to the master.
     Framework {
         #[command(subcommand)]
@@ -60,6 +62,30 @@ struct MasterArgs {
     /// Seconds a disconnected agent is kept before its tasks are declared lost.
     #[arg(long, default_value_t = 75.0, value_parser = positive_secs)]
     agent_removal_timeout: f64,
+}
+
+#[derive(Args)]
+struct MarathonArgs {
+    /// The master's URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:5050",
+        env = "MANTLE_MASTER_URL"
+    )]
+    master: String,
+    /// Address of the Marathon REST API (loopback only without credentials).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "MANTLE_MARATHON_ADDRESS"
+    )]
+    http_address: std::net::SocketAddr,
+    /// Directory for the durable store (apps, versions, deployments, instances).
+    #[arg(long, env = "MANTLE_MARATHON_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// How instances are placed when several offers fit: `spread` or `binpack`.
+    #[arg(long, default_value = "spread")]
+    placement: mantle_marathon::placement::Strategy,
 }
 
 #[derive(Args)]
@@ -143,6 +169,12 @@ struct LocalArgs {
     /// Resources of each agent (detected if absent).
     #[arg(long)]
     agent_resources: Option<String>,
+    /// Port of the service scheduler on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    marathon_port: u16,
+    /// Do not start the service scheduler.
+    #[arg(long)]
+    no_marathon: bool,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -262,9 +294,25 @@ async fn main() -> anyhow::Result<()> {
                 agent_port: a.agent_port,
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("local")),
                 agent_resources: a.agent_resources,
+                marathon_port: (!a.no_marathon).then_some(a.marathon_port),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
             };
             mantle_server::local::run(options).await
+        }
+        Command::Marathon(a) => {
+            if !a.http_address.ip().is_loopback() {
+                anyhow::bail!(
+                    "--http-address {}: without credentials configured the service scheduler listens on loopback only",
+                    a.http_address
+                );
+            }
+            let options = mantle_server::marathon::MarathonOptions {
+                master: a.master,
+                http_address: a.http_address,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("marathon")),
+                strategy: a.placement,
+            };
+            mantle_server::marathon::run(options, shutdown_signal()).await
         }
         Command::Framework {
             command: ListCommand::List { master, json },

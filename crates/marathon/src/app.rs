@@ -1085,12 +1085,6 @@ fn parse_health_check(s: &mut Reader<'_>) -> Option<HealthCheck> {
             s.err(k, format!("got {v}, expected 1 or more"));
         }
     }
-    if timeout >= interval && interval > 0 {
-        s.err(
-            "timeoutSeconds",
-            "timeoutSeconds must be smaller than intervalSeconds",
-        );
-    }
     if port_index.is_some_and(|p| p < 0) || port.is_some_and(|p| !(0..=65535).contains(&p)) {
         s.err("portIndex", "must be a valid port index or port");
     }

@@ -5,9 +5,13 @@
 //! Invariant: cores are only touched from one actor task per daemon; HTTP handlers talk to it
 //! over channels, so no core state sits behind a lock.
 
+#![recursion_limit = "256"]
+
 pub mod agent;
 pub mod clock;
 pub mod executor;
 pub mod http;
 pub mod local;
+pub mod marathon;
+pub mod marathon_store;
 pub mod master;

@@ -17,6 +17,8 @@ pub struct LocalOptions {
     pub work_dir: PathBuf,
     pub agent_resources: Option<String>,
     pub program: PathBuf,
+    /// Port of the service scheduler on 127.0.0.1 (`None`: do not start it).
+    pub marathon_port: Option<u16>,
 }
 
 struct Proc {
@@ -102,6 +104,11 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
             o.agent_port
         ));
     }
+    if let Some(port) = o.marathon_port {
+        lines.push(format!(
+            "  marathon   http://127.0.0.1:{port}  (Marathon REST API: /v2/apps, /v2/deployments, /v2/events)"
+        ));
+    }
     lines.push(format!(
         "  work dir   {}  (logs: *.log)",
         o.work_dir.display()
@@ -182,6 +189,29 @@ async fn start(o: &LocalOptions, procs: &mut Vec<Proc>) -> anyhow::Result<()> {
             o.work_dir.join(format!("{name}.log")),
         )?);
         let url = format!("http://{ip}:{}/health", o.agent_port);
+        if let Some(p) = procs.last_mut() {
+            wait_healthy(&url, &mut p.child).await?;
+        }
+    }
+    if let Some(port) = o.marathon_port {
+        let dir = o.work_dir.join("marathon");
+        std::fs::create_dir_all(&dir)?;
+        let args = vec![
+            "marathon".into(),
+            "--master".into(),
+            format!("http://127.0.0.1:{}", o.master_port),
+            "--http-address".into(),
+            format!("127.0.0.1:{port}"),
+            "--work-dir".into(),
+            dir.to_string_lossy().into_owned(),
+        ];
+        procs.push(spawn(
+            &o.program,
+            "marathon",
+            &args,
+            o.work_dir.join("marathon.log"),
+        )?);
+        let url = format!("http://127.0.0.1:{port}/ping");
         if let Some(p) = procs.last_mut() {
             wait_healthy(&url, &mut p.child).await?;
         }

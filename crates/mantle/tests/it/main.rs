@@ -10,5 +10,6 @@
 
 mod harness;
 mod local;
+mod marathon;
 mod pymesos;
 mod scheduler;

@@ -1,0 +1,159 @@
+//! The service scheduler against a real cluster (master, two agents and `mantle marathon` as
+//! processes), driven by marathon-python 0.13.0: create with health checks, bad input, a
+//! `kill -9` of the scheduler that must lose nothing and restart no task, scale, kill and
+//! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete.
+
+use crate::harness::{free_port, plain, Cluster, BIN};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> PathBuf {
+    let status = Command::new("bash")
+        .arg(repo().join("scripts/install-test-deps.sh"))
+        .status()
+        .expect("run install-test-deps.sh");
+    assert!(
+        status.success(),
+        "scripts/install-test-deps.sh failed: marathon-python is required"
+    );
+    std::env::var("MANTLE_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/test-venv"))
+        .join("bin/python")
+}
+
+struct Scheduler {
+    child: Child,
+    url: String,
+}
+
+impl Scheduler {
+    fn start(cluster: &Cluster, port: u16) -> Scheduler {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cluster.dir.path().join("marathon.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "marathon",
+                "--master",
+                &cluster.master,
+                "--http-address",
+                &format!("127.0.0.1:{port}"),
+                "--work-dir",
+            ])
+            .arg(cluster.dir.path().join("marathon"))
+            .env("MANTLE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && plain::blocking_get(&format!("{url}/ping")).0 == 200
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "mantle marathon did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Scheduler { child, url }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn step(py: &PathBuf, cluster: &Cluster, url: &str, name: &str, args: &[&str]) -> Value {
+    let out = Command::new(py)
+        .arg(repo().join("crates/mantle/tests/py/marathon_client.py"))
+        .arg(url)
+        .arg(name)
+        .args(args)
+        .output()
+        .expect("run marathon_client.py");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "step {name} failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or(Value::Null)
+}
+
+/// Pids of the tasks' processes, read from the master's view of running tasks.
+fn running_task_ids(cluster: &Cluster) -> Vec<String> {
+    let tasks = cluster.state()["frameworks"][0]["tasks"].clone();
+    let mut ids: Vec<String> = tasks
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn marathon_python_drives_apps_through_their_whole_life() {
+    let py = python();
+    let cluster = Cluster::start(2, &[]);
+    let port = free_port("127.0.0.1");
+    let mut sched = Scheduler::start(&cluster, port);
+    let url = sched.url.clone();
+
+    step(&py, &cluster, &url, "create", &[]);
+    let before = step(&py, &cluster, &url, "snapshot", &[]);
+    assert_eq!(before["tasks"].as_array().map(Vec::len), Some(3));
+    let master_before = running_task_ids(&cluster);
+    assert_eq!(
+        master_before.len(),
+        3,
+        "the master runs the same three tasks"
+    );
+
+    // kill -9 the scheduler and start it again on the same store: nothing lost, nothing restarted.
+    sched.kill9();
+    let mut sched = Scheduler::start(&cluster, port);
+    step(&py, &cluster, &url, "wait", &["3"]);
+    let after = step(&py, &cluster, &url, "snapshot", &[]);
+    assert_eq!(before, after, "apps, versions and tasks survive a restart");
+    assert_eq!(
+        running_task_ids(&cluster),
+        master_before,
+        "no task was restarted"
+    );
+    assert_eq!(
+        cluster.state()["frameworks"].as_array().map(Vec::len),
+        Some(1),
+        "the scheduler failed over to its framework id instead of registering anew"
+    );
+
+    step(&py, &cluster, &url, "scale", &[]);
+    step(&py, &cluster, &url, "kill", &[]);
+    let rolling = step(&py, &cluster, &url, "update", &[]);
+    eprintln!("rolling update: {rolling}");
+    step(&py, &cluster, &url, "rollback", &[]);
+    step(&py, &cluster, &url, "delete", &[]);
+    sched.kill9();
+}

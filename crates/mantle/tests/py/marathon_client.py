@@ -1,0 +1,139 @@
+"""Drives Mantle's service scheduler with marathon-python 0.13.0, a third-party Marathon client.
+
+Usage: marathon_client.py URL STEP [ARGS...]; each step asserts and prints JSON facts on stdout.
+"""
+import collections
+import collections.abc
+import json
+import sys
+import time
+
+# marathon-python 0.13.0 still uses collections.Iterable, removed in Python 3.10.
+collections.Iterable = collections.abc.Iterable
+
+from marathon import MarathonClient, MarathonApp  # noqa: E402
+from marathon.exceptions import NotFoundError, MarathonHttpError  # noqa: E402
+from marathon.models.app import MarathonHealthCheck  # noqa: E402
+
+APP = "/prod/web"
+CMD = "exec python3 -m http.server $PORT0 --bind $HOST"
+
+
+def wait(what, pred, timeout=60, step=0.2):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+def healthy_tasks(c):
+    app = c.get_app(APP)
+    return [t for t in app.tasks if t.state == "TASK_RUNNING"
+            and t.health_check_results and all(h.alive for h in t.health_check_results)]
+
+
+def settled(c, n):
+    app = c.get_app(APP)
+    return (not app.deployments and app.tasks_running == n and app.tasks_healthy == n
+            and len(app.tasks) == n)
+
+
+def main():
+    url, step, *args = sys.argv[1:]
+    c = MarathonClient(url)
+    facts = {}
+    if step == "create":
+        assert c.ping().strip() in (b'"pong"', b"pong"), c.ping()
+        info = c.get_info()
+        assert info.name == "marathon", info.name
+        app = MarathonApp(cmd=CMD, instances=3, cpus=0.1, mem=32,
+                          health_checks=[MarathonHealthCheck(protocol="HTTP", path="/", grace_period_seconds=10,
+                                                             interval_seconds=1, timeout_seconds=2,
+                                                             max_consecutive_failures=3)])
+        created = c.create_app(APP, app)
+        assert created, "create_app did not get a 201"
+        assert created.id == APP
+        assert len(created.deployments) == 1
+        # A second create of the same id conflicts.
+        try:
+            c.create_app(APP, MarathonApp(cmd="sleep 1"))
+            raise AssertionError("duplicate create accepted")
+        except MarathonHttpError as e:
+            assert e.status_code == 409, e.status_code
+        # An invalid app is refused with 422 naming the field, and nothing is stored.
+        try:
+            c.create_app("/bad", MarathonApp(cmd="sleep 1", cpus=-1))
+            raise AssertionError("invalid app accepted")
+        except MarathonHttpError as e:
+            assert e.status_code == 422, e.status_code
+            assert any(d["path"] == "/cpus" for d in e.error_details), e.error_details
+        assert all(a.id != "/bad" for a in c.list_apps())
+        wait("3 healthy instances", lambda: settled(c, 3))
+        assert c.list_deployments() == []
+    elif step == "snapshot":
+        app = c.get_app(APP)
+        facts = {"tasks": sorted(t.id for t in app.tasks), "instances": app.instances,
+                 "versions": sorted(c.list_versions(APP)), "running": app.tasks_running}
+    elif step == "wait":
+        n = int(args[0])
+        wait(f"{n} healthy instances", lambda: settled(c, n))
+    elif step == "scale":
+        before = {t.id for t in c.get_app(APP).tasks}
+        c.scale_app(APP, instances=5)
+        wait("5 healthy instances", lambda: settled(c, 5))
+        after = {t.id for t in c.get_app(APP).tasks}
+        assert before <= after, "scaling up restarted tasks"
+    elif step == "kill":
+        victim = c.list_tasks(APP)[0].id
+        c.kill_task(APP, victim)
+        wait("replacement", lambda: settled(c, 5) and victim not in {t.id for t in c.get_app(APP).tasks})
+        facts = {"killed": victim}
+    elif step == "update":
+        # A rolling deployment: with minimumHealthCapacity 1 there is never a moment with fewer than
+        # 5 healthy instances, and never more than 10 live ones (maximumOverCapacity 1).
+        old_cfg = c.get_app(APP).version_info.last_config_change_at
+        c.update_app(APP, MarathonApp(cmd=CMD + " # v2", instances=5))
+        lowest, highest, seen_deploying = 99, 0, False
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            app = c.get_app(APP)
+            healthy = sum(1 for t in app.tasks if t.health_check_results and all(h.alive for h in t.health_check_results))
+            lowest = min(lowest, healthy)
+            highest = max(highest, len(app.tasks))
+            seen_deploying = seen_deploying or bool(app.deployments)
+            if not app.deployments and app.version_info.last_config_change_at != old_cfg and settled(c, 5):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("rolling deployment did not finish")
+        assert seen_deploying
+        assert lowest >= 5, f"healthy dropped to {lowest}"
+        assert highest <= 10, f"{highest} tasks at once"
+        assert c.get_app(APP).cmd.endswith("# v2")
+        facts = {"lowest_healthy": lowest, "highest_live": highest}
+    elif step == "rollback":
+        versions = sorted(c.list_versions(APP))
+        first = versions[0]
+        c.rollback_app(APP, first)
+        wait("rolled back", lambda: c.get_app(APP).cmd == CMD and settled(c, 3), timeout=90)
+    elif step == "delete":
+        c.delete_app(APP)
+        def gone():
+            try:
+                c.get_app(APP)
+                return False
+            except NotFoundError:
+                return True
+        wait("app deleted", gone)
+        assert c.list_tasks() == []
+    else:
+        raise SystemExit(f"unknown step {step}")
+    print(json.dumps(facts))
+
+
+if __name__ == "__main__":
+    main()

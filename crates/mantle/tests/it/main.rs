@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod faults;
 mod harness;
 mod local;
 mod pymesos;

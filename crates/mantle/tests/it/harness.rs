@@ -11,6 +11,25 @@ use tokio::sync::mpsc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mantle");
 
+/// Processes whose working directory or command line is under `dir`, from /proc.
+pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
+        let cmd = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))

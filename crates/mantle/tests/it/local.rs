@@ -1,27 +1,9 @@
 //! `mantle local` starts a cluster, a task launches on it through the v1 API, and SIGTERM
 //! stops every process it started (checked in /proc: nothing runs from its work dir).
 
-use crate::harness::{free_port, launch, task, Scheduler, BIN};
+use crate::harness::{free_port, launch, processes_under, task, Scheduler, BIN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn processes_under(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() {
-            continue;
-        }
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
-        let cmd = std::fs::read(e.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
-            out.push(format!("{pid}: {cmd}"));
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mantle_local_runs_a_task_and_stops_without_orphans() {

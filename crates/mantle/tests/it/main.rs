@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod bench;
 mod faults;
 mod harness;
 mod local;

@@ -1,5 +1,5 @@
 //! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`,
-//! `local`, the hidden `executor`) and the client commands.
+//! `local`, the hidden `executor`), the client commands and `bench`.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +37,11 @@ enum Command {
     Task {
         #[command(subcommand)]
         command: ListCommand,
+    },
+    /// Benchmarks against a real local cluster.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// The built-in executor, started by agents (not for direct use).
     #[command(hide = true)]
@@ -175,6 +180,26 @@ struct LocalArgs {
     /// Do not start the service scheduler.
     #[arg(long)]
     no_marathon: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time from ACCEPT to TASK_RUNNING, one task at a time, on a fresh cluster.
+    Launch(BenchLaunchArgs),
+}
+
+#[derive(Args)]
+struct BenchLaunchArgs {
+    /// Number of tasks to launch, one after another.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    tasks: u32,
+    /// Number of agents, on 127.0.0.2, 127.0.0.3, ...
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=200))]
+    agents: u8,
+    /// Work directory for the cluster's logs and sandboxes (default: a fresh directory under
+    /// the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -320,6 +345,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Task {
             command: ListCommand::List { master, json },
         } => print(mantle_cli::list(master.0, mantle_cli::Listing::Tasks, json).await?),
+        Command::Bench {
+            command: BenchCommand::Launch(a),
+        } => {
+            let options = mantle_server::bench::BenchOptions {
+                tasks: a.tasks as usize,
+                agents: a.agents,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
+                program: std::env::current_exe().context("cannot find the mantle binary")?,
+            };
+            print(mantle_server::bench::launch(options).await?.render())
+        }
         Command::Executor => mantle_server::executor::run().await,
     }
 }

@@ -321,3 +321,63 @@ fn teardown_kills_tasks_and_closes_the_stream() {
     let again = Call::new(CallType::Revive, Some(sub.framework_id.clone()));
     assert!(m.call(at(1), Some(&sub.stream_id), again).is_err());
 }
+
+#[test]
+fn a_second_subscribe_with_the_framework_id_fails_over_the_first_stream() {
+    // Mesos `failoverFramework`: the old connection gets ERROR "Framework failed over" and is
+    // closed; the new one is SUBSCRIBED with the same ID; offers of the old one come back.
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    let first = subscribe(&mut m, 1, json!({"failover_timeout": 60.0}));
+    let offer = first_offer(&mut m, 1);
+    let resubscribe: Subscribe = serde_json::from_value(json!({"framework_info": {
+        "user": "u", "name": "fw", "failover_timeout": 60.0,
+        "id": {"value": first.framework_id.as_str()}}}))
+    .unwrap();
+    let second = m
+        .subscribe(at(2), 2, Some(first.framework_id.clone()), resubscribe)
+        .unwrap();
+    assert_eq!(second.framework_id, first.framework_id);
+    assert_ne!(second.stream_id, first.stream_id);
+    let outs = m.take_outputs();
+    let error_at = outs.iter().position(|o| {
+        matches!(o, Output::ToFramework { conn: 1, event }
+            if event.kind == EventType::Error
+                && event.error.as_ref().is_some_and(|e| e.message == "Framework failed over"))
+    });
+    let close_at = outs
+        .iter()
+        .position(|o| matches!(o, Output::CloseFramework { conn: 1 }));
+    assert!(
+        matches!((error_at, close_at), (Some(e), Some(c)) if e < c),
+        "ERROR then close on the old stream: {outs:?}"
+    );
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::ToFramework { conn: 2, event }
+        if event.kind == EventType::Subscribed
+            && event.subscribed.as_ref().is_some_and(|s| s.framework_id == first.framework_id))));
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::ToFramework { conn: 1, event } if event.kind != EventType::Error)),
+        "nothing but the ERROR goes to the old stream"
+    );
+    // The old stream ID is dead, the new one works.
+    let revive = || Call::new(CallType::Revive, Some(first.framework_id.clone()));
+    assert!(m.call(at(2), Some(&first.stream_id), revive()).is_err());
+    m.call(at(2), Some(&second.stream_id), revive()).unwrap();
+    // The shell reports the old stream's end; that must not disconnect the new one.
+    m.framework_disconnected(at(2), 1);
+    m.call(at(2), Some(&second.stream_id), revive()).unwrap();
+    // The offer made to the old instance was taken back and goes to the new one.
+    m.tick(at(3));
+    let offers: Vec<_> = events(&mut m, 2)
+        .into_iter()
+        .filter_map(|e| e.offers)
+        .flat_map(|o| o.offers)
+        .collect();
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].agent_id, offer.agent_id);
+    assert_ne!(offers[0].id, offer.id);
+}

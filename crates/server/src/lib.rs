@@ -1,6 +1,7 @@
 //! The daemons' I/O shells: HTTP (axum), event streams, processes and the clock around the
 //! pure cores. One module per daemon: `master`, `agent`, `executor` (the built-in executor),
-//! `local` (a whole cluster of processes on one machine).
+//! `local` (a whole cluster of processes on one machine), and `bench` (a scheduler that
+//! measures launch latency against such a cluster).
 //!
 //! Invariant: cores are only touched from one actor task per daemon; HTTP handlers talk to it
 //! over channels, so no core state sits behind a lock.
@@ -8,6 +9,7 @@
 #![recursion_limit = "256"]
 
 pub mod agent;
+pub mod bench;
 pub mod clock;
 pub mod executor;
 pub mod http;

@@ -1,7 +1,11 @@
 //! `mantle local`: a whole cluster on one machine, one process per daemon (the master on
 //! 127.0.0.1, agents on 127.0.0.2, 127.0.0.3, ...), each with its own work dir. Ctrl-C or
 //! SIGTERM stops every process it started; agents kill their executors on the way out.
+//!
+//! `LocalCluster` is also used by `mantle bench`, which needs the same cluster of real
+//! processes but drives it itself.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,6 +23,38 @@ pub struct LocalOptions {
     pub program: PathBuf,
     /// Port of the service scheduler on 127.0.0.1 (`None`: do not start it).
     pub marathon_port: Option<u16>,
+}
+
+impl LocalOptions {
+    /// The master's base URL, `http://127.0.0.1:<master_port>`.
+    pub fn master_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.master_port)
+    }
+}
+
+/// The address of agent `index` (0-based): 127.0.0.2, 127.0.0.3, ...
+pub fn agent_ip(index: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, index.saturating_add(2))
+}
+
+/// A TCP port that is free on every one of `ips` right now (the OS picks it on the first
+/// address; the others are checked). Another process may still take it before we bind it.
+pub fn free_port(ips: &[Ipv4Addr]) -> anyhow::Result<u16> {
+    let Some((first, rest)) = ips.split_first() else {
+        anyhow::bail!("free_port needs at least one address");
+    };
+    for _ in 0..20 {
+        let port = std::net::TcpListener::bind((*first, 0))?
+            .local_addr()?
+            .port();
+        if rest
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("found no port free on all of {ips:?}")
 }
 
 struct Proc {
@@ -61,46 +97,154 @@ fn spawn(program: &PathBuf, name: &str, args: &[String], log: PathBuf) -> anyhow
     })
 }
 
-async fn stop_all(procs: &mut [Proc]) {
-    // Agents first, so they can kill their executors while the master still listens.
-    for p in procs.iter().rev() {
-        if let Some(pid) = p.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+/// A running master and agents, each a child process of this one. `stop` ends them all;
+/// dropping it without `stop` kills them with SIGKILL (which leaves agents no time to kill
+/// their executors), so every path should call `stop`.
+pub struct LocalCluster {
+    procs: Vec<Proc>,
+}
+
+impl LocalCluster {
+    /// Starts the master, waits for its health check, then each agent in turn. If anything
+    /// fails, whatever was started is stopped before the error is returned.
+    pub async fn start(o: &LocalOptions) -> anyhow::Result<LocalCluster> {
+        std::fs::create_dir_all(&o.work_dir)?;
+        let mut cluster = LocalCluster { procs: Vec::new() };
+        if let Err(e) = cluster.start_all(o).await {
+            cluster.stop().await;
+            return Err(e);
         }
+        Ok(cluster)
     }
-    for p in procs.iter_mut().rev() {
-        match tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await {
-            Ok(_) => info!(process = %p.name, "stopped"),
-            Err(_) => {
-                warn!(process = %p.name, "did not stop in 5 s; killing");
-                let _ = p.child.kill().await;
+
+    async fn start_all(&mut self, o: &LocalOptions) -> anyhow::Result<()> {
+        let master_dir = o.work_dir.join("master");
+        std::fs::create_dir_all(&master_dir)?;
+        let args = vec![
+            "master".into(),
+            "--ip".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            o.master_port.to_string(),
+            "--work-dir".into(),
+            master_dir.to_string_lossy().into_owned(),
+        ];
+        self.procs.push(spawn(
+            &o.program,
+            "master",
+            &args,
+            o.work_dir.join("master.log"),
+        )?);
+        let master_health = format!("{}/health", o.master_url());
+        if let Some(p) = self.procs.last_mut() {
+            wait_healthy(&master_health, &mut p.child).await?;
+        }
+        for i in 0..o.agents {
+            let ip = agent_ip(i);
+            let dir = o.work_dir.join(format!("agent-{}", i + 1));
+            std::fs::create_dir_all(&dir)?;
+            let mut args = vec![
+                "agent".into(),
+                "--master".into(),
+                format!("127.0.0.1:{}", o.master_port),
+                "--ip".into(),
+                ip.to_string(),
+                "--port".into(),
+                o.agent_port.to_string(),
+                "--work-dir".into(),
+                dir.to_string_lossy().into_owned(),
+            ];
+            if let Some(r) = &o.agent_resources {
+                args.push("--resources".into());
+                args.push(r.clone());
+            }
+            let name = format!("agent-{}", i + 1);
+            self.procs.push(spawn(
+                &o.program,
+                &name,
+                &args,
+                o.work_dir.join(format!("{name}.log")),
+            )?);
+            let url = format!("http://{ip}:{}/health", o.agent_port);
+            if let Some(p) = self.procs.last_mut() {
+                wait_healthy(&url, &mut p.child).await?;
             }
         }
+        if let Some(port) = o.marathon_port {
+            let dir = o.work_dir.join("marathon");
+            std::fs::create_dir_all(&dir)?;
+            let args = vec![
+                "marathon".into(),
+                "--master".into(),
+                format!("http://127.0.0.1:{}", o.master_port),
+                "--http-address".into(),
+                format!("127.0.0.1:{port}"),
+                "--work-dir".into(),
+                dir.to_string_lossy().into_owned(),
+            ];
+            self.procs.push(spawn(
+                &o.program,
+                "marathon",
+                &args,
+                o.work_dir.join("marathon.log"),
+            )?);
+            let url = format!("http://127.0.0.1:{port}/ping");
+            if let Some(p) = self.procs.last_mut() {
+                wait_healthy(&url, &mut p.child).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves when one of the processes exits, naming it and its exit status.
+    pub async fn died(&mut self) -> String {
+        loop {
+            for p in self.procs.iter_mut() {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    return format!("{} exited with {status}", p.name);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Stops every process: SIGTERM to all (agents first, so they can kill their executors
+    /// while the master still listens), then SIGKILL to any that has not exited after 5 s.
+    pub async fn stop(&mut self) {
+        for p in self.procs.iter().rev() {
+            if let Some(pid) = p.child.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        for p in self.procs.iter_mut().rev() {
+            match tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await {
+                Ok(_) => info!(process = %p.name, "stopped"),
+                Err(_) => {
+                    warn!(process = %p.name, "did not stop in 5 s; killing");
+                    let _ = p.child.kill().await;
+                }
+            }
+        }
+        self.procs.clear();
     }
 }
 
 /// Runs the cluster until a signal arrives or a process dies.
 pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&o.work_dir)?;
-    let mut procs: Vec<Proc> = Vec::new();
-    let result = start(&o, &mut procs).await;
-    if let Err(e) = result {
-        stop_all(&mut procs).await;
-        return Err(e);
-    }
-    let master = format!("http://127.0.0.1:{}", o.master_port);
+    let mut cluster = LocalCluster::start(&o).await?;
+    let master = o.master_url();
     let mut lines = vec![
         "Mantle local cluster is up.".to_string(),
         format!("  master     {master}  (Mesos v1 scheduler API: {master}/api/v1/scheduler, state: {master}/master/state)"),
     ];
     for i in 0..o.agents {
         lines.push(format!(
-            "  agent {}    http://127.0.0.{}:{}",
+            "  agent {}    http://{}:{}",
             i + 1,
-            i + 2,
+            agent_ip(i),
             o.agent_port
         ));
     }
@@ -119,102 +263,19 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
     {
         println!("{}", lines.join("\n"));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let died = async {
-        loop {
-            for p in procs.iter_mut() {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    return format!("{} exited with {status}", p.name);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            cluster.stop().await;
+            return Err(e.into());
         }
     };
     let why = tokio::select! {
         _ = tokio::signal::ctrl_c() => "interrupted".to_string(),
         _ = term.recv() => "terminated".to_string(),
-        d = died => d,
+        d = cluster.died() => d,
     };
     info!(reason = %why, "stopping local cluster");
-    stop_all(&mut procs).await;
-    Ok(())
-}
-
-async fn start(o: &LocalOptions, procs: &mut Vec<Proc>) -> anyhow::Result<()> {
-    let master_dir = o.work_dir.join("master");
-    std::fs::create_dir_all(&master_dir)?;
-    let args = vec![
-        "master".into(),
-        "--ip".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        o.master_port.to_string(),
-        "--work-dir".into(),
-        master_dir.to_string_lossy().into_owned(),
-    ];
-    procs.push(spawn(
-        &o.program,
-        "master",
-        &args,
-        o.work_dir.join("master.log"),
-    )?);
-    let master_url = format!("http://127.0.0.1:{}/health", o.master_port);
-    if let Some(p) = procs.last_mut() {
-        wait_healthy(&master_url, &mut p.child).await?;
-    }
-    for i in 0..o.agents {
-        let ip = format!("127.0.0.{}", i + 2);
-        let dir = o.work_dir.join(format!("agent-{}", i + 1));
-        std::fs::create_dir_all(&dir)?;
-        let mut args = vec![
-            "agent".into(),
-            "--master".into(),
-            format!("127.0.0.1:{}", o.master_port),
-            "--ip".into(),
-            ip.clone(),
-            "--port".into(),
-            o.agent_port.to_string(),
-            "--work-dir".into(),
-            dir.to_string_lossy().into_owned(),
-        ];
-        if let Some(r) = &o.agent_resources {
-            args.push("--resources".into());
-            args.push(r.clone());
-        }
-        let name = format!("agent-{}", i + 1);
-        procs.push(spawn(
-            &o.program,
-            &name,
-            &args,
-            o.work_dir.join(format!("{name}.log")),
-        )?);
-        let url = format!("http://{ip}:{}/health", o.agent_port);
-        if let Some(p) = procs.last_mut() {
-            wait_healthy(&url, &mut p.child).await?;
-        }
-    }
-    if let Some(port) = o.marathon_port {
-        let dir = o.work_dir.join("marathon");
-        std::fs::create_dir_all(&dir)?;
-        let args = vec![
-            "marathon".into(),
-            "--master".into(),
-            format!("http://127.0.0.1:{}", o.master_port),
-            "--http-address".into(),
-            format!("127.0.0.1:{port}"),
-            "--work-dir".into(),
-            dir.to_string_lossy().into_owned(),
-        ];
-        procs.push(spawn(
-            &o.program,
-            "marathon",
-            &args,
-            o.work_dir.join("marathon.log"),
-        )?);
-        let url = format!("http://127.0.0.1:{port}/ping");
-        if let Some(p) = procs.last_mut() {
-            wait_healthy(&url, &mut p.child).await?;
-        }
-    }
+    cluster.stop().await;
     Ok(())
 }

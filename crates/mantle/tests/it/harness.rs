@@ -11,6 +11,25 @@ use tokio::sync::mpsc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mantle");
 
+/// Processes whose working directory or command line is under `dir`, from /proc.
+pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
+        let cmd = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
@@ -43,6 +62,30 @@ fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
+/// A master on 127.0.0.1:`port` with its work dir and log (appended to) under `dir`.
+fn spawn_master(dir: &std::path::Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("master.log"))
+        .unwrap();
+    Command::new(BIN)
+        .args([
+            "master",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--work-dir",
+        ])
+        .arg(dir.join("master"))
+        .env("MANTLE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 impl Cluster {
     /// A master on 127.0.0.1 and `agents` agents on 127.0.0.2.. with `extra_agent_args`.
     pub fn start(agents: usize, extra_agent_args: &[&str]) -> Cluster {
@@ -52,22 +95,7 @@ impl Cluster {
         let log =
             |name: &str| std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
         let mut procs = Vec::new();
-        let m = Command::new(BIN)
-            .args([
-                "master",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &master_port.to_string(),
-                "--work-dir",
-            ])
-            .arg(dir.path().join("master"))
-            .env("MANTLE_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log("master"))
-            .spawn()
-            .unwrap();
-        procs.push(m);
+        procs.push(spawn_master(dir.path(), master_port));
         let master = format!("http://127.0.0.1:{master_port}");
         wait_http(&master);
         for i in 0..agents {
@@ -106,6 +134,21 @@ impl Cluster {
         };
         c.wait_agents(agents);
         c
+    }
+
+    /// Kills the master with SIGKILL (no chance to clean up) and starts a new master process
+    /// on the same port and work dir, appending to the same `master.log`.
+    pub fn restart_master(&mut self) {
+        let old = &mut self.procs[0];
+        old.kill().unwrap();
+        old.wait().unwrap();
+        self.procs[0] = spawn_master(self.dir.path(), self.master_port);
+        wait_http(&self.master);
+    }
+
+    /// The master's process ID.
+    pub fn master_pid(&self) -> u32 {
+        self.procs[0].id()
     }
 
     fn wait_agents(&self, n: usize) {
@@ -325,6 +368,25 @@ impl Scheduler {
             assert_eq!(code, 202, "{body}");
         }
     }
+}
+
+/// The sandbox directory of executor `task_id` (a command task's executor has its ID), from
+/// the agent's `/state`.
+pub fn sandbox_of(cluster: &Cluster, agent_ip: &str, task_id: &str) -> String {
+    let state = crate::harness::plain::blocking_get_json(&format!(
+        "http://{agent_ip}:{}/state",
+        cluster.agent_port
+    ));
+    for f in state["frameworks"].as_array().unwrap() {
+        for key in ["executors", "completed_executors"] {
+            for e in f[key].as_array().unwrap() {
+                if e["id"] == task_id {
+                    return e["directory"].as_str().unwrap().to_string();
+                }
+            }
+        }
+    }
+    panic!("no executor for {task_id} in {state}");
 }
 
 /// A command task for an offer.

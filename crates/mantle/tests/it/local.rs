@@ -1,33 +1,16 @@
 //! `mantle local` starts a cluster, a task launches on it through the v1 API, and SIGTERM
 //! stops every process it started (checked in /proc: nothing runs from its work dir).
 
-use crate::harness::{free_port, launch, task, Scheduler, BIN};
+use crate::harness::{free_port, launch, processes_under, task, Scheduler, BIN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn processes_under(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() {
-            continue;
-        }
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
-        let cmd = std::fs::read(e.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
-            out.push(format!("{pid}: {cmd}"));
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let master_port = free_port("127.0.0.1");
     let agent_port = free_port("127.0.0.2");
+    let marathon_port = free_port("127.0.0.1");
     let mut child = Command::new(BIN)
         .args([
             "local",
@@ -37,6 +20,8 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
             &master_port.to_string(),
             "--agent-port",
             &agent_port.to_string(),
+            "--marathon-port",
+            &marathon_port.to_string(),
         ])
         .args([
             "--agent-resources",
@@ -60,6 +45,17 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
             break;
         }
         assert!(Instant::now() < deadline, "local cluster did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The service scheduler is part of the local cluster and registered as a framework.
+    let marathon = format!("http://127.0.0.1:{marathon_port}");
+    assert_eq!(crate::harness::plain::blocking_get(&format!("{marathon}/ping")).0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crate::harness::plain::blocking_get_json(&format!("{master}/master/frameworks"))["frameworks"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f["name"] == "marathon"))
+    {
+        assert!(Instant::now() < deadline, "marathon did not register with the master");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut s = Scheduler::subscribe(

@@ -8,6 +8,8 @@
     unreachable_pub
 )]
 
+mod bench;
+mod faults;
 mod harness;
 mod local;
 mod marathon;

@@ -1,28 +1,11 @@
 //! The launch loop and every scheduler call against a real master and agents, including the
 //! error paths, with a scheduler written here.
 
-use crate::harness::{launch, task, Cluster, Scheduler};
+use crate::harness::{launch, sandbox_of, task, Cluster, Scheduler};
 use serde_json::{json, Value};
 
 fn fw() -> Value {
     json!({"user": "root", "name": "it-scheduler", "capabilities": [{"type": "TASK_KILLING_STATE"}]})
-}
-
-fn sandbox_of(cluster: &Cluster, agent_ip: &str, task_id: &str) -> String {
-    let state = crate::harness::plain::blocking_get_json(&format!(
-        "http://{agent_ip}:{}/state",
-        cluster.agent_port
-    ));
-    for f in state["frameworks"].as_array().unwrap() {
-        for key in ["executors", "completed_executors"] {
-            for e in f[key].as_array().unwrap() {
-                if e["id"] == task_id {
-                    return e["directory"].as_str().unwrap().to_string();
-                }
-            }
-        }
-    }
-    panic!("no executor for {task_id} in {state}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

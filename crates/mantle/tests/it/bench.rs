@@ -1,0 +1,62 @@
+//! `mantle bench launch` as a user runs it: a process that starts its own cluster, prints
+//! the latency table, exits 0 and leaves no process behind.
+
+use crate::harness::{processes_under, BIN};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn bench_launch_prints_a_positive_median_and_leaves_no_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["bench", "launch", "--tasks", "3", "--work-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mantle bench launch did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    let median: f64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("median"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no median figure in:\n{stdout}"));
+    assert!(median.is_finite() && median > 0.0, "{median}\n{stdout}");
+    assert!(stdout.contains("3 tasks launched"), "{stdout}");
+    // Every task really ran on the cluster the bench started (one sandbox per task).
+    let runs: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == "runs")
+        })
+        .collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let left = processes_under(dir.path());
+    assert!(left.is_empty(), "orphans: {left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+            out.push(p);
+        }
+    }
+    out
+}

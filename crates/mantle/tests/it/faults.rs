@@ -1,0 +1,208 @@
+//! Faults with real processes: a scheduler failing over to a new connection, and a master
+//! killed with SIGKILL and restarted while an agent runs a task.
+
+use crate::harness::{launch, plain, sandbox_of, task, Cluster, Scheduler};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Waits for the event stream to end (the harness turns the end into `__CLOSED__`),
+/// returning every event before it.
+async fn until_closed(s: &mut Scheduler, secs: u64) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stream still open after {secs}s; saw {seen:?}"))
+            .expect("the reader reports the end before it stops");
+        if ev["type"] == "__CLOSED__" {
+            return seen;
+        }
+        seen.push(ev);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_subscribe_with_the_framework_id_fails_over_the_first_stream() {
+    // Goal: Mesos scheduler failover over HTTP. Method: subscribe, get an offer, subscribe
+    // again with framework_info.id set on a new connection; the first stream must carry
+    // ERROR "Framework failed over" and end, the second must work as the framework.
+    let cluster = Cluster::start(1, &[]);
+    let info = json!({"user": "root", "name": "failover-test", "failover_timeout": 60.0});
+    let mut first = Scheduler::subscribe(&cluster.master, info.clone()).await;
+    let offer = first.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+
+    let mut again = info;
+    again["id"] = json!({"value": first.framework_id});
+    let mut second = Scheduler::subscribe(&cluster.master, again).await;
+    assert_eq!(second.framework_id, first.framework_id);
+    assert_ne!(second.stream_id, first.stream_id);
+
+    let rest = until_closed(&mut first, 10).await;
+    let errors: Vec<&Value> = rest.iter().filter(|e| e["type"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "one ERROR on the old stream: {rest:?}");
+    assert_eq!(errors[0]["error"]["message"], "Framework failed over");
+    assert_eq!(
+        rest.last().map(|e| &e["type"]),
+        Some(&json!("ERROR")),
+        "the ERROR is the last event before the stream ends: {rest:?}"
+    );
+
+    // The old connection's stream ID is rejected; the new one is the framework now.
+    let (code, body) = first.call(json!({"type": "REVIVE", "revive": {}})).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("didn't match the stream ID"), "{body}");
+    // The offer the old instance held is taken back and offered again to the new one, which
+    // can launch on it.
+    let offer2 = second.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    assert_eq!(offer2["agent_id"], offer["agent_id"]);
+    assert_ne!(offer2["id"], offer["id"]);
+    let (code, body) = second
+        .call(launch(
+            &offer2,
+            vec![task(&offer2, "after-failover", "sleep 0.1", 0.1)],
+        ))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    second
+        .await_state("after-failover", "TASK_FINISHED", 20)
+        .await;
+    let frameworks = plain::blocking_get_json(&format!("{}/master/frameworks", cluster.master));
+    let list = frameworks["frameworks"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{frameworks}");
+    assert_eq!(list[0]["id"], first.framework_id.as_str());
+    assert_eq!(list[0]["active"], true, "{frameworks}");
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; only a running or sleeping process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs`.
+async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {secs}s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_re_registers_with_a_restarted_master_and_keeps_its_task() {
+    // Goal: a master crash loses nothing that runs. Method: a task that records its PID
+    // runs; the master is killed with SIGKILL and a new one started on the same port and
+    // work dir; the agent must come back under its old ID with the task still running in
+    // the same process, and the framework must re-subscribe and reconcile it.
+    let mut cluster = Cluster::start(1, &[]);
+    let info = json!({"user": "root", "name": "restart-test", "failover_timeout": 3600.0});
+    let mut s = Scheduler::subscribe(&cluster.master, info.clone()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let agent_id = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let cmd = "echo $$ > pidfile && exec sleep 300";
+    let (code, body) = s
+        .call(launch(&offer, vec![task(&offer, "survivor", cmd, 0.1)]))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.await_state("survivor", "TASK_RUNNING", 20).await;
+    let ip = offer["hostname"].as_str().unwrap().to_string();
+    let pidfile = std::path::PathBuf::from(sandbox_of(&cluster, &ip, "survivor")).join("pidfile");
+    let pid: i32 = eventually(10, "the task writes its pidfile", || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .await;
+    assert!(
+        pid_alive(pid) && cmdline(pid).contains("sleep 300"),
+        "pid {pid}: {}",
+        cmdline(pid)
+    );
+
+    let slaves_url = format!("{}/master/slaves", cluster.master);
+    let used_before = plain::blocking_get_json(&slaves_url)["slaves"][0]["used_resources"].clone();
+    assert_eq!(used_before["cpus"], 0.1, "{used_before}");
+
+    let old_master_pid = cluster.master_pid();
+    cluster.restart_master();
+    assert_ne!(cluster.master_pid(), old_master_pid);
+    // The scheduler's stream died with the old master.
+    until_closed(&mut s, 10).await;
+
+    // The agent re-registers under the ID the old master gave it, with its task.
+    let slave = eventually(30, "the agent re-registers", || {
+        let v = plain::blocking_get_json(&slaves_url);
+        v["slaves"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == agent_id.as_str()).cloned())
+    })
+    .await;
+    assert_eq!(slave["active"], true, "{slave}");
+    assert_eq!(slave["used_resources"], used_before, "{slave}");
+    let slaves = plain::blocking_get_json(&slaves_url);
+    assert_eq!(slaves["slaves"].as_array().unwrap().len(), 1, "{slaves}");
+    let tasks = plain::blocking_get_json(&format!("{}/master/tasks", cluster.master));
+    let list = tasks["tasks"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{tasks}");
+    assert_eq!(list[0]["id"], "survivor");
+    assert_eq!(list[0]["state"], "TASK_RUNNING", "{tasks}");
+    assert_eq!(list[0]["slave_id"], agent_id.as_str());
+    assert_eq!(list[0]["framework_id"], s.framework_id.as_str());
+
+    // Not restarted: the same process still runs, and the pidfile was not rewritten.
+    assert!(pid_alive(pid), "task process {pid} is gone");
+    assert!(cmdline(pid).contains("sleep 300"), "{}", cmdline(pid));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
+
+    // The framework comes back with its ID and reconciles the task explicitly.
+    let mut again = info;
+    again["id"] = json!({"value": s.framework_id});
+    let mut s2 = Scheduler::subscribe(&cluster.master, again).await;
+    assert_eq!(s2.framework_id, s.framework_id);
+    // Its offer leaves out what the adopted task uses.
+    let offer = s2.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let cpus = offer["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "cpus")
+        .map(|r| r["scalar"]["value"].clone());
+    assert_eq!(cpus, Some(json!(1.9)), "{offer}");
+    let (code, body) = s2
+        .call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
+            {"task_id": {"value": "survivor"}, "agent_id": {"value": agent_id}}]}}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let st = s2.await_state("survivor", "TASK_RUNNING", 10).await;
+    assert_eq!(st["agent_id"]["value"], agent_id.as_str());
+    assert_eq!(st["reason"], "REASON_RECONCILIATION", "{st}");
+
+    // And it still controls the task through the new master.
+    let (code, body) = s2
+        .call(json!({"type": "KILL", "kill": {"task_id": {"value": "survivor"}}}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s2.await_state("survivor", "TASK_KILLED", 20).await;
+    eventually(10, "the task process ends after KILL", || {
+        (!pid_alive(pid)).then_some(())
+    })
+    .await;
+}

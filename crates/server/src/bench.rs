@@ -1,0 +1,563 @@
+//! `mantle bench launch`: the time from a scheduler sending ACCEPT to it receiving
+//! TASK_RUNNING, measured against a real cluster.
+//!
+//! It starts a master and agents as child processes (`local::LocalCluster`), subscribes as a
+//! Mesos v1 HTTP scheduler over the real API, and launches tasks one at a time: wait for an
+//! offer, ACCEPT with one LAUNCH of `sleep 60`, wait for TASK_RUNNING (the measured span),
+//! KILL it, wait for TASK_KILLED, next. Every update with a UUID is acknowledged at once, as
+//! a scheduler must: the agent forwards a task's next update only after the previous one is
+//! acknowledged, so the span includes acknowledging TASK_STARTING.
+//! Offers that are not used are kept for the next task; when one is used, the others are
+//! declined with `refuse_seconds` 0 so they come straight back.
+//! The cluster is stopped on every path (success, error, Ctrl-C/SIGTERM).
+
+use crate::local::{agent_ip, free_port, LocalCluster, LocalOptions};
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use mantle_api::mesos::{CommandInfo, Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus};
+use mantle_api::recordio::Decoder;
+use mantle_api::scheduler::{
+    Accept, Acknowledge, Call, CallType, Decline, Event, EventType, Kill, Launch, Operation,
+    Subscribe,
+};
+use mantle_api::{resources_from_wire, resources_to_wire};
+use mantle_model::{FrameworkId, OfferId, Resources, TaskId, TaskState};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// Resources each task asks for.
+pub const TASK_RESOURCES: &str = "cpus:0.1;mem:32";
+/// The command each task runs; it is killed long before it ends.
+pub const TASK_COMMAND: &str = "sleep 60";
+/// Resources each bench agent offers (fixed, so results do not depend on the machine's size).
+pub const AGENT_RESOURCES: &str = "cpus:4;mem:4096;disk:4096;ports:[31000-32000]";
+/// How long any one step (an offer, an update) may take before the bench gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of each scheduler call (not of the event stream).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest event record accepted from the master.
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Options of `mantle bench launch`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub tasks: usize,
+    pub agents: u8,
+    pub work_dir: PathBuf,
+    /// The `mantle` binary, run as master and agents.
+    pub program: PathBuf,
+}
+
+/// The measured launch latencies, in launch order.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub agents: u8,
+    pub latencies: Vec<Duration>,
+    /// Wall time of the whole launch loop (offers, kills and all).
+    pub elapsed: Duration,
+}
+
+/// Summary statistics of a sample, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub min: f64,
+    pub median: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// `None` for an empty sample. The median is the middle value (the mean of the two
+    /// middle values for an even count); p90 and p99 use the nearest-rank method.
+    pub fn of(sample: &[Duration]) -> Option<Stats> {
+        let mut ms: Vec<f64> = sample.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len();
+        let (first, last) = (*ms.first()?, *ms.last()?);
+        let median = if n % 2 == 1 {
+            ms[n / 2]
+        } else {
+            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        };
+        let rank = |p: f64| {
+            let r = ((p / 100.0) * n as f64).ceil() as usize;
+            ms[r.clamp(1, n) - 1]
+        };
+        Some(Stats {
+            min: first,
+            median,
+            p90: rank(90.0),
+            p99: rank(99.0),
+            max: last,
+        })
+    }
+}
+
+impl Report {
+    /// The results table and a one-line summary, as printed by `mantle bench launch` (no
+    /// trailing newline).
+    pub fn render(&self) -> String {
+        let n = self.latencies.len();
+        let Some(s) = Stats::of(&self.latencies) else {
+            return "no tasks launched".to_string();
+        };
+        let mut out = format!(
+            "launch latency, ACCEPT sent to TASK_RUNNING received ({n} tasks, {} agent{}):\n",
+            self.agents,
+            if self.agents == 1 { "" } else { "s" }
+        );
+        for (name, v) in [
+            ("min", s.min),
+            ("median", s.median),
+            ("p90", s.p90),
+            ("p99", s.p99),
+            ("max", s.max),
+        ] {
+            out.push_str(&format!("  {name:<7}{v:>10.3} ms\n"));
+        }
+        out.push_str(&format!(
+            "{n} tasks launched one at a time in {:.1} s: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
+            self.elapsed.as_secs_f64(),
+            s.median,
+            s.p99,
+            s.max
+        ));
+        out
+    }
+}
+
+/// Runs the benchmark: starts a cluster under `work_dir`, launches `tasks` tasks one after
+/// another, stops the cluster and returns the latencies.
+pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
+    if o.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if o.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    let master_port = free_port(&[Ipv4Addr::LOCALHOST])?;
+    let agent_ips: Vec<Ipv4Addr> = (0..o.agents).map(agent_ip).collect();
+    let agent_port = free_port(&agent_ips)?;
+    let local = LocalOptions {
+        agents: o.agents,
+        master_port,
+        agent_port,
+        work_dir: o.work_dir.clone(),
+        agent_resources: Some(AGENT_RESOURCES.to_string()),
+        marathon_port: None,
+        program: o.program.clone(),
+    };
+    info!(work_dir = %o.work_dir.display(), master_port, agent_port, agents = o.agents, "starting bench cluster");
+    let mut cluster = LocalCluster::start(&local)
+        .await
+        .with_context(|| format!("starting the cluster (logs in {})", o.work_dir.display()))?;
+    let master = local.master_url();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let result = tokio::select! {
+        r = run_launches(&master, o.tasks) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = terminated => Err(anyhow::anyhow!("terminated")),
+        d = cluster.died() => Err(anyhow::anyhow!("{d} during the benchmark")),
+    };
+    info!("stopping bench cluster");
+    cluster.stop().await;
+    let (latencies, elapsed) = result.with_context(|| {
+        format!(
+            "benchmark failed (cluster logs in {})",
+            o.work_dir.display()
+        )
+    })?;
+    Ok(Report {
+        agents: o.agents,
+        latencies,
+        elapsed,
+    })
+}
+
+async fn run_launches(master: &str, tasks: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut s = SchedulerClient::subscribe(master).await?;
+    info!(framework_id = %s.framework_id, "subscribed");
+    let started = Instant::now();
+    let mut held: Vec<Offer> = Vec::new();
+    let mut latencies = Vec::with_capacity(tasks);
+    for i in 0..tasks {
+        let offer = s.take_offer(&mut held, &need).await?;
+        // Leftover offers go back at once, with no filter, so the allocator can offer them
+        // again; they are declined before ACCEPT so that the decline is not inside the span.
+        let others: Vec<OfferId> = held.drain(..).map(|o| o.id).collect();
+        if !others.is_empty() {
+            s.decline(others).await?;
+        }
+        let task_id = TaskId::new(format!("bench-{i}"));
+        let accept = s.accept_call(&offer, &task_id, &need);
+        let sent = Instant::now();
+        s.call(accept).await.context("ACCEPT")?;
+        let running = s
+            .await_state(&task_id, TaskState::Running, &mut held)
+            .await?;
+        let latency = running.saturating_duration_since(sent);
+        debug!(task = %task_id, ms = latency.as_secs_f64() * 1000.0, "running");
+        latencies.push(latency);
+        let mut kill = Call::new(CallType::Kill, Some(s.framework_id.clone()));
+        kill.kill = Some(Kill {
+            task_id: task_id.clone(),
+            agent_id: Some(offer.agent_id.clone()),
+            kill_policy: None,
+        });
+        s.call(kill).await.context("KILL")?;
+        s.await_state(&task_id, TaskState::Killed, &mut held)
+            .await?;
+    }
+    let elapsed = started.elapsed();
+    let leftover: Vec<OfferId> = held.into_iter().map(|o| o.id).collect();
+    if !leftover.is_empty() {
+        s.decline(leftover).await?;
+    }
+    Ok((latencies, elapsed))
+}
+
+/// A minimal v1 scheduler: one SUBSCRIBE stream read by a background task, calls as POSTs.
+struct SchedulerClient {
+    http: reqwest::Client,
+    url: String,
+    framework_id: FrameworkId,
+    stream_id: String,
+    /// Events with the time they were decoded; an `Err` when the stream failed or ended.
+    events: mpsc::UnboundedReceiver<Result<(Instant, Event), String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SchedulerClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl SchedulerClient {
+    async fn subscribe(master: &str) -> anyhow::Result<SchedulerClient> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let url = format!("{master}/api/v1/scheduler");
+        let mut call = Call::new(CallType::Subscribe, None);
+        call.subscribe = Some(Subscribe {
+            framework_info: FrameworkInfo {
+                user: std::env::var("USER").unwrap_or_else(|_| "mantle".to_string()),
+                name: "mantle-bench".to_string(),
+                ..FrameworkInfo::default()
+            },
+            suppressed_roles: Vec::new(),
+        });
+        let resp = http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .json(&call)
+            .send()
+            .await
+            .context("SUBSCRIBE")?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            bail!("SUBSCRIBE answered {status}: {body}");
+        }
+        let stream_id = resp
+            .headers()
+            .get("Mesos-Stream-Id")
+            .and_then(|v| v.to_str().ok())
+            .context("SUBSCRIBE answer has no Mesos-Stream-Id header")?
+            .to_string();
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_events(resp, tx));
+        let (_, first) = tokio::time::timeout(STEP_TIMEOUT, events.recv())
+            .await
+            .context("no SUBSCRIBED event in time")?
+            .context("event stream ended before SUBSCRIBED")?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let Some(subscribed) = first
+            .subscribed
+            .filter(|_| first.kind == EventType::Subscribed)
+        else {
+            bail!("first event is {:?}, not SUBSCRIBED", first.kind);
+        };
+        Ok(SchedulerClient {
+            http,
+            url,
+            framework_id: subscribed.framework_id,
+            stream_id,
+            events,
+            reader,
+        })
+    }
+
+    /// Posts a call and expects 202.
+    async fn call(&self, call: Call) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Mesos-Stream-Id", &self.stream_id)
+            .timeout(CALL_TIMEOUT)
+            .json(&call)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::ACCEPTED {
+            let body = resp.text().await.unwrap_or_default();
+            bail!("{:?} answered {status}: {body}", call.kind);
+        }
+        Ok(())
+    }
+
+    async fn decline(&self, offer_ids: Vec<OfferId>) -> anyhow::Result<()> {
+        let mut call = Call::new(CallType::Decline, Some(self.framework_id.clone()));
+        call.decline = Some(Decline {
+            offer_ids,
+            filters: Some(Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        });
+        self.call(call).await.context("DECLINE")
+    }
+
+    fn accept_call(&self, offer: &Offer, task_id: &TaskId, need: &Resources) -> Call {
+        let task = TaskInfo {
+            name: task_id.to_string(),
+            task_id: task_id.clone(),
+            agent_id: offer.agent_id.clone(),
+            resources: resources_to_wire(need, None),
+            executor: None,
+            command: Some(CommandInfo {
+                value: Some(TASK_COMMAND.to_string()),
+                ..CommandInfo::default()
+            }),
+            kill_policy: None,
+            data: None,
+            extra: Default::default(),
+        };
+        let mut call = Call::new(CallType::Accept, Some(self.framework_id.clone()));
+        call.accept = Some(Accept {
+            offer_ids: vec![offer.id.clone()],
+            operations: vec![Operation {
+                kind: "LAUNCH".to_string(),
+                launch: Some(Launch {
+                    task_infos: vec![task],
+                }),
+                launch_group: None,
+            }],
+            filters: None,
+        });
+        call
+    }
+
+    /// The next event, or an error on timeout, stream end or an ERROR event.
+    async fn next_event(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<(Instant, Event)> {
+        let (at, event) = tokio::time::timeout_at(deadline, self.events.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("nothing happened within {STEP_TIMEOUT:?}"))?
+            .context("the event stream ended")?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if event.kind == EventType::Error {
+            let message = event.error.map(|e| e.message).unwrap_or_default();
+            bail!("the master sent ERROR: {message}");
+        }
+        Ok((at, event))
+    }
+
+    /// Handles an event that is not the one being waited for: offers are kept, rescinded
+    /// offers dropped, updates acknowledged.
+    async fn absorb(&self, event: Event, held: &mut Vec<Offer>) -> anyhow::Result<()> {
+        match event.kind {
+            EventType::Offers => held.extend(event.offers.map(|o| o.offers).unwrap_or_default()),
+            EventType::Rescind => {
+                if let Some(r) = event.rescind {
+                    held.retain(|o| o.id != r.offer_id);
+                }
+            }
+            EventType::Update => {
+                if let Some(u) = event.update {
+                    self.ack(&u.status).await?;
+                    warn!(task = %u.status.task_id, state = ?u.status.state, "unexpected update");
+                }
+            }
+            EventType::Failure => warn!(failure = ?event.failure, "FAILURE event"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An offer from `held` that has room for `need`, waiting for OFFERS if there is none.
+    async fn take_offer(
+        &mut self,
+        held: &mut Vec<Offer>,
+        need: &Resources,
+    ) -> anyhow::Result<Offer> {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            let fits = held.iter().position(|o| {
+                resources_from_wire(&o.resources, "offer.resources").is_ok_and(|r| r.contains(need))
+            });
+            if let Some(i) = fits {
+                return Ok(held.remove(i));
+            }
+            let (_, event) = self
+                .next_event(deadline)
+                .await
+                .context("waiting for an offer")?;
+            self.absorb(event, held).await?;
+        }
+    }
+
+    /// Waits for an update of `task_id` in `state` and returns when it was received; any
+    /// other terminal state of that task is an error.
+    async fn await_state(
+        &mut self,
+        task_id: &TaskId,
+        state: TaskState,
+        held: &mut Vec<Offer>,
+    ) -> anyhow::Result<Instant> {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            let (at, event) = self
+                .next_event(deadline)
+                .await
+                .with_context(|| format!("waiting for {task_id} to reach {state:?}"))?;
+            let status = match (&event.kind, &event.update) {
+                (EventType::Update, Some(u)) if u.status.task_id == *task_id => u.status.clone(),
+                _ => {
+                    self.absorb(event, held).await?;
+                    continue;
+                }
+            };
+            self.ack(&status).await?;
+            if status.state == state {
+                return Ok(at);
+            }
+            if status.state.is_terminal() {
+                bail!(
+                    "{task_id} reached {:?} ({}) while waiting for {state:?}",
+                    status.state,
+                    status.message.unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    async fn ack(&self, status: &TaskStatus) -> anyhow::Result<()> {
+        let (Some(uuid), Some(agent_id)) = (&status.uuid, &status.agent_id) else {
+            return Ok(());
+        };
+        let mut call = Call::new(CallType::Acknowledge, Some(self.framework_id.clone()));
+        call.acknowledge = Some(Acknowledge {
+            agent_id: agent_id.clone(),
+            task_id: status.task_id.clone(),
+            uuid: uuid.clone(),
+        });
+        self.call(call).await.context("ACKNOWLEDGE")
+    }
+}
+
+/// Reads the SUBSCRIBE response as RecordIO, stamping each event with the time it was
+/// decoded. Ends with an `Err` item when the stream fails, ends or is malformed.
+async fn read_events(
+    resp: reqwest::Response,
+    tx: mpsc::UnboundedSender<Result<(Instant, Event), String>>,
+) {
+    let mut body = resp.bytes_stream();
+    let mut decoder = Decoder::new(MAX_EVENT_BYTES);
+    loop {
+        let chunk = match body.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                let _ = tx.send(Err(format!("event stream failed: {e}")));
+                return;
+            }
+            None => {
+                let _ = tx.send(Err("the master closed the event stream".to_string()));
+                return;
+            }
+        };
+        decoder.feed(&chunk);
+        loop {
+            match decoder.next_record() {
+                Ok(Some(record)) => {
+                    let at = Instant::now();
+                    let item = serde_json::from_slice::<Event>(&record)
+                        .map(|e| (at, e))
+                        .map_err(|e| format!("undecodable event: {e}"));
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bad RecordIO framing: {e}")));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|x| Duration::from_millis(*x)).collect()
+    }
+
+    #[test]
+    fn stats_use_middle_median_and_nearest_rank_percentiles() {
+        assert_eq!(Stats::of(&[]), None);
+        let one = Stats::of(&ms(&[7])).expect("one value");
+        assert_eq!(
+            (one.min, one.median, one.p99, one.max),
+            (7.0, 7.0, 7.0, 7.0)
+        );
+        let even = Stats::of(&ms(&[4, 1, 3, 2])).expect("values");
+        assert_eq!(even.median, 2.5);
+        assert_eq!((even.min, even.max), (1.0, 4.0));
+        // 1..=100 ms: nearest rank p90 is the 90th value, p99 the 99th.
+        let hundred: Vec<u64> = (1..=100).rev().collect();
+        let s = Stats::of(&ms(&hundred)).expect("values");
+        assert_eq!((s.median, s.p90, s.p99, s.max), (50.5, 90.0, 99.0, 100.0));
+    }
+
+    #[test]
+    fn report_prints_each_figure_and_a_summary_line() {
+        let r = Report {
+            agents: 1,
+            latencies: ms(&[10, 20, 30]),
+            elapsed: Duration::from_secs(2),
+        };
+        let text = r.render();
+        let median = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("median"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(median, Some(20.0), "{text}");
+        for name in ["min", "p90", "p99", "max"] {
+            assert!(text.lines().any(|l| l.trim().starts_with(name)), "{text}");
+        }
+        assert!(text.contains("3 tasks launched"), "{text}");
+    }
+}

@@ -49,13 +49,24 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     }
     // The service scheduler is part of the local cluster and registered as a framework.
     let marathon = format!("http://127.0.0.1:{marathon_port}");
-    assert_eq!(crate::harness::plain::blocking_get(&format!("{marathon}/ping")).0, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !crate::harness::plain::blocking_get_json(&format!("{master}/master/frameworks"))["frameworks"]
+    while std::net::TcpStream::connect(("127.0.0.1", marathon_port)).is_err() {
+        assert!(Instant::now() < deadline, "marathon did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        crate::harness::plain::blocking_get(&format!("{marathon}/ping")).0,
+        200
+    );
+    while !crate::harness::plain::blocking_get_json(&format!("{master}/master/frameworks"))
+        ["frameworks"]
         .as_array()
         .is_some_and(|f| f.iter().any(|f| f["name"] == "marathon"))
     {
-        assert!(Instant::now() < deadline, "marathon did not register with the master");
+        assert!(
+            Instant::now() < deadline,
+            "marathon did not register with the master"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut s = Scheduler::subscribe(

@@ -4,29 +4,11 @@
 //! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete.
 
 use crate::harness::{free_port, plain, Cluster, BIN};
+use crate::pymesos::{python, repo};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let status = Command::new("bash")
-        .arg(repo().join("scripts/install-test-deps.sh"))
-        .status()
-        .expect("run install-test-deps.sh");
-    assert!(
-        status.success(),
-        "scripts/install-test-deps.sh failed: marathon-python is required"
-    );
-    std::env::var("MANTLE_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/test-venv"))
-        .join("bin/python")
-}
 
 struct Scheduler {
     child: Child,

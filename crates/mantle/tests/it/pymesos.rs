@@ -6,11 +6,12 @@ use crate::harness::Cluster;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn python() -> PathBuf {
+/// The test venv's python, after installing the third-party clients (pymesos, marathon-python).
+pub fn python() -> PathBuf {
     let status = Command::new("bash")
         .arg(repo().join("scripts/install-test-deps.sh"))
         .status()

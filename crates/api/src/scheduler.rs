@@ -290,7 +290,8 @@ pub struct Event {
 }
 
 impl Event {
-    fn bare(kind: EventType) -> Self {
+    /// An event of `kind` with no payload.
+    pub fn bare(kind: EventType) -> Self {
         Event {
             kind,
             subscribed: None,

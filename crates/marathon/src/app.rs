@@ -211,9 +211,6 @@ pub struct AppDefinition {
     pub version_info: VersionInfo,
 }
 
-/// Fields that may change without restarting tasks (a scale, not a config change).
-const SCALE_ONLY: [&str; 2] = ["instances", "version"];
-
 impl AppDefinition {
     /// Whether `other` differs from `self` only in fields that need no restart.
     pub fn same_config(&self, other: &AppDefinition) -> bool {
@@ -224,7 +221,6 @@ impl AppDefinition {
         a.version = String::new();
         b.version = String::new();
         a.version_info = b.version_info.clone();
-        let _ = SCALE_ONLY;
         a == b
     }
 
@@ -501,51 +497,6 @@ impl<'a> Reader<'a> {
         }
     }
 }
-
-/// The fields a client may send (Marathon ignores others it reads leniently; these are
-/// read and checked).
-pub const KNOWN_FIELDS: [&str; 40] = [
-    "id",
-    "cmd",
-    "args",
-    "user",
-    "env",
-    "instances",
-    "cpus",
-    "mem",
-    "disk",
-    "gpus",
-    "executor",
-    "constraints",
-    "uris",
-    "fetch",
-    "storeUrls",
-    "backoffSeconds",
-    "backoffFactor",
-    "maxLaunchDelaySeconds",
-    "container",
-    "healthChecks",
-    "readinessChecks",
-    "dependencies",
-    "upgradeStrategy",
-    "labels",
-    "acceptedResourceRoles",
-    "requirePorts",
-    "portDefinitions",
-    "ports",
-    "killSelection",
-    "unreachableStrategy",
-    "taskKillGracePeriodSeconds",
-    "networks",
-    "version",
-    "versionInfo",
-    "secrets",
-    "ipAddress",
-    "residency",
-    "role",
-    "tasks",
-    "deployments",
-];
 
 /// Parses and validates an app definition. `base` resolves relative ids; `version` is the
 /// timestamp this definition gets. Returns every violation at once on failure.

@@ -25,7 +25,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 /// How long declined offers stay away when nothing needs launching (Marathon's
 /// `--decline_offer_duration` default).
@@ -208,6 +207,14 @@ impl Core {
         for d in snapshot.deployments {
             core.deployments.insert(d.id.clone(), d);
         }
+        // Versions stay strictly increasing across restarts, even if the clock went back.
+        core.last_version_ms = core
+            .versions
+            .values()
+            .flat_map(|v| v.keys())
+            .filter_map(|v| crate::time::parse_iso(v))
+            .max()
+            .unwrap_or(0);
         core
     }
 
@@ -401,7 +408,7 @@ impl Core {
                     "rejectSummaryLaunchAttempt": summary,
                 },
                 "lastUnusedOffers": [],
-                "app": self.app_json(app, &[], now),
+                "app": self.app_json(app, &[]),
             }));
         }
         json!({ "queue": rows })
@@ -411,7 +418,7 @@ impl Core {
 
     /// An app as GET /v2/apps renders it, with `embed` extras (`apps.tasks`,
     /// `apps.deployments`, `apps.lastTaskFailure`, `apps.counts`, ...).
-    pub fn app_json(&self, app: &AppDefinition, embed: &[String], _now: Now) -> Value {
+    pub fn app_json(&self, app: &AppDefinition, embed: &[String]) -> Value {
         let mut v = app.to_json();
         let has = |k: &str| {
             embed
@@ -557,6 +564,21 @@ impl Core {
         }
     }
 
+    /// Marathon's 404 for an unknown app.
+    pub fn no_app(id: &str) -> ApiError {
+        ApiError::NotFound(format!("App '{id}' does not exist"))
+    }
+
+    /// 409 when a deployment holds the app and the change is not forced.
+    fn check_unlocked(&self, app_id: &str, force: bool) -> Result<(), ApiError> {
+        let locked = self.locked(app_id);
+        if locked.is_empty() || force {
+            Ok(())
+        } else {
+            Err(Self::conflict(locked))
+        }
+    }
+
     /// Cancels running deployments of `app_id` without rollback (for `force`).
     fn drop_deployments(&mut self, app_id: &str, now: Now) {
         let ids = self.locked(app_id);
@@ -609,7 +631,7 @@ impl Core {
         }
         self.assign_service_ports(&mut def);
         let d = self.start_deployment(Action::Start, None, Some(def.clone()), &version, now);
-        self.set_app(def.clone(), now, true);
+        self.set_app(def.clone());
         self.event(
             "api_post_event",
             now,
@@ -619,15 +641,14 @@ impl Core {
         Ok((def, d))
     }
 
-    fn set_app(&mut self, def: AppDefinition, _now: Now, new_version: bool) {
+    /// Makes `def` the app's current definition and records it as a version.
+    fn set_app(&mut self, def: AppDefinition) {
         self.store(Write::App(def.clone()));
-        if new_version {
-            self.store(Write::Version(def.clone()));
-            self.versions
-                .entry(def.id.clone())
-                .or_default()
-                .insert(def.version.clone(), def.clone());
-        }
+        self.store(Write::Version(def.clone()));
+        self.versions
+            .entry(def.id.clone())
+            .or_default()
+            .insert(def.version.clone(), def.clone());
         self.apps.insert(def.id.clone(), def);
     }
 
@@ -727,10 +748,7 @@ impl Core {
             }
             app::parse(&merged, "/", &version).map_err(ApiError::Invalid)?
         };
-        let locked = self.locked(id);
-        if !locked.is_empty() && !force {
-            return Err(Self::conflict(locked));
-        }
+        self.check_unlocked(id, force)?;
         self.drop_deployments(id, now);
         self.assign_service_ports(&mut def);
         let scale_only = current.same_config(&def);
@@ -750,7 +768,7 @@ impl Core {
             Action::Restart
         };
         let d = self.start_deployment(action, Some(current), Some(def.clone()), &version, now);
-        self.set_app(def.clone(), now, true);
+        self.set_app(def.clone());
         self.event(
             "api_post_event",
             now,
@@ -763,12 +781,9 @@ impl Core {
     /// DELETE /v2/apps/{id}.
     pub fn delete_app(&mut self, id: &str, force: bool, now: Now) -> Result<Deployment, ApiError> {
         let Some(current) = self.apps.get(id).cloned() else {
-            return Err(ApiError::NotFound(format!("App '{id}' does not exist")));
+            return Err(Self::no_app(id));
         };
-        let locked = self.locked(id);
-        if !locked.is_empty() && !force {
-            return Err(Self::conflict(locked));
-        }
+        self.check_unlocked(id, force)?;
         self.drop_deployments(id, now);
         let version = self.next_version(now);
         let d = self.start_deployment(Action::Stop, Some(current), None, &version, now);
@@ -780,12 +795,9 @@ impl Core {
     /// replaced by a rolling deployment.
     pub fn restart_app(&mut self, id: &str, force: bool, now: Now) -> Result<Deployment, ApiError> {
         let Some(current) = self.apps.get(id).cloned() else {
-            return Err(ApiError::NotFound(format!("App '{id}' does not exist")));
+            return Err(Self::no_app(id));
         };
-        let locked = self.locked(id);
-        if !locked.is_empty() && !force {
-            return Err(Self::conflict(locked));
-        }
+        self.check_unlocked(id, force)?;
         self.drop_deployments(id, now);
         let version = self.next_version(now);
         let mut def = current.clone();
@@ -799,7 +811,7 @@ impl Core {
             &version,
             now,
         );
-        self.set_app(def, now, true);
+        self.set_app(def);
         self.converge(now);
         Ok(d)
     }
@@ -814,8 +826,8 @@ impl Core {
         wipe: bool,
         force: bool,
         now: Now,
-    ) -> Result<(Vec<Instance>, Vec<Deployment>), ApiError> {
-        let mut killed = Vec::new();
+    ) -> Result<Vec<Deployment>, ApiError> {
+        let mut killed: Vec<String> = Vec::new();
         let mut per_app: BTreeMap<String, u32> = BTreeMap::new();
         for t in task_ids {
             let Some(i) = self.instances.get(t).cloned() else {
@@ -824,16 +836,13 @@ impl Core {
             if i.state.is_terminal() {
                 continue;
             }
-            *per_app.entry(i.app_id.clone()).or_default() += 1;
-            killed.push(i);
+            *per_app.entry(i.app_id).or_default() += 1;
+            killed.push(i.task_id);
         }
         let mut deployments = Vec::new();
         if scale {
             for app_id in per_app.keys() {
-                let locked = self.locked(app_id);
-                if !locked.is_empty() && !force {
-                    return Err(Self::conflict(locked));
-                }
+                self.check_unlocked(app_id, force)?;
             }
             for (app_id, n) in per_app {
                 let Some(current) = self.apps.get(&app_id).cloned() else {
@@ -852,19 +861,19 @@ impl Core {
                     &version,
                     now,
                 );
-                self.set_app(def, now, true);
+                self.set_app(def);
                 deployments.push(d);
             }
         }
-        for i in &killed {
-            self.kill(&i.task_id, now);
+        for t in killed {
+            self.kill(&t);
             if wipe {
-                self.instances.remove(&i.task_id);
-                self.store(Write::DeleteInstance(i.task_id.clone()));
+                self.instances.remove(&t);
+                self.store(Write::DeleteInstance(t));
             }
         }
         self.converge(now);
-        Ok((killed, deployments))
+        Ok(deployments)
     }
 
     /// DELETE /v2/deployments/{id}: rolls back (a new deployment to the original), or with
@@ -909,7 +918,7 @@ impl Core {
                 }
                 def.version_info.last_scaling_at = version.clone();
                 let dd = self.start_deployment(action, current, Some(def.clone()), &version, now);
-                self.set_app(def, now, true);
+                self.set_app(def);
                 Some(dd)
             }
             (None, None) => None,
@@ -1165,7 +1174,7 @@ impl Core {
                 json!({"appId": snapshot.app_id, "taskId": snapshot.task_id, "instanceId": snapshot.task_id,
                        "version": snapshot.version, "reason": "health check failures", "host": snapshot.host, "slaveId": snapshot.agent_id}),
             );
-            self.kill(task_id, now);
+            self.kill(task_id);
         }
         self.converge(now);
     }
@@ -1196,7 +1205,7 @@ impl Core {
         out
     }
 
-    fn kill(&mut self, task_id: &str, _now: Now) {
+    fn kill(&mut self, task_id: &str) {
         let Some(inst) = self.instances.get_mut(task_id) else {
             return;
         };
@@ -1304,7 +1313,7 @@ impl Core {
                 .collect();
             for t in &live {
                 if self.instances.get(t).is_some_and(|i| !i.kill_requested) {
-                    self.kill(t, now);
+                    self.kill(t);
                 }
             }
             if live.is_empty() {
@@ -1361,25 +1370,18 @@ impl Core {
             .collect();
         let (new, old): (Vec<Instance>, Vec<Instance>) =
             live.into_iter().partition(|i| i.config_version == cfg);
-        // Outdated instances: unready ones go at once; ready ones while enough stay ready.
-        let mut ready_total = new
-            .iter()
-            .chain(old.iter())
-            .filter(|i| self.ready(app, i))
-            .count();
-        let mut old_sorted = old.clone();
-        old_sorted.sort_by_key(|i| self.ready(app, i));
-        for i in &old_sorted {
+        // Outdated instances: unready ones go at once; ready ones while enough stay ready, or
+        // once the new config alone has every instance ready.
+        let new_ready = new.iter().filter(|i| self.ready(app, i)).count();
+        let mut ready_total = new_ready + old.iter().filter(|i| self.ready(app, i)).count();
+        let mut old = old;
+        old.sort_by_key(|i| self.ready(app, i));
+        for i in &old {
             if !self.ready(app, i) {
-                self.kill(&i.task_id, now);
-            } else if ready_total > min_healthy
-                || (ready_total == min_healthy
-                    && new.iter().filter(|n| self.ready(app, n)).count() >= target)
-            {
+                self.kill(&i.task_id);
+            } else if ready_total > min_healthy || new_ready >= target {
                 ready_total -= 1;
-                self.kill(&i.task_id, now);
-            } else if new.len() >= target && new.iter().all(|n| self.ready(app, n)) {
-                self.kill(&i.task_id, now);
+                self.kill(&i.task_id);
             }
         }
         // Surplus current instances (scale down), by kill selection; unready first.
@@ -1397,7 +1399,7 @@ impl Core {
                 })
             });
             for v in victims.iter().take(new.len() - target) {
-                self.kill(&v.task_id, now);
+                self.kill(&v.task_id);
             }
         }
         // Deployments of this app finish when the target is reached.
@@ -1532,11 +1534,7 @@ impl Core {
                 let Some((idx, claim)) = chosen else { break };
                 let slot = &mut slots[idx];
                 slot.free.subtract(&claim.resources);
-                let task_id = format!(
-                    "{}.instance-{}._app.1",
-                    path::safe_id(&app.id),
-                    self.uuid_for_task()
-                );
+                let task_id = format!("{}.instance-{}._app.1", path::safe_id(&app.id), self.uuid());
                 let info = build_task(
                     app,
                     &task_id,
@@ -1603,10 +1601,6 @@ impl Core {
             }
         }
         self.converge(now);
-    }
-
-    fn uuid_for_task(&mut self) -> String {
-        self.uuid()
     }
 }
 
@@ -1877,11 +1871,6 @@ fn mesos_health_check(h: &crate::app::HealthCheck, ports: &[u32]) -> Value {
         }
     }
     v
-}
-
-/// Seconds as a `Duration`, clamped to be non-negative.
-pub fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
 }
 
 #[cfg(test)]

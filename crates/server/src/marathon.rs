@@ -47,6 +47,7 @@ pub struct MarathonOptions {
     pub strategy: Strategy,
 }
 
+type HealthTarget = (String, String, u32, mantle_marathon::app::HealthCheck);
 type Job = Box<dyn FnOnce(&mut Core, Now) -> Response + Send>;
 
 enum Msg {
@@ -54,6 +55,8 @@ enum Msg {
     Master(Box<Event>),
     Disconnected,
     Health(String, bool),
+    HealthTargets(oneshot::Sender<Vec<HealthTarget>>),
+    SubscribeCall(oneshot::Sender<Call>),
     Tick,
     Reconcile,
 }
@@ -64,7 +67,6 @@ struct AppState {
     events: broadcast::Sender<Value>,
     clock: Clock,
     leader: String,
-    framework_id: Arc<Mutex<Option<String>>>,
     master: String,
 }
 
@@ -136,7 +138,6 @@ pub async fn run(
         framework_id = ?snapshot.framework_id,
         "service scheduler state loaded"
     );
-    let framework_id = Arc::new(Mutex::new(snapshot.framework_id.clone()));
     let config = Config {
         framework_name: "marathon".into(),
         role: "*".into(),
@@ -156,23 +157,8 @@ pub async fn run(
     let (calls_tx, calls_rx) = mpsc::unbounded_channel::<Call>();
     let stream_id = Arc::new(Mutex::new(None::<String>));
     let master = o.master.trim_end_matches('/').to_string();
-    let subscribe = core.subscribe_call();
-    tokio::spawn(actor(
-        core,
-        store,
-        clock,
-        rx,
-        calls_tx,
-        events.clone(),
-        framework_id.clone(),
-    ));
-    tokio::spawn(master_link(
-        master.clone(),
-        tx.clone(),
-        stream_id.clone(),
-        framework_id.clone(),
-        subscribe,
-    ));
+    tokio::spawn(actor(core, store, clock, rx, calls_tx, events.clone()));
+    tokio::spawn(master_link(master.clone(), tx.clone(), stream_id.clone()));
     tokio::spawn(call_sender(master.clone(), calls_rx, stream_id));
     tokio::spawn(health_checker(tx.clone()));
     {
@@ -198,7 +184,6 @@ pub async fn run(
         events,
         clock,
         leader: o.http_address.to_string(),
-        framework_id,
         master,
     };
     let app = Router::new()
@@ -222,7 +207,6 @@ async fn actor(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     calls: mpsc::UnboundedSender<Call>,
     events: broadcast::Sender<Value>,
-    framework_id: Arc<Mutex<Option<String>>>,
 ) {
     while let Some(msg) = rx.recv().await {
         let now = clock.now();
@@ -232,6 +216,12 @@ async fn actor(
             Msg::Master(e) => core.on_event(*e, now),
             Msg::Disconnected => core.disconnected(),
             Msg::Health(task, ok) => core.health_result(&task, ok, now),
+            Msg::SubscribeCall(tx) => {
+                let _ = tx.send(core.subscribe_call());
+            }
+            Msg::HealthTargets(tx) => {
+                let _ = tx.send(core.health_targets());
+            }
             Msg::Tick => core.tick(now),
             Msg::Reconcile => {
                 if core.connected() {
@@ -250,9 +240,6 @@ async fn actor(
         let stored = store.apply(&writes);
         if let Err(e) = &stored {
             warn!(error = %e, "store write failed; not acting on this step");
-        }
-        if let Ok(mut f) = framework_id.lock() {
-            *f = core.framework_id().map(str::to_string);
         }
         if stored.is_ok() {
             for e in effects {
@@ -285,21 +272,17 @@ async fn master_link(
     master: String,
     tx: mpsc::UnboundedSender<Msg>,
     stream_id: Arc<Mutex<Option<String>>>,
-    framework_id: Arc<Mutex<Option<String>>>,
-    mut subscribe: Call,
 ) {
     let client = reqwest::Client::new();
     let mut delay = Duration::from_millis(200);
     loop {
-        // Re-subscribe with the id we hold now (failover keeps our tasks).
-        let id = framework_id.lock().ok().and_then(|f| f.clone());
-        if let Some(id) = id {
-            let fid = mantle_model::FrameworkId::new(id);
-            subscribe.framework_id = Some(fid.clone());
-            if let Some(s) = subscribe.subscribe.as_mut() {
-                s.framework_info.id = Some(fid);
-            }
+        // The core's SUBSCRIBE carries the framework id it holds now, so a re-subscription
+        // fails over and keeps our tasks.
+        let (ctx, crx) = oneshot::channel();
+        if tx.send(Msg::SubscribeCall(ctx)).is_err() {
+            return;
         }
+        let Ok(subscribe) = crx.await else { return };
         match subscribe_once(&client, &master, &subscribe, &tx, &stream_id).await {
             Ok(()) => {
                 delay = Duration::from_millis(200);
@@ -414,14 +397,8 @@ async fn health_checker(tx: mpsc::UnboundedSender<Msg>) {
     let mut last: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (rtx, rrx) =
-            oneshot::channel::<Vec<(String, String, u32, mantle_marathon::app::HealthCheck)>>();
-        let job: Job = Box::new(move |core: &mut Core, _now| {
-            let _ = rtx.send(core.health_targets());
-            StatusCode::OK.into_response()
-        });
-        let (dtx, _drx) = oneshot::channel();
-        if tx.send(Msg::Api(job, dtx)).is_err() {
+        let (rtx, rrx) = oneshot::channel();
+        if tx.send(Msg::HealthTargets(rtx)).is_err() {
             return;
         }
         let Ok(targets) = rrx.await else { return };
@@ -498,6 +475,19 @@ impl Req {
         self.q(key)
             .map_or(default, |v| v.eq_ignore_ascii_case("true"))
     }
+    /// `scale`, `wipe` and `force` of the task-kill endpoints; scale and wipe exclude each other.
+    fn kill_flags(&self) -> Result<(bool, bool, bool), Response> {
+        let scale = self.flag("scale", false);
+        let wipe = self.flag("wipe", false);
+        if scale && wipe {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "You cannot use scale and wipe at the same time.",
+            ));
+        }
+        Ok((scale, wipe, self.flag("force", false)))
+    }
+
     fn json(&self) -> Result<Value, Response> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(json_response(
@@ -585,22 +575,9 @@ async fn dispatch(
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| char::from(c).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn ping(req: &Req) -> Response {
@@ -622,9 +599,13 @@ fn ping(req: &Req) -> Response {
 }
 
 async fn info_json(s: &AppState) -> Response {
-    let fid = s.framework_id.lock().ok().and_then(|f| f.clone());
     let leader = s.leader.clone();
     let master = s.master.clone();
+    s.ask(move |c, _| info_body(c.framework_id(), leader, master))
+        .await
+}
+
+fn info_body(fid: Option<&str>, leader: String, master: String) -> Response {
     let port: u16 = leader
         .rsplit(':')
         .next()
@@ -736,7 +717,7 @@ async fn list_apps(s: &AppState, req: &Req) -> Response {
     let id = req.q("id").map(str::to_lowercase);
     let cmd = req.q("cmd").map(str::to_lowercase);
     let label = req.q("label").map(str::to_string);
-    s.ask(move |c, now| {
+    s.ask(move |c, _| {
         let apps: Vec<Value> = c
             .apps()
             .filter(|a| id.as_ref().is_none_or(|f| a.id.to_lowercase().contains(f)))
@@ -745,7 +726,7 @@ async fn list_apps(s: &AppState, req: &Req) -> Response {
                     .is_none_or(|f| a.cmd.as_ref().is_some_and(|x| x.to_lowercase().contains(f)))
             })
             .filter(|a| label.as_ref().is_none_or(|l| label_matches(l, &a.labels)))
-            .map(|a| c.app_json(a, &embed, now))
+            .map(|a| c.app_json(a, &embed))
             .collect();
         json_response(StatusCode::OK, &json!({ "apps": apps }))
     })
@@ -759,7 +740,7 @@ async fn create_app(s: &AppState, req: &Req) -> Response {
     };
     s.ask(move |c, now| match c.create_app(&body, now) {
         Ok((def, d)) => {
-            let mut v = c.app_json(&def, &[], now);
+            let mut v = c.app_json(&def, &[]);
             if let Some(m) = v.as_object_mut() {
                 m.insert("deployments".into(), json!([{ "id": d.id }]));
                 m.insert("tasksStaged".into(), json!(0));
@@ -802,7 +783,7 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
             "GET" => {
                 s.ask(move |c, _| {
                     if c.app(&id).is_none() {
-                        return api_error(ApiError::NotFound(format!("App '{id}' does not exist")));
+                        return api_error(Core::no_app(&id));
                     }
                     let tasks: Vec<Value> = c.instances_of(&id).map(|i| c.task_json(i)).collect();
                     json_response(StatusCode::OK, &json!({ "tasks": tasks }))
@@ -810,19 +791,14 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
                 .await
             }
             "DELETE" => {
-                let scale = req.flag("scale", false);
-                let wipe = req.flag("wipe", false);
-                let force = req.flag("force", false);
+                let (scale, wipe, force) = match req.kill_flags() {
+                    Ok(f) => f,
+                    Err(r) => return r,
+                };
                 let host = req.q("host").map(str::to_string);
-                if scale && wipe {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "You cannot use scale and wipe at the same time.",
-                    );
-                }
                 s.ask(move |c, now| {
                     if c.app(&id).is_none() {
-                        return api_error(ApiError::NotFound(format!("App '{id}' does not exist")));
+                        return api_error(Core::no_app(&id));
                     }
                     let ids: Vec<String> = c
                         .instances_of(&id)
@@ -839,19 +815,14 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
     if n >= 3 && rest[n - 2] == "tasks" && m == "DELETE" {
         let id = id_of(&rest[..n - 2]);
         let task = rest[n - 1].to_string();
-        let scale = req.flag("scale", false);
-        let wipe = req.flag("wipe", false);
-        let force = req.flag("force", false);
-        if scale && wipe {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "You cannot use scale and wipe at the same time.",
-            );
-        }
+        let (scale, wipe, force) = match req.kill_flags() {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         return s
             .ask(move |c, now| {
                 if c.app(&id).is_none() {
-                    return api_error(ApiError::NotFound(format!("App '{id}' does not exist")));
+                    return api_error(Core::no_app(&id));
                 }
                 if c.instance(&task).is_none_or(|i| i.app_id != id) {
                     return api_error(ApiError::NotFound(format!("Task '{task}' does not exist")));
@@ -873,7 +844,7 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
         return s
             .ask(move |c, _| match c.versions(&id) {
                 Some(v) => json_response(StatusCode::OK, &json!({ "versions": v })),
-                None => api_error(ApiError::NotFound(format!("App '{id}' does not exist"))),
+                None => api_error(Core::no_app(&id)),
             })
             .await;
     }
@@ -894,12 +865,9 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
         "GET" => {
             let mut embed = req.all("embed");
             embed.extend(["counts", "tasks", "lastTaskFailure", "deployments"].map(String::from));
-            s.ask(move |c, now| match c.app(&id) {
-                Some(a) => json_response(
-                    StatusCode::OK,
-                    &json!({ "app": c.app_json(a, &embed, now) }),
-                ),
-                None => api_error(ApiError::NotFound(format!("App '{id}' does not exist"))),
+            s.ask(move |c, _| match c.app(&id) {
+                Some(a) => json_response(StatusCode::OK, &json!({ "app": c.app_json(a, &embed) })),
+                None => api_error(Core::no_app(&id)),
             })
             .await
         }
@@ -913,7 +881,7 @@ async fn app_routes(s: &AppState, req: &Req, rest: &[&str]) -> Response {
             let partial = patch || req.flag("partialUpdate", true);
             s.ask(move |c, now| {
                 if patch && c.app(&id).is_none() {
-                    return api_error(ApiError::NotFound(format!("App '{id}' does not exist")));
+                    return api_error(Core::no_app(&id));
                 }
                 match c.update_app(&id, &body, force, partial, now) {
                     Ok((d, created)) => {
@@ -956,7 +924,7 @@ fn kill_response(
         .map(|i| c.task_json(i))
         .collect();
     match c.kill_tasks(ids, scale, wipe, force, now) {
-        Ok((_, deployments)) if scale => match deployments.first() {
+        Ok(deployments) if scale => match deployments.first() {
             Some(d) => deployment_result(d, StatusCode::OK),
             None => json_response(
                 StatusCode::OK,
@@ -1022,15 +990,10 @@ async fn delete_tasks(s: &AppState, req: &Req) -> Response {
             None => return error(StatusCode::BAD_REQUEST, "Task ids must be strings"),
         }
     }
-    let scale = req.flag("scale", false);
-    let wipe = req.flag("wipe", false);
-    let force = req.flag("force", false);
-    if scale && wipe {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "You cannot use scale and wipe at the same time.",
-        );
-    }
+    let (scale, wipe, force) = match req.kill_flags() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     s.ask(move |c, now| kill_response(c, &list, scale, wipe, force, now, false))
         .await
 }
@@ -1049,12 +1012,12 @@ async fn cancel_deployment(s: &AppState, req: &Req, id: &str) -> Response {
 /// `/v2/groups[/{id}]`: the group tree derived from app paths (read-only for now).
 async fn groups(s: &AppState, segs: &[&str]) -> Response {
     let want = path::canonical(&segs.join("/"), "/");
-    s.ask(move |c, now| {
-        fn build(c: &Core, id: &str, now: Now) -> Value {
+    s.ask(move |c, _| {
+        fn build(c: &Core, id: &str) -> Value {
             let apps: Vec<Value> = c
                 .apps()
                 .filter(|a| path::parent(&a.id) == id)
-                .map(|a| c.app_json(a, &[], now))
+                .map(|a| c.app_json(a, &[]))
                 .collect();
             let mut children: Vec<String> = c
                 .apps()
@@ -1074,13 +1037,13 @@ async fn groups(s: &AppState, segs: &[&str]) -> Response {
                 .collect();
             children.sort();
             children.dedup();
-            let groups: Vec<Value> = children.iter().map(|g| build(c, g, now)).collect();
+            let groups: Vec<Value> = children.iter().map(|g| build(c, g)).collect();
             json!({"id": id, "apps": apps, "groups": groups, "pods": [], "dependencies": [],
                    "version": c.apps().map(|a| a.version.clone()).max().unwrap_or_default()})
         }
         let exists = want == "/" || c.apps().any(|a| a.id.starts_with(&format!("{want}/")));
         if exists {
-            json_response(StatusCode::OK, &build(c, &want, now))
+            json_response(StatusCode::OK, &build(c, &want))
         } else {
             api_error(ApiError::NotFound(format!("Group '{want}' does not exist")))
         }

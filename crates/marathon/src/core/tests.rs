@@ -7,6 +7,7 @@ use mantle_api::mesos::{AllocationInfo, Offer};
 use mantle_api::scheduler::{Offers, Subscribed, Update};
 use mantle_model::OfferId;
 use serde_json::json;
+use std::time::Duration;
 
 fn config() -> Config {
     Config {
@@ -31,19 +32,6 @@ struct Sim {
     events: Vec<Value>,
 }
 
-fn event(kind: EventType) -> Event {
-    Event {
-        kind,
-        subscribed: None,
-        offers: None,
-        rescind: None,
-        update: None,
-        message: None,
-        failure: None,
-        error: None,
-    }
-}
-
 impl Sim {
     fn new() -> Sim {
         let mut s = Sim {
@@ -55,7 +43,7 @@ impl Sim {
             writes: Vec::new(),
             events: Vec::new(),
         };
-        let mut e = event(EventType::Subscribed);
+        let mut e = Event::bare(EventType::Subscribed);
         e.subscribed = Some(Subscribed {
             framework_id: FrameworkId::new("fw-1"),
             heartbeat_interval_seconds: 15.0,
@@ -134,7 +122,7 @@ impl Sim {
                 }),
             });
         }
-        let mut e = event(EventType::Offers);
+        let mut e = Event::bare(EventType::Offers);
         e.offers = Some(Offers { offers });
         self.core.on_event(e, self.now);
         self.collect();
@@ -145,7 +133,7 @@ impl Sim {
         st.agent_id = Some(AgentId::new("agent-0"));
         st.uuid = Some("dXVpZA==".into());
         st.healthy = healthy;
-        let mut e = event(EventType::Update);
+        let mut e = Event::bare(EventType::Update);
         e.update = Some(Update { status: st });
         self.now = self.now.plus(Duration::from_millis(10));
         self.core.on_event(e, self.now);
@@ -372,7 +360,7 @@ fn unknown_tasks_are_killed_and_updates_acknowledged() {
     let mut st = TaskStatus::new(TaskId::new("ghost.1234"), TaskState::Running);
     st.agent_id = Some(AgentId::new("agent-0"));
     st.uuid = Some("dXVpZA==".into());
-    let mut e = event(EventType::Update);
+    let mut e = Event::bare(EventType::Update);
     e.update = Some(Update { status: st });
     s.core.on_event(e, s.now);
     let effects = s.core.drain();

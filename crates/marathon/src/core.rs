@@ -5,7 +5,7 @@
 //! writes first, so intent is durable before it is acted on.
 
 use crate::app::{self, AppDefinition, Violation};
-use crate::deploy::{Action, Deployment};
+use crate::deploy::{self, Action, Deployment, Part};
 use crate::path;
 use crate::placement::{self, Candidate, Placed, Rejection, Strategy};
 use crate::time::iso_millis;
@@ -161,6 +161,8 @@ pub struct Core {
     last_failure: BTreeMap<String, Value>,
     queue_stats: BTreeMap<String, QueueStats>,
     last_version_ms: i64,
+    /// Counts finished deployment parts, so convergence knows when a step was released.
+    progress: u64,
     rng: ChaCha8Rng,
     out: Vec<Effect>,
 }
@@ -189,6 +191,7 @@ impl Core {
             last_failure: BTreeMap::new(),
             queue_stats: BTreeMap::new(),
             last_version_ms: 0,
+            progress: 0,
             rng,
             out: Vec::new(),
         };
@@ -338,9 +341,7 @@ impl Core {
         &'a self,
         app_id: &'a str,
     ) -> impl Iterator<Item = &'a Deployment> + 'a {
-        self.deployments
-            .values()
-            .filter(move |d| d.app_id == app_id)
+        self.deployments.values().filter(move |d| d.affects(app_id))
     }
 
     /// Versions of an app, newest first.
@@ -520,32 +521,36 @@ impl Core {
     }
 
     pub fn deployment_json(&self, d: &Deployment) -> Value {
-        d.to_json(self.deployment_step(d))
+        d.to_json()
     }
 
     /// The `plan` of deployment events: Marathon 1.8+'s `{id, steps, version}` plus the
     /// 1.5-1.7 `original`/`target` group snapshots, which marathon-python needs to parse
     /// `deployment_info` and `deployment_step_success`.
     fn plan_json(&self, d: &Deployment) -> Value {
-        let group = |app: Option<&AppDefinition>| {
-            let apps: Vec<Value> = app.map(|a| vec![a.to_json()]).unwrap_or_default();
-            json!({"id": "/", "apps": apps, "groups": [], "pods": [], "dependencies": [], "version": d.version})
-        };
-        let full = d.to_json(self.deployment_step(d));
+        let group = |apps: Vec<Value>| json!({"id": "/", "apps": apps, "groups": [], "pods": [], "dependencies": [], "version": d.version});
+        let full = d.to_json();
         json!({
             "id": d.id,
             "steps": full["steps"],
             "version": d.version,
-            "original": group(d.original.as_ref()),
-            "target": group(d.target.as_ref()),
+            "original": group(d.parts.iter().filter_map(|p| p.original.as_ref().map(AppDefinition::to_json)).collect()),
+            "target": group(d.parts.iter().filter_map(|p| p.target.as_ref().map(AppDefinition::to_json)).collect()),
         })
     }
 
-    fn deployment_step(&self, d: &Deployment) -> usize {
-        match d.action {
-            Action::Start if self.apps.contains_key(&d.app_id) => 2,
-            _ => 1,
-        }
+    /// Whether an earlier step of a deployment holds `app_id` back.
+    fn held(&self, app_id: &str) -> bool {
+        self.deployments_of(app_id).any(|d| d.holds(app_id))
+    }
+
+    /// Whether a deployment is stopping `app_id`.
+    fn stopping(&self, app_id: &str) -> bool {
+        self.deployments_of(app_id).any(|d| {
+            d.parts
+                .iter()
+                .any(|p| p.app_id == app_id && p.action == Action::Stop)
+        })
     }
 
     // ----- API commands -----
@@ -665,13 +670,23 @@ impl Core {
             .or(original.as_ref())
             .map(|a| a.id.clone())
             .unwrap_or_default();
-        let d = Deployment {
-            id: self.uuid(),
-            version: version.to_string(),
+        let part = Part {
             app_id,
             action,
             original,
             target,
+            step: 0,
+            done: false,
+        };
+        self.start_plan(vec![part], version, now)
+    }
+
+    /// Records a deployment of already ordered parts and announces it.
+    fn start_plan(&mut self, parts: Vec<Part>, version: &str, now: Now) -> Deployment {
+        let d = Deployment {
+            id: self.uuid(),
+            version: version.to_string(),
+            parts,
         };
         self.store(Write::Deployment(d.clone()));
         self.deployments.insert(d.id.clone(), d.clone());
@@ -725,19 +740,15 @@ impl Core {
             d.version = version.clone();
             d
         } else {
-            let mut merged = if partial {
-                current.to_json()
+            let merged = if partial {
+                Self::merged(&current, obj, id)
             } else {
-                json!({})
-            };
-            if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
-                for (k, v) in b {
-                    m.insert(k.clone(), v.clone());
-                }
+                let mut m = obj.clone();
                 m.insert("id".into(), json!(id));
                 m.remove("version");
                 m.remove("versionInfo");
-            }
+                Value::Object(m)
+            };
             if let Some(given) = obj.get("id").and_then(Value::as_str) {
                 if path::canonical(given, "/") != id {
                     return Err(ApiError::Invalid(vec![Violation {
@@ -776,6 +787,309 @@ impl Core {
         );
         self.converge(now);
         Ok((d, false))
+    }
+
+    /// The current definition merged with a partial body (Marathon's PUT and PATCH).
+    fn merged(current: &AppDefinition, body: &serde_json::Map<String, Value>, id: &str) -> Value {
+        let mut merged = current.to_json();
+        if let Some(m) = merged.as_object_mut() {
+            for (k, v) in body {
+                m.insert(k.clone(), v.clone());
+            }
+            m.insert("id".into(), json!(id));
+            m.remove("version");
+            m.remove("versionInfo");
+        }
+        merged
+    }
+
+    /// Apps under a group (all apps for `/`).
+    pub fn apps_under<'a>(
+        &'a self,
+        group_id: &'a str,
+    ) -> impl Iterator<Item = &'a AppDefinition> + 'a {
+        self.apps
+            .values()
+            .filter(move |a| crate::group::contains(group_id, &a.id))
+    }
+
+    /// Applies changes to many apps as one deployment: each app goes to its target
+    /// definition (`None`: removed), in steps ordered by `dependencies`. Unchanged apps are
+    /// left out; a change that touches nothing still gets an (immediately finished)
+    /// deployment, as Marathon. Refused as a whole, with nothing written, on a lock or a
+    /// dependency cycle.
+    fn apply_targets(
+        &mut self,
+        targets: Vec<(String, Option<AppDefinition>)>,
+        version: &str,
+        force: bool,
+        now: Now,
+    ) -> Result<Deployment, ApiError> {
+        let mut parts = Vec::new();
+        for (id, target) in targets {
+            let current = self.apps.get(&id).cloned();
+            let action = match (&current, &target) {
+                (None, None) => continue,
+                (Some(_), None) => Action::Stop,
+                (None, Some(_)) => Action::Start,
+                (Some(c), Some(t)) if c.same_config(t) => {
+                    if c.instances == t.instances {
+                        continue;
+                    }
+                    Action::Scale
+                }
+                (Some(_), Some(_)) => Action::Restart,
+            };
+            let target = target.map(|mut t| {
+                t.version = version.to_string();
+                t.version_info = crate::app::VersionInfo {
+                    last_scaling_at: version.to_string(),
+                    last_config_change_at: match (&current, action) {
+                        (Some(c), Action::Scale) => c.version_info.last_config_change_at.clone(),
+                        _ => version.to_string(),
+                    },
+                };
+                t
+            });
+            parts.push(Part {
+                app_id: id,
+                action,
+                original: current,
+                target,
+                step: 0,
+                done: false,
+            });
+        }
+        if !force {
+            let mut locked: Vec<String> =
+                parts.iter().flat_map(|p| self.locked(&p.app_id)).collect();
+            locked.sort();
+            locked.dedup();
+            if !locked.is_empty() {
+                return Err(Self::conflict(locked));
+            }
+        }
+        deploy::order(&mut parts).map_err(|cycle| {
+            ApiError::Invalid(vec![Violation {
+                path: "/".into(),
+                errors: vec![format!(
+                    "Dependency graph has cyclic dependencies: {}",
+                    cycle.join(", ")
+                )],
+            }])
+        })?;
+        for p in &parts {
+            self.drop_deployments(&p.app_id, now);
+        }
+        for p in parts.iter_mut() {
+            if let Some(t) = p.target.as_mut() {
+                self.assign_service_ports(t);
+                if p.action != Action::Scale {
+                    self.backoff.remove(&p.app_id);
+                }
+                self.set_app(t.clone());
+            }
+        }
+        let d = self.start_plan(parts, version, now);
+        self.event(
+            "group_change_success",
+            now,
+            json!({"groupId": "/", "version": version}),
+        );
+        self.converge(now);
+        Ok(d)
+    }
+
+    /// PUT /v2/apps with an array: creates or partially updates each app, one deployment.
+    pub fn update_apps(
+        &mut self,
+        body: &Value,
+        force: bool,
+        now: Now,
+    ) -> Result<Deployment, ApiError> {
+        let Some(list) = body.as_array() else {
+            return Err(ApiError::Invalid(vec![Violation {
+                path: "/".into(),
+                errors: vec!["error.expected.jsarray".into()],
+            }]));
+        };
+        let version = self.next_version(now);
+        let mut targets = Vec::new();
+        let mut errs = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let (Some(obj), Some(raw)) = (item.as_object(), item.get("id").and_then(Value::as_str))
+            else {
+                errs.push(Violation {
+                    path: format!("/{i}/id"),
+                    errors: vec!["error.path.missing".into()],
+                });
+                continue;
+            };
+            let id = path::canonical(raw, "/");
+            let body = match self.apps.get(&id) {
+                Some(c) => Self::merged(c, obj, &id),
+                None => item.clone(),
+            };
+            match app::parse(&body, "/", &version) {
+                Ok(def) if targets.iter().any(|(t, _)| t == &def.id) => errs.push(Violation {
+                    path: format!("/{i}/id"),
+                    errors: vec![format!("app {} is given more than once", def.id)],
+                }),
+                Ok(def) => targets.push((def.id.clone(), Some(def))),
+                Err(v) => errs.extend(v.into_iter().map(|mut v| {
+                    v.path = format!("/{i}{}", v.path);
+                    v
+                })),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::Invalid(errs));
+        }
+        self.apply_targets(targets, &version, force, now)
+    }
+
+    /// POST /v2/groups: creates a group with its apps and subgroups.
+    pub fn create_group(&mut self, body: &Value, now: Now) -> Result<Deployment, ApiError> {
+        let Some(raw) = body.get("id").and_then(Value::as_str) else {
+            return Err(ApiError::Invalid(vec![Violation {
+                path: "/id".into(),
+                errors: vec!["error.path.missing".into()],
+            }]));
+        };
+        let id = path::canonical(raw, "/");
+        if id == "/" || self.apps_under(&id).next().is_some() || self.apps.contains_key(&id) {
+            return Err(ApiError::Conflict {
+                message: format!("Group {id} is already created. Use PUT to change this group."),
+                deployments: Vec::new(),
+            });
+        }
+        if !path::is_valid_app_id(&id) {
+            return Err(ApiError::Invalid(vec![Violation {
+                path: "/id".into(),
+                errors: vec![format!("'{raw}' is not a valid group id")],
+            }]));
+        }
+        let version = self.next_version(now);
+        let flat = crate::group::flatten(body, &id, &version).map_err(ApiError::Invalid)?;
+        if let Some(a) = flat.apps.iter().find(|a| self.apps.contains_key(&a.id)) {
+            return Err(ApiError::Conflict {
+                message: format!("An app with id [{}] already exists.", a.id),
+                deployments: Vec::new(),
+            });
+        }
+        let targets = flat
+            .apps
+            .into_iter()
+            .map(|a| (a.id.clone(), Some(a)))
+            .collect();
+        self.apply_targets(targets, &version, false, now)
+    }
+
+    /// PUT /v2/groups/{id} (and PUT /v2/groups/{id}/versions/{v}): a rollback to `version`,
+    /// a `scaleBy` of every app under it, or the group's new tree, where apps it no longer
+    /// lists are stopped. Creates the group when it does not exist; says whether it did.
+    pub fn update_group(
+        &mut self,
+        id: &str,
+        body: &Value,
+        force: bool,
+        now: Now,
+    ) -> Result<(Deployment, bool), ApiError> {
+        let id = path::canonical(id, "/");
+        let Some(obj) = body.as_object() else {
+            return Err(ApiError::Invalid(vec![Violation {
+                path: "/".into(),
+                errors: vec!["error.expected.jsobject".into()],
+            }]));
+        };
+        let existed = id == "/" || self.apps_under(&id).next().is_some();
+        let current: Vec<AppDefinition> = self.apps_under(&id).cloned().collect();
+        let version = self.next_version(now);
+        let targets: Vec<(String, Option<AppDefinition>)> =
+            if let Some(v) = obj.get("version").and_then(Value::as_str) {
+                if !existed {
+                    return Err(ApiError::NotFound(format!("Group '{id}' does not exist")));
+                }
+                // Each app as it was at `v`; apps created since are stopped.
+                current
+                    .iter()
+                    .map(|a| {
+                        let then = self
+                            .versions
+                            .get(&a.id)
+                            .and_then(|vs| vs.range(..=v.to_string()).next_back())
+                            .map(|(_, d)| d.clone());
+                        (a.id.clone(), then)
+                    })
+                    .collect()
+            } else if let Some(f) = obj.get("scaleBy") {
+                let Some(f) = f.as_f64().filter(|f| f.is_finite() && *f >= 0.0) else {
+                    return Err(ApiError::Invalid(vec![Violation {
+                        path: "/scaleBy".into(),
+                        errors: vec!["error.expected.positive.number".into()],
+                    }]));
+                };
+                if !existed {
+                    return Err(ApiError::NotFound(format!("Group '{id}' does not exist")));
+                }
+                current
+                    .iter()
+                    .map(|a| {
+                        let mut t = a.clone();
+                        t.instances =
+                            (f64::from(a.instances) * f).ceil().min(f64::from(u32::MAX)) as u32;
+                        (a.id.clone(), Some(t))
+                    })
+                    .collect()
+            } else {
+                let flat = crate::group::flatten(body, &id, &version).map_err(ApiError::Invalid)?;
+                let kept = |a: &AppDefinition| {
+                    let parent = path::parent(&a.id);
+                    flat.keep_apps_of.contains(&parent)
+                        || flat
+                            .keep_groups_of
+                            .iter()
+                            .any(|g| crate::group::contains(g, &a.id) && parent != *g)
+                };
+                let mut targets: Vec<(String, Option<AppDefinition>)> = current
+                    .iter()
+                    .filter(|a| !kept(a) && !flat.apps.iter().any(|n| n.id == a.id))
+                    .map(|a| (a.id.clone(), None))
+                    .collect();
+                targets.extend(flat.apps.into_iter().map(|a| (a.id.clone(), Some(a))));
+                targets
+            };
+        let d = self.apply_targets(targets, &version, force, now)?;
+        Ok((d, !existed))
+    }
+
+    /// DELETE /v2/groups/{id}: stops and removes every app under it.
+    pub fn delete_group(
+        &mut self,
+        id: &str,
+        force: bool,
+        now: Now,
+    ) -> Result<Deployment, ApiError> {
+        let id = path::canonical(id, "/");
+        if id != "/" && self.apps_under(&id).next().is_none() {
+            return Err(ApiError::NotFound(format!("Group '{id}' does not exist")));
+        }
+        let targets = self.apps_under(&id).map(|a| (a.id.clone(), None)).collect();
+        let version = self.next_version(now);
+        self.apply_targets(targets, &version, force, now)
+    }
+
+    /// GET /v2/groups/{id}: the tree under `id`, or `None` when no app lies under it.
+    pub fn group_json(&self, id: &str, embed: &[String]) -> Option<Value> {
+        let id = path::canonical(id, "/");
+        let version = self
+            .apps_under(&id)
+            .map(|a| a.version.clone())
+            .max()
+            .unwrap_or_default();
+        crate::group::tree(&id, self.apps.values(), &version, &|a| {
+            self.app_json(a, embed)
+        })
     }
 
     /// DELETE /v2/apps/{id}.
@@ -899,30 +1213,50 @@ impl Core {
             return Ok(None);
         }
         let version = self.next_version(now);
-        let rollback = match (&d.original, &d.target) {
-            (None, Some(target)) => {
-                // Undo a create: remove the app.
-                Some(self.start_deployment(Action::Stop, Some(target.clone()), None, &version, now))
-            }
-            (Some(orig), _) => {
-                let current = self.apps.get(&orig.id).cloned();
-                let mut def = orig.clone();
-                def.version = version.clone();
-                let action = match &current {
-                    Some(c) if c.same_config(&def) => Action::Scale,
-                    Some(_) => Action::Restart,
-                    None => Action::Start,
-                };
-                if action == Action::Restart {
-                    def.version_info.last_config_change_at = version.clone();
+        let mut parts = Vec::new();
+        for p in &d.parts {
+            match (&p.original, &p.target) {
+                (None, Some(target)) => {
+                    // Undo a create: remove the app.
+                    let current = self.apps.get(&p.app_id).cloned().unwrap_or(target.clone());
+                    parts.push(Part {
+                        app_id: p.app_id.clone(),
+                        action: Action::Stop,
+                        original: Some(current),
+                        target: None,
+                        step: 0,
+                        done: false,
+                    });
                 }
-                def.version_info.last_scaling_at = version.clone();
-                let dd = self.start_deployment(action, current, Some(def.clone()), &version, now);
-                self.set_app(def);
-                Some(dd)
+                (Some(orig), _) => {
+                    let current = self.apps.get(&orig.id).cloned();
+                    let mut def = orig.clone();
+                    def.version = version.clone();
+                    let action = match &current {
+                        Some(c) if c.same_config(&def) => Action::Scale,
+                        Some(_) => Action::Restart,
+                        None => Action::Start,
+                    };
+                    if action != Action::Scale {
+                        def.version_info.last_config_change_at = version.clone();
+                    }
+                    def.version_info.last_scaling_at = version.clone();
+                    self.set_app(def.clone());
+                    parts.push(Part {
+                        app_id: p.app_id.clone(),
+                        action,
+                        original: current,
+                        target: Some(def),
+                        step: 0,
+                        done: false,
+                    });
+                }
+                (None, None) => {}
             }
-            (None, None) => None,
-        };
+        }
+        // The original definitions were ordered once; a cycle cannot appear by going back.
+        let _ = deploy::order(&mut parts);
+        let rollback = (!parts.is_empty()).then(|| self.start_plan(parts, &version, now));
         self.converge(now);
         Ok(rollback)
     }
@@ -1250,10 +1584,7 @@ impl Core {
 
     /// Instances to launch for `app` now (ignoring the launch delay).
     fn needed(&self, app: &AppDefinition) -> usize {
-        if self
-            .deployments_of(&app.id)
-            .any(|d| d.action == Action::Stop)
-        {
+        if self.stopping(&app.id) || self.held(&app.id) {
             return 0;
         }
         let target = app.instances as usize;
@@ -1294,39 +1625,25 @@ impl Core {
     /// Brings every app towards its target: kills surplus or outdated instances within the
     /// upgrade strategy's bounds, finishes deployments, and revives or suppresses offers.
     fn converge(&mut self, now: Now) {
-        let apps: Vec<AppDefinition> = self.apps.values().cloned().collect();
-        for app in &apps {
-            self.converge_app(app, now);
-        }
-        // Stop deployments: remove the app once nothing runs.
-        let stops: Vec<Deployment> = self
-            .deployments
-            .values()
-            .filter(|d| d.action == Action::Stop)
-            .cloned()
-            .collect();
-        for d in stops {
-            let live: Vec<String> = self
-                .instances_of(&d.app_id)
-                .filter(|i| !i.state.is_terminal())
-                .map(|i| i.task_id.clone())
-                .collect();
-            for t in &live {
-                if self.instances.get(t).is_some_and(|i| !i.kill_requested) {
-                    self.kill(t);
-                }
+        // A finished step releases the next one, so go round while parts finish.
+        for _ in 0..16 {
+            let progress = self.progress;
+            let apps: Vec<AppDefinition> = self.apps.values().cloned().collect();
+            for app in &apps {
+                self.converge_app(app);
             }
-            if live.is_empty() {
-                if self.apps.remove(&d.app_id).is_some() {
-                    self.versions.remove(&d.app_id);
-                    self.backoff.remove(&d.app_id);
-                    self.last_failure.remove(&d.app_id);
-                    self.queue_stats.remove(&d.app_id);
-                    self.store(Write::DeleteApp(d.app_id.clone()));
-                    self.store(Write::DeleteVersions(d.app_id.clone()));
-                    self.event("app_terminated_event", now, json!({"appId": d.app_id}));
-                }
-                self.finish_deployment(&d.id, now);
+            self.converge_stops(now);
+            let finished: Vec<String> = self
+                .deployments
+                .values()
+                .filter(|d| d.parts.iter().all(|p| p.done))
+                .map(|d| d.id.clone())
+                .collect();
+            for id in finished {
+                self.finish_deployment(&id, now);
+            }
+            if self.progress == progress {
+                break;
             }
         }
         // Offers are wanted exactly when some app waits for instances.
@@ -1352,11 +1669,71 @@ impl Core {
         }
     }
 
-    fn converge_app(&mut self, app: &AppDefinition, now: Now) {
-        if self
-            .deployments_of(&app.id)
-            .any(|d| d.action == Action::Stop)
-        {
+    /// Stop parts of the current steps: kill what runs, then forget the app.
+    fn converge_stops(&mut self, now: Now) {
+        let stops: Vec<String> = self
+            .deployments
+            .values()
+            .flat_map(|d| {
+                let current = d.current_step();
+                d.parts
+                    .iter()
+                    .filter(move |p| p.action == Action::Stop && !p.done && p.step <= current)
+                    .map(|p| p.app_id.clone())
+            })
+            .collect();
+        for app_id in stops {
+            let live: Vec<String> = self
+                .instances_of(&app_id)
+                .filter(|i| !i.state.is_terminal())
+                .map(|i| i.task_id.clone())
+                .collect();
+            for t in &live {
+                if self.instances.get(t).is_some_and(|i| !i.kill_requested) {
+                    self.kill(t);
+                }
+            }
+            if live.is_empty() {
+                if self.apps.remove(&app_id).is_some() {
+                    self.versions.remove(&app_id);
+                    self.backoff.remove(&app_id);
+                    self.last_failure.remove(&app_id);
+                    self.queue_stats.remove(&app_id);
+                    self.store(Write::DeleteApp(app_id.clone()));
+                    self.store(Write::DeleteVersions(app_id.clone()));
+                    self.event("app_terminated_event", now, json!({"appId": app_id}));
+                }
+                self.mark_done(&app_id);
+            }
+        }
+    }
+
+    /// Marks the parts of `app_id` in the current steps of their deployments as done.
+    fn mark_done(&mut self, app_id: &str) {
+        let mut changed = Vec::new();
+        for d in self.deployments.values_mut() {
+            let current = d.current_step();
+            let mut hit = false;
+            for p in d
+                .parts
+                .iter_mut()
+                .filter(|p| p.app_id == app_id && !p.done && p.step <= current)
+            {
+                p.done = true;
+                hit = true;
+            }
+            if hit {
+                changed.push(d.clone());
+            }
+        }
+        for d in changed {
+            self.progress += 1;
+            self.store(Write::Deployment(d));
+        }
+    }
+
+    fn converge_app(&mut self, app: &AppDefinition) {
+        if self.stopping(&app.id) || self.held(&app.id) {
             return;
         }
         let target = app.instances as usize;
@@ -1412,10 +1789,7 @@ impl Core {
                 .iter()
                 .all(|i| i.config_version == cfg && !i.kill_requested && self.ready(app, i));
         if done {
-            let ids: Vec<String> = self.deployments_of(&app.id).map(|d| d.id.clone()).collect();
-            for id in ids {
-                self.finish_deployment(&id, now);
-            }
+            self.mark_done(&app.id);
         }
     }
 

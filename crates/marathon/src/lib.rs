@@ -4,7 +4,8 @@
 //!   and per-field errors, rendered back with exactly the fields Marathon emits;
 //! - [`placement`]: whether an instance fits an offer (resources, ports, constraints) and the
 //!   order offers are tried in (bin-pack or spread);
-//! - [`deploy`]: deployments and their plan JSON;
+//! - [`deploy`]: deployments, their parts ordered by dependencies, and their plan JSON;
+//! - [`group`]: group bodies flattened into apps, and the group tree rendered from apps;
 //! - [`core`]: the state machine over API commands, master events, health results and time,
 //!   which returns effects (master calls, store writes, events) as data.
 //!
@@ -19,6 +20,7 @@
 pub mod app;
 pub mod core;
 pub mod deploy;
+pub mod group;
 pub mod path;
 pub mod placement;
 pub mod time;

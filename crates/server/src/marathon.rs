@@ -560,7 +560,8 @@ async fn dispatch(
             })
             .await
         }
-        ("GET", ["v2", "groups"]) | ("GET", ["v2", "groups", ..]) => groups(&s, &segs[2..]).await,
+        ("PUT" | "PATCH", ["v2", "apps"]) => update_apps(&s, &req).await,
+        (_, ["v2", "groups", rest @ ..]) => groups(&s, &req, rest).await,
         ("GET", ["v2", "events"]) => events(&s, &req),
         (_, ["v2", "apps", rest @ ..]) if !rest.is_empty() => app_routes(&s, &req, rest).await,
         _ => error(StatusCode::NOT_FOUND, "URI not found"),
@@ -1009,46 +1010,121 @@ async fn cancel_deployment(s: &AppState, req: &Req, id: &str) -> Response {
     .await
 }
 
-/// `/v2/groups[/{id}]`: the group tree derived from app paths (read-only for now).
-async fn groups(s: &AppState, segs: &[&str]) -> Response {
-    let want = path::canonical(&segs.join("/"), "/");
-    s.ask(move |c, _| {
-        fn build(c: &Core, id: &str) -> Value {
-            let apps: Vec<Value> = c
-                .apps()
-                .filter(|a| path::parent(&a.id) == id)
-                .map(|a| c.app_json(a, &[]))
-                .collect();
-            let mut children: Vec<String> = c
-                .apps()
-                .filter_map(|a| {
-                    let mut p = a.id.clone();
-                    loop {
-                        let parent = path::parent(&p);
-                        if parent == id {
-                            return (p != a.id).then_some(p);
-                        }
-                        if parent == "/" {
-                            return None;
-                        }
-                        p = parent;
-                    }
-                })
-                .collect();
-            children.sort();
-            children.dedup();
-            let groups: Vec<Value> = children.iter().map(|g| build(c, g)).collect();
-            json!({"id": id, "apps": apps, "groups": groups, "pods": [], "dependencies": [],
-                   "version": c.apps().map(|a| a.version.clone()).max().unwrap_or_default()})
-        }
-        let exists = want == "/" || c.apps().any(|a| a.id.starts_with(&format!("{want}/")));
-        if exists {
-            json_response(StatusCode::OK, &build(c, &want))
-        } else {
-            api_error(ApiError::NotFound(format!("Group '{want}' does not exist")))
-        }
+/// `PUT /v2/apps` with an array: create or update many apps in one deployment.
+async fn update_apps(s: &AppState, req: &Req) -> Response {
+    let body = match req.json() {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let force = req.flag("force", false);
+    s.ask(move |c, now| match c.update_apps(&body, force, now) {
+        Ok(d) => deployment_result(&d, StatusCode::OK),
+        Err(e) => api_error(e),
     })
     .await
+}
+
+/// `/v2/groups[/{id}]`: groups are the tree of app paths. GET renders it (and
+/// `/versions`); POST creates a group, PUT changes, scales (`scaleBy`) or rolls it back
+/// (`version`, or `PUT .../versions/{v}`), DELETE removes every app under it.
+async fn groups(s: &AppState, req: &Req, segs: &[&str]) -> Response {
+    let (id_segs, version) = match segs {
+        [rest @ .., "versions", v] if req.method == Method::PUT => (rest, Some(v.to_string())),
+        _ => (segs, None),
+    };
+    let (id_segs, list_versions) = match id_segs {
+        [rest @ .., "versions"] if req.method == Method::GET => (rest, true),
+        _ => (id_segs, false),
+    };
+    let id = path::canonical(&id_segs.join("/"), "/");
+    let force = req.flag("force", false);
+    match req.method.as_str() {
+        "GET" => {
+            let embed = req.all("embed");
+            s.ask(move |c, _| {
+                let missing =
+                    || api_error(ApiError::NotFound(format!("Group '{id}' does not exist")));
+                if list_versions {
+                    if id != "/" && c.apps_under(&id).next().is_none() {
+                        return missing();
+                    }
+                    let mut versions: Vec<String> = c
+                        .apps_under(&id)
+                        .filter_map(|a| c.versions(&a.id))
+                        .flatten()
+                        .collect();
+                    versions.sort();
+                    versions.dedup();
+                    versions.reverse();
+                    return json_response(StatusCode::OK, &json!(versions));
+                }
+                match c.group_json(&id, &embed) {
+                    Some(g) => json_response(StatusCode::OK, &g),
+                    None => missing(),
+                }
+            })
+            .await
+        }
+        "POST" => {
+            let mut body = match req.json() {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            // POST /v2/groups/{id}: the body's id is relative to the path.
+            if let Some(m) = body.as_object_mut() {
+                let given = m.get("id").and_then(Value::as_str).unwrap_or("");
+                if id != "/" || given.is_empty() {
+                    let full = if given.is_empty() {
+                        id.clone()
+                    } else {
+                        path::canonical(given, &id)
+                    };
+                    m.insert("id".into(), json!(full));
+                }
+            }
+            s.ask(move |c, now| match c.create_group(&body, now) {
+                Ok(d) => {
+                    let group = body.get("id").and_then(Value::as_str).unwrap_or("/");
+                    let mut r = deployment_result(&d, StatusCode::CREATED);
+                    if let Ok(l) = format!("/v2/groups{group}").parse() {
+                        r.headers_mut().insert(header::LOCATION, l);
+                    }
+                    r
+                }
+                Err(e) => api_error(e),
+            })
+            .await
+        }
+        "PUT" => {
+            let body = match version {
+                Some(v) => json!({ "version": v }),
+                None => match req.json() {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                },
+            };
+            s.ask(move |c, now| match c.update_group(&id, &body, force, now) {
+                Ok((d, created)) => deployment_result(
+                    &d,
+                    if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    },
+                ),
+                Err(e) => api_error(e),
+            })
+            .await
+        }
+        "DELETE" => {
+            s.ask(move |c, now| match c.delete_group(&id, force, now) {
+                Ok(d) => deployment_result(&d, StatusCode::OK),
+                Err(e) => api_error(e),
+            })
+            .await
+        }
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+    }
 }
 
 /// `/v2/events`: Server-Sent Events, `event:` line then one-line `data:`, CRLF framing.

@@ -1,7 +1,8 @@
 //! The service scheduler against a real cluster (master, two agents and `mantle marathon` as
 //! processes), driven by marathon-python 0.13.0: create with health checks, bad input, a
 //! `kill -9` of the scheduler that must lose nothing and restart no task, scale, kill and
-//! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete.
+//! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete;
+//! then groups: dependency order, scaleBy, a multi-app PUT /v2/apps, a group update and delete.
 
 use crate::harness::{free_port, plain, Cluster, BIN};
 use crate::pymesos::{python, repo};
@@ -137,5 +138,7 @@ fn marathon_python_drives_apps_through_their_whole_life() {
     eprintln!("rolling update: {rolling}");
     step(&py, &cluster, &url, "rollback", &[]);
     step(&py, &cluster, &url, "delete", &[]);
+    let groups = step(&py, &cluster, &url, "groups", &[]);
+    eprintln!("groups: {groups}");
     sched.kill9();
 }

@@ -14,6 +14,7 @@ collections.Iterable = collections.abc.Iterable
 from marathon import MarathonClient, MarathonApp  # noqa: E402
 from marathon.exceptions import NotFoundError, MarathonHttpError  # noqa: E402
 from marathon.models.app import MarathonHealthCheck  # noqa: E402
+from marathon.models.group import MarathonGroup  # noqa: E402
 
 APP = "/prod/web"
 CMD = "exec python3 -m http.server $PORT0 --bind $HOST"
@@ -130,6 +131,48 @@ def main():
                 return True
         wait("app deleted", gone)
         assert c.list_tasks() == []
+    elif step == "groups":
+        # A group with a dependency: web starts only after db runs; then scaleBy, a multi-app
+        # PUT /v2/apps, a group update that drops db, and a group delete.
+        def small(id, n, deps=None):
+            return MarathonApp(id=id, cmd="sleep 1000", instances=n, cpus=0.05, mem=16,
+                               dependencies=deps or [])
+
+        def running(app_id):
+            try:
+                return c.get_app(app_id).tasks_running
+            except NotFoundError:
+                return -1
+
+        def group_settled(want):
+            return not c.list_deployments() and all(running(a) == n for a, n in want.items())
+
+        r = c.create_group(MarathonGroup(id="/shop", apps=[small("web", 2, ["/shop/db"]), small("db", 1)]))
+        assert r["deploymentId"] and r["version"], r
+        wait("group running", lambda: group_settled({"/shop/web": 2, "/shop/db": 1}))
+        db_started = max(t.started_at for t in c.get_app("/shop/db").tasks)
+        web_staged = min(t.staged_at for t in c.get_app("/shop/web").tasks)
+        assert web_staged >= db_started, f"web staged {web_staged} before db ran {db_started}"
+        g = c.get_group("/shop")
+        assert sorted(a.id for a in g.apps) == ["/shop/db", "/shop/web"], g.apps
+        assert any(x.id == "/shop" for x in c.list_groups()), c.list_groups()
+        try:
+            c.create_group(MarathonGroup(id="/shop", apps=[small("other", 1)]))
+            raise AssertionError("duplicate group accepted")
+        except MarathonHttpError as e:
+            assert e.status_code == 409, e.status_code
+        c.scale_group("/shop", 2)
+        wait("group scaled", lambda: group_settled({"/shop/web": 4, "/shop/db": 2}))
+        r = c.update_apps([MarathonApp(id="/shop/web", instances=1), small("/solo", 1)])
+        assert r["deploymentId"], r
+        wait("apps updated", lambda: group_settled({"/shop/web": 1, "/solo": 1}))
+        c.update_group("/shop", MarathonGroup(id="/shop", apps=[small("web", 1)]))
+        wait("db dropped", lambda: group_settled({"/shop/web": 1, "/shop/db": -1}))
+        c.delete_group("/shop")
+        c.delete_app("/solo")
+        wait("groups deleted", lambda: group_settled({"/shop/web": -1, "/solo": -1}))
+        assert not any(t.app_id.startswith("/shop") for t in c.list_tasks()), c.list_tasks()
+        facts = {"web_staged": str(web_staged), "db_started": str(db_started)}
     else:
         raise SystemExit(f"unknown step {step}")
     print(json.dumps(facts))

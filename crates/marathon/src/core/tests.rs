@@ -400,3 +400,93 @@ fn cancel_rolls_back_to_the_original() {
     );
     assert_eq!(s.running("/rb"), 2);
 }
+
+#[test]
+fn group_deployments_follow_dependencies() {
+    // Goal: a group's apps deploy in dependency order, as one deployment; method: web waits
+    // (no launch) until db runs, then launches; a group PUT that drops an app stops it.
+    let mut s = Sim::new();
+    let body = json!({"id": "/shop", "apps": [
+        {"id": "web", "cmd": "sleep 9", "instances": 2, "cpus": 0.1, "mem": 16, "dependencies": ["db"]},
+        {"id": "db", "cmd": "sleep 9", "instances": 1, "cpus": 0.1, "mem": 16},
+    ]});
+    let d = s.core.create_group(&body, s.now).expect("created");
+    s.collect();
+    assert_eq!(d.parts.len(), 2);
+    assert_eq!(
+        s.core.deployment_json(&d)["totalSteps"],
+        3,
+        "start, db, web"
+    );
+    s.offer(3);
+    let launched: Vec<String> = s.staged.clone();
+    assert_eq!(launched.len(), 1, "only db launches first: {launched:?}");
+    assert!(launched[0].starts_with("shop_db."));
+    assert_eq!(s.core.waiting("/shop/web"), 0, "web is held by the plan");
+    s.settle(None);
+    assert_eq!(s.running("/shop/db"), 1);
+    assert_eq!(s.running("/shop/web"), 2, "web followed once db ran");
+    assert_eq!(s.core.deployments().count(), 0, "one deployment, finished");
+    assert_eq!(
+        s.core
+            .create_group(&body, s.now)
+            .err()
+            .map(|e| matches!(e, ApiError::Conflict { .. })),
+        Some(true)
+    );
+    // Scale the whole group by 2, then replace its tree without db: db is stopped.
+    s.core
+        .update_group("/shop", &json!({"scaleBy": 2}), false, s.now)
+        .expect("scaled");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/shop/web"), 4);
+    assert_eq!(s.running("/shop/db"), 2);
+    let (_, created) = s
+        .core
+        .update_group(
+            "/shop",
+            &json!({"apps": [{"id": "web", "cmd": "sleep 9", "instances": 1, "cpus": 0.1, "mem": 16}]}),
+            false,
+            s.now,
+        )
+        .expect("updated");
+    assert!(!created);
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert!(s.core.app("/shop/db").is_none(), "db is gone");
+    assert_eq!(s.running("/shop/web"), 1);
+    // A cycle is refused and writes nothing.
+    s.writes.clear();
+    let cyclic = json!({"id": "/cyc", "apps": [
+        {"id": "a", "cmd": "x", "dependencies": ["b"]}, {"id": "b", "cmd": "x", "dependencies": ["a"]}]});
+    assert!(matches!(
+        s.core.create_group(&cyclic, s.now),
+        Err(ApiError::Invalid(_))
+    ));
+    s.collect();
+    assert!(s.writes.is_empty(), "{:?}", s.writes);
+    // PUT /v2/apps with an array: one deployment for both.
+    let d = s
+        .core
+        .update_apps(
+            &json!([{"id": "/shop/web", "instances": 2}, app("/solo", 1, "sleep 5")]),
+            false,
+            s.now,
+        )
+        .expect("updated");
+    assert_eq!(d.parts.len(), 2);
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/shop/web"), 2);
+    assert_eq!(s.running("/solo"), 1);
+    // Deleting the group stops everything under it.
+    s.core.delete_group("/shop", false, s.now).expect("deleted");
+    s.collect();
+    s.settle(None);
+    assert!(s.core.apps_under("/shop").next().is_none());
+    assert!(s.core.app("/solo").is_some());
+}

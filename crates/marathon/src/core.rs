@@ -7,7 +7,7 @@
 use crate::app::{self, AppDefinition, Violation};
 use crate::deploy::{self, Action, Deployment, Part};
 use crate::path;
-use crate::placement::{self, Candidate, Placed, Rejection, Strategy};
+use crate::placement::{self, Candidate, Rejection, Strategy};
 use crate::time::iso_millis;
 use mantle_api::convert::{attributes_from_wire, resources_from_wire, resources_to_wire};
 use mantle_api::mesos::{
@@ -1859,44 +1859,48 @@ impl Core {
                 }
             }
             let stamp = iso_millis(wall_ms(now));
+            // Where the app runs, indexed once and updated per launch.
+            let mut placed = placement::Placements::new(app);
+            for i in self
+                .instances_of(&app.id)
+                .filter(|i| !i.state.is_terminal() && !i.kill_requested)
+            {
+                placed.add(&i.host, &i.attributes);
+            }
+            let strategy = self.config.strategy;
+            let mut load: Vec<usize> = slots
+                .iter()
+                .map(|s| placed.on_host(&s.offer.hostname))
+                .collect();
+            let mut cpus: Vec<i64> = slots.iter().map(|s| s.free.scalar_millis("cpus")).collect();
+            let mut ord = placement::order(strategy, &load, &cpus);
+            // Within one batch an offer that refuses the app keeps refusing it (its resources
+            // only shrink and the app's counts only grow), except under GROUP_BY, which
+            // evens out; so refusals are final otherwise and each offer is tried once.
+            let refusals_final = !app.constraints.iter().any(|c| c.operator == "GROUP_BY");
+            let mut refused = vec![false; slots.len()];
             while need > 0 {
-                let placed_owned: Vec<(String, BTreeMap<String, String>)> = self
-                    .instances_of(&app.id)
-                    .filter(|i| !i.state.is_terminal() && !i.kill_requested)
-                    .map(|i| (i.host.clone(), i.attributes.clone()))
-                    .collect();
-                let placed: Vec<Placed<'_>> = placed_owned
-                    .iter()
-                    .map(|(h, a)| Placed {
-                        hostname: h,
-                        attributes: a,
-                    })
-                    .collect();
-                let load: Vec<usize> = slots
-                    .iter()
-                    .map(|s| {
-                        placed
-                            .iter()
-                            .filter(|p| p.hostname == s.offer.hostname)
-                            .count()
-                    })
-                    .collect();
-                let cpus: Vec<i64> = slots.iter().map(|s| s.free.scalar_millis("cpus")).collect();
                 let mut chosen = None;
                 let mut reasons = Vec::new();
-                for idx in placement::order(self.config.strategy, &load, &cpus) {
+                for &idx in &ord {
+                    if refused[idx] {
+                        continue;
+                    }
                     let s = &slots[idx];
                     let cand = Candidate {
                         hostname: &s.offer.hostname,
                         attributes: &s.attrs,
                         free: &s.free,
                     };
-                    match placement::fit(app, &cand, &placed) {
+                    match placement::fit_indexed(app, &cand, &placed) {
                         Ok(claim) => {
                             chosen = Some((idx, claim));
                             break;
                         }
-                        Err(r) => reasons.push(r),
+                        Err(r) => {
+                            reasons.push(r);
+                            refused[idx] = refusals_final;
+                        }
                     }
                 }
                 let stats = self.queue_stats.entry(app.id.clone()).or_default();
@@ -1937,6 +1941,16 @@ impl Core {
                     running_since_ms: None,
                 };
                 slot.tasks.push(info);
+                placed.add(&inst.host, &inst.attributes);
+                cpus[idx] = slot.free.scalar_millis("cpus");
+                let on_host = placed.on_host(&inst.host);
+                let moved: Vec<usize> = (0..slots.len())
+                    .filter(|j| *j == idx || slots[*j].offer.hostname == inst.host)
+                    .collect();
+                for j in moved {
+                    load[j] = on_host;
+                    placement::reposition(&mut ord, strategy, &load, &cpus, j);
+                }
                 self.store(Write::Instance(inst.clone()));
                 self.instances.insert(task_id, inst);
                 need -= 1;

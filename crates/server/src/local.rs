@@ -37,24 +37,34 @@ pub fn agent_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, index.saturating_add(2))
 }
 
-/// A TCP port that is free on every one of `ips` right now (the OS picks it on the first
-/// address; the others are checked). Another process may still take it before we bind it.
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768-60999), so the port
+/// cannot be handed to an outgoing connection between our check and the daemon's bind, and
+/// clear of the agents' default task ports (31000-32000) and Mantle's well-known ports.
+const PORT_POOL: std::ops::Range<u16> = 20_000..30_000;
+
+/// A TCP port that is free on every one of `ips` right now. Successive calls in a process
+/// walk the pool from a per-process starting point, so concurrent tests do not pick the
+/// same port. Another process may still take it before we bind it.
 pub fn free_port(ips: &[Ipv4Addr]) -> anyhow::Result<u16> {
-    let Some((first, rest)) = ips.split_first() else {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if ips.is_empty() {
         anyhow::bail!("free_port needs at least one address");
-    };
-    for _ in 0..20 {
-        let port = std::net::TcpListener::bind((*first, 0))?
-            .local_addr()?
-            .port();
-        if rest
+    }
+    let span = u32::from(PORT_POOL.end - PORT_POOL.start);
+    let start = (std::process::id().wrapping_mul(7919)) % span;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = PORT_POOL.start + n as u16;
+        if ips
             .iter()
             .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
         {
             return Ok(port);
         }
     }
-    anyhow::bail!("found no port free on all of {ips:?}")
+    anyhow::bail!("found no port free on all of {ips:?} in {PORT_POOL:?}")
 }
 
 struct Proc {

@@ -4,7 +4,6 @@
 use futures::StreamExt;
 use mantle_api::recordio::Decoder;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -31,12 +30,10 @@ pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// A port free on `ip` right now.
+/// A port free on `ip`, chosen outside the ephemeral range (see `local::free_port`).
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 test address");
+    mantle_server::local::free_port(&[ip]).expect("a free port")
 }
 
 pub struct Cluster {

@@ -101,6 +101,21 @@ fn default_delay() -> u64 {
     15
 }
 
+/// A Marathon readiness check: during a deployment a new task counts as ready (may replace
+/// an old one) only once its HTTP endpoint answers one of `httpStatusCodesForReady`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub protocol: String,
+    pub path: String,
+    pub port_name: String,
+    pub interval_seconds: u64,
+    pub timeout_seconds: u64,
+    pub http_status_codes_for_ready: Vec<u16>,
+    pub preserve_last_response: bool,
+}
+
 impl HealthCheck {
     /// Marathon's JSON for a health check (`command` nests as `{"value": ...}`).
     pub fn to_json(&self) -> Value {
@@ -196,7 +211,7 @@ pub struct AppDefinition {
     pub max_launch_delay_seconds: f64,
     pub container: Option<Container>,
     pub health_checks: Vec<HealthCheck>,
-    pub readiness_checks: Vec<Value>,
+    pub readiness_checks: Vec<ReadinessCheck>,
     pub dependencies: Vec<String>,
     pub upgrade_strategy: UpgradeStrategy,
     pub labels: BTreeMap<String, String>,
@@ -656,7 +671,18 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
             health_checks.push(h);
         }
     }
-    let readiness_checks: Vec<Value> = r.array("readinessChecks").into_iter().cloned().collect();
+    let mut readiness_checks = Vec::new();
+    for (i, h) in r.array("readinessChecks").into_iter().enumerate() {
+        let p = format!("/readinessChecks/{i}");
+        let Some(m) = h.as_object() else {
+            push(r.errs, p, "error.expected.jsobject");
+            continue;
+        };
+        let mut s = r.sub(m, p);
+        if let Some(c) = parse_readiness_check(&mut s) {
+            readiness_checks.push(c);
+        }
+    }
     let dependencies: Vec<String> = r
         .strings("dependencies")
         .unwrap_or_default()
@@ -829,6 +855,18 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
         }
     }
     // Shape checks that span fields.
+    for (i, c) in readiness_checks.iter().enumerate() {
+        if !port_definitions
+            .iter()
+            .any(|p| p.name.as_deref() == Some(c.port_name.as_str()))
+        {
+            push(
+                r.errs,
+                format!("/readinessChecks/{i}/portName"),
+                format!("No port definition named '{}'", c.port_name),
+            );
+        }
+    }
     if (cmd.is_some() && args.is_some()) || (cmd.is_none() && args.is_none() && container.is_none())
     {
         push(
@@ -1051,6 +1089,55 @@ fn parse_health_check(s: &mut Reader<'_>) -> Option<HealthCheck> {
         max_consecutive_failures: max_failures.max(0) as u32,
         ignore_http1xx: ignore,
         delay_seconds: delay.max(0) as u64,
+    })
+}
+
+fn parse_readiness_check(s: &mut Reader<'_>) -> Option<ReadinessCheck> {
+    let protocol = s.string("protocol").unwrap_or_else(|| "HTTP".into());
+    if protocol != "HTTP" && protocol != "HTTPS" {
+        s.err("protocol", "error.expected.jsstring: one of HTTP, HTTPS");
+        return None;
+    }
+    let interval = s.int("intervalSeconds", 30);
+    let timeout = s.int("timeoutSeconds", 10);
+    for (k, v) in [("intervalSeconds", interval), ("timeoutSeconds", timeout)] {
+        if v <= 0 {
+            s.err(k, format!("got {v}, expected 1 or more"));
+        }
+    }
+    if timeout >= interval && interval > 0 {
+        s.err("timeoutSeconds", "must be lower than intervalSeconds");
+    }
+    let codes = match s.present("httpStatusCodesForReady") {
+        None => vec![200],
+        Some(Value::Array(items)) => {
+            let codes: Vec<u16> = items
+                .iter()
+                .filter_map(|c| c.as_u64().and_then(|c| u16::try_from(c).ok()))
+                .filter(|c| (100..600).contains(c))
+                .collect();
+            if codes.len() != items.len() || codes.is_empty() {
+                s.err(
+                    "httpStatusCodesForReady",
+                    "must be a non-empty list of HTTP status codes",
+                );
+            }
+            codes
+        }
+        Some(_) => {
+            s.err("httpStatusCodesForReady", "error.expected.jsarray");
+            Vec::new()
+        }
+    };
+    Some(ReadinessCheck {
+        name: s.string("name").unwrap_or_else(|| "readinessCheck".into()),
+        protocol,
+        path: s.string("path").unwrap_or_else(|| "/".into()),
+        port_name: s.string("portName").unwrap_or_else(|| "http-api".into()),
+        interval_seconds: interval.max(1) as u64,
+        timeout_seconds: timeout.max(1) as u64,
+        http_status_codes_for_ready: codes,
+        preserve_last_response: s.bool("preserveLastResponse", false),
     })
 }
 

@@ -60,6 +60,9 @@ pub struct Instance {
     pub last_health_failure: Option<String>,
     #[serde(default)]
     pub last_health_success: Option<String>,
+    /// The readiness checks' verdict (`None` until one answered, or when the app has none).
+    #[serde(default)]
+    pub ready: Option<bool>,
     /// Monotonic millis when it became RUNNING (for health grace periods); not persisted.
     #[serde(skip)]
     pub running_since_ms: Option<u64>,
@@ -520,8 +523,37 @@ impl Core {
         Value::Object(m)
     }
 
+    /// A deployment as `/v2/deployments` shows it, with the readiness results of the
+    /// current step's new tasks.
     pub fn deployment_json(&self, d: &Deployment) -> Value {
-        d.to_json()
+        let mut v = d.to_json();
+        if let Some(actions) = v.get_mut("currentActions").and_then(Value::as_array_mut) {
+            for a in actions {
+                let Some(app) = a
+                    .get("app")
+                    .and_then(Value::as_str)
+                    .and_then(|id| self.apps.get(id))
+                else {
+                    continue;
+                };
+                let results: Vec<Value> = self
+                    .instances_of(&app.id)
+                    .filter(|i| {
+                        i.config_version == app.version_info.last_config_change_at
+                            && i.running()
+                            && !i.kill_requested
+                    })
+                    .flat_map(|i| {
+                        app.readiness_checks.iter().map(move |c| {
+                            json!({"name": c.name, "taskId": i.task_id,
+                                   "ready": i.ready == Some(true), "lastResponse": null})
+                        })
+                    })
+                    .collect();
+                a["readinessCheckResults"] = Value::Array(results);
+            }
+        }
+        v
     }
 
     /// The `plan` of deployment events: Marathon 1.8+'s `{id, steps, version}` plus the
@@ -1515,6 +1547,49 @@ impl Core {
 
     /// What the shell should probe: (task id, host, port, check) for running tasks of apps
     /// with a Marathon-level HTTP/TCP check.
+    /// Running tasks of the current config whose readiness checks have not passed yet:
+    /// (task id, host, port of the check's `portName`, check).
+    pub fn readiness_targets(&self) -> Vec<(String, String, u32, crate::app::ReadinessCheck)> {
+        let mut out = Vec::new();
+        for i in self
+            .instances
+            .values()
+            .filter(|i| i.running() && !i.kill_requested && i.ready != Some(true))
+        {
+            let Some(app) = self.apps.get(&i.app_id) else {
+                continue;
+            };
+            if i.config_version != app.version_info.last_config_change_at {
+                continue;
+            }
+            for check in &app.readiness_checks {
+                let port = app
+                    .port_definitions
+                    .iter()
+                    .position(|p| p.name.as_deref() == Some(check.port_name.as_str()))
+                    .and_then(|idx| i.ports.get(idx).copied());
+                if let Some(port) = port {
+                    out.push((i.task_id.clone(), i.host.clone(), port, check.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// A readiness probe's verdict for a task; once ready, a task stays ready.
+    pub fn readiness_result(&mut self, task_id: &str, ok: bool, now: Now) {
+        let Some(i) = self.instances.get_mut(task_id) else {
+            return;
+        };
+        if i.ready == Some(true) || i.ready == Some(ok) {
+            return;
+        }
+        i.ready = Some(ok);
+        let snapshot = i.clone();
+        self.store(Write::Instance(snapshot));
+        self.converge(now);
+    }
+
     pub fn health_targets(&self) -> Vec<(String, String, u32, crate::app::HealthCheck)> {
         let mut out = Vec::new();
         for i in self
@@ -1574,6 +1649,13 @@ impl Core {
 
     fn ready(&self, app: &AppDefinition, i: &Instance) -> bool {
         if !i.running() {
+            return false;
+        }
+        // Tasks of the current config must also pass the readiness checks, if any.
+        if !app.readiness_checks.is_empty()
+            && i.config_version == app.version_info.last_config_change_at
+            && i.ready != Some(true)
+        {
             return false;
         }
         if app.health_checks.is_empty() {
@@ -1938,6 +2020,7 @@ impl Core {
                     health_failures: 0,
                     last_health_failure: None,
                     last_health_success: None,
+                    ready: None,
                     running_since_ms: None,
                 };
                 slot.tasks.push(info);

@@ -48,6 +48,7 @@ pub struct MarathonOptions {
 }
 
 type HealthTarget = (String, String, u32, mantle_marathon::app::HealthCheck);
+type ReadinessTarget = (String, String, u32, mantle_marathon::app::ReadinessCheck);
 type Job = Box<dyn FnOnce(&mut Core, Now) -> Response + Send>;
 
 enum Msg {
@@ -56,6 +57,8 @@ enum Msg {
     Disconnected,
     Health(String, bool),
     HealthTargets(oneshot::Sender<Vec<HealthTarget>>),
+    ReadinessTargets(oneshot::Sender<Vec<ReadinessTarget>>),
+    Readiness(String, bool),
     SubscribeCall(oneshot::Sender<Call>),
     Tick,
     Reconcile,
@@ -161,6 +164,7 @@ pub async fn run(
     tokio::spawn(master_link(master.clone(), tx.clone(), stream_id.clone()));
     tokio::spawn(call_sender(master.clone(), calls_rx, stream_id));
     tokio::spawn(health_checker(tx.clone()));
+    tokio::spawn(readiness_checker(tx.clone()));
     {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -222,6 +226,10 @@ async fn actor(
             Msg::HealthTargets(tx) => {
                 let _ = tx.send(core.health_targets());
             }
+            Msg::ReadinessTargets(tx) => {
+                let _ = tx.send(core.readiness_targets());
+            }
+            Msg::Readiness(task, ok) => core.readiness_result(&task, ok, now),
             Msg::Tick => core.tick(now),
             Msg::Reconcile => {
                 if core.connected() {
@@ -387,6 +395,61 @@ async fn call_sender(
                 warn!(kind = ?call.kind, %status, %body, "master refused a call");
             }
             Err(e) => warn!(kind = ?call.kind, error = %e, "call to the master failed"),
+        }
+    }
+}
+
+/// Probes readiness checks of tasks that are not ready yet, at each check's interval; a
+/// task is ready when every check answers one of its ready status codes.
+async fn readiness_checker(tx: mpsc::UnboundedSender<Msg>) {
+    let client = reqwest::Client::new();
+    let mut last: BTreeMap<(String, String), Instant> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (rtx, rrx) = oneshot::channel();
+        if tx.send(Msg::ReadinessTargets(rtx)).is_err() {
+            return;
+        }
+        let Ok(targets) = rrx.await else { return };
+        last.retain(|k, _| targets.iter().any(|t| t.0 == k.0 && t.3.name == k.1));
+        // All checks of a task are probed together; the task is ready when all pass.
+        let mut by_task: BTreeMap<String, Vec<ReadinessTarget>> = BTreeMap::new();
+        for t in targets {
+            by_task.entry(t.0.clone()).or_default().push(t);
+        }
+        for (task, checks) in by_task {
+            let due = checks.iter().any(|c| {
+                last.get(&(task.clone(), c.3.name.clone()))
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(c.3.interval_seconds))
+            });
+            if !due {
+                continue;
+            }
+            for c in &checks {
+                last.insert((task.clone(), c.3.name.clone()), Instant::now());
+            }
+            let client = client.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut ok = true;
+                for (_, host, port, check) in &checks {
+                    let scheme = if check.protocol == "HTTPS" {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    let url = format!("{scheme}://{host}:{port}{}", check.path);
+                    let timeout = Duration::from_secs(check.timeout_seconds.max(1));
+                    let status = client
+                        .get(&url)
+                        .timeout(timeout)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16());
+                    ok &= status.is_ok_and(|s| check.http_status_codes_for_ready.contains(&s));
+                }
+                let _ = tx.send(Msg::Readiness(task, ok));
+            });
         }
     }
 }

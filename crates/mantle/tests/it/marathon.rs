@@ -2,7 +2,8 @@
 //! processes), driven by marathon-python 0.13.0: create with health checks, bad input, a
 //! `kill -9` of the scheduler that must lose nothing and restart no task, scale, kill and
 //! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete;
-//! then groups: dependency order, scaleBy, a multi-app PUT /v2/apps, a group update and delete.
+//! then groups: dependency order, scaleBy, a multi-app PUT /v2/apps, a group update and delete;
+//! then a readiness check that holds a deployment until the task says it is ready.
 
 use crate::harness::{free_port, plain, Cluster, BIN};
 use crate::pymesos::{python, repo};
@@ -140,5 +141,6 @@ fn marathon_python_drives_apps_through_their_whole_life() {
     step(&py, &cluster, &url, "delete", &[]);
     let groups = step(&py, &cluster, &url, "groups", &[]);
     eprintln!("groups: {groups}");
+    step(&py, &cluster, &url, "readiness", &[]);
     sched.kill9();
 }

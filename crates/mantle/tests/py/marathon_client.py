@@ -13,7 +13,7 @@ collections.Iterable = collections.abc.Iterable
 
 from marathon import MarathonClient, MarathonApp  # noqa: E402
 from marathon.exceptions import NotFoundError, MarathonHttpError  # noqa: E402
-from marathon.models.app import MarathonHealthCheck  # noqa: E402
+from marathon.models.app import MarathonHealthCheck, PortDefinition, ReadinessCheck  # noqa: E402
 from marathon.models.group import MarathonGroup  # noqa: E402
 
 APP = "/prod/web"
@@ -173,6 +173,36 @@ def main():
         wait("groups deleted", lambda: group_settled({"/shop/web": -1, "/solo": -1}))
         assert not any(t.app_id.startswith("/shop") for t in c.list_tasks()), c.list_tasks()
         facts = {"web_staged": str(web_staged), "db_started": str(db_started)}
+    elif step == "readiness":
+        # The task serves its sandbox; /ready answers 404 until the task creates the file
+        # 3 s after starting, so the deployment must wait with ready=false, then finish.
+        cmd = "(sleep 3; touch ready) & exec python3 -m http.server $PORT0 --bind $HOST"
+        c.create_app("/gated", MarathonApp(
+            cmd=cmd, instances=1, cpus=0.05, mem=32,
+            port_definitions=[PortDefinition(port=0, name="http")],
+            readiness_checks=[ReadinessCheck(port_name="http", path="/ready", interval_seconds=2,
+                                             timeout_seconds=1)]))
+        seen_not_ready = False
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            deps = c.list_deployments()
+            mine = [d for d in deps if "/gated" in d.affected_apps]
+            if not mine:
+                break
+            for a in mine[0].current_actions:
+                for r in a.readiness_check_results or []:
+                    if r["ready"] is False and r["taskId"].startswith("gated."):
+                        seen_not_ready = True
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the gated deployment did not finish")
+        assert seen_not_ready, "never saw the task running but not ready"
+        app = c.get_app("/gated")
+        assert app.tasks_running == 1, app.tasks_running
+        assert app.readiness_checks[0].path == "/ready"
+        c.delete_app("/gated")
+        wait("gated deleted", lambda: all(a.id != "/gated" for a in c.list_apps()))
+        facts = {"seen_not_ready": seen_not_ready}
     else:
         raise SystemExit(f"unknown step {step}")
     print(json.dumps(facts))

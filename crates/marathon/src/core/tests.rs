@@ -490,3 +490,97 @@ fn group_deployments_follow_dependencies() {
     assert!(s.core.apps_under("/shop").next().is_none());
     assert!(s.core.app("/solo").is_some());
 }
+
+#[test]
+fn readiness_checks_gate_deployments_and_replacements() {
+    // Goal: a task of the new config is not ready (so the deployment does not finish and old
+    // tasks are not killed) until its readiness check passes; method: drive the checks by hand.
+    let mut s = Sim::new();
+    let mut body = app("/ready", 2, "serve v1");
+    body["portDefinitions"] = json!([{"port": 0, "name": "http"}]);
+    body["readinessChecks"] =
+        json!([{"portName": "http", "path": "/ready", "intervalSeconds": 1, "timeoutSeconds": 0}]);
+    assert!(
+        matches!(s.core.create_app(&body, s.now), Err(ApiError::Invalid(v)) if v.iter().any(|x| x.path == "/readinessChecks/0/timeoutSeconds")),
+        "timeout 0 is refused"
+    );
+    body["readinessChecks"][0]["timeoutSeconds"] = json!(1);
+    body["readinessChecks"][0]["intervalSeconds"] = json!(2);
+    let mut bad = body.clone();
+    bad["readinessChecks"][0]["portName"] = json!("nope");
+    assert!(
+        matches!(s.core.create_app(&bad, s.now), Err(ApiError::Invalid(v)) if v.iter().any(|x| x.path == "/readinessChecks/0/portName"))
+    );
+    s.core.create_app(&body, s.now).expect("created");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/ready"), 2);
+    assert_eq!(s.core.deployments().count(), 1, "not ready yet");
+    let targets = s.core.readiness_targets();
+    assert_eq!(targets.len(), 2);
+    assert!(targets.iter().all(|t| t.3.path == "/ready" && t.2 >= 31000));
+    let d = s.core.deployments().next().cloned().expect("deployment");
+    let shown = s.core.deployment_json(&d);
+    assert_eq!(
+        shown["currentActions"][0]["readinessCheckResults"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        shown["currentActions"][0]["readinessCheckResults"][0]["ready"],
+        false
+    );
+    for t in &targets {
+        s.core.readiness_result(&t.0, false, s.now);
+    }
+    s.collect();
+    assert_eq!(
+        s.core.deployments().count(),
+        1,
+        "a failed check keeps it waiting"
+    );
+    for t in &targets {
+        s.core.readiness_result(&t.0, true, s.now);
+    }
+    s.collect();
+    assert_eq!(s.core.deployments().count(), 0, "ready: deployment done");
+    assert!(
+        s.core.readiness_targets().is_empty(),
+        "ready tasks are not probed again"
+    );
+    // A new config: old tasks stay until new ones are ready.
+    let old: BTreeSet<String> = s
+        .core
+        .instances_of("/ready")
+        .map(|i| i.task_id.clone())
+        .collect();
+    s.core
+        .update_app("/ready", &json!({"cmd": "serve v2"}), false, true, s.now)
+        .expect("updated");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    let live_old = s
+        .core
+        .instances_of("/ready")
+        .filter(|i| old.contains(&i.task_id) && !i.state.is_terminal())
+        .count();
+    assert_eq!(
+        live_old, 2,
+        "old tasks kept while the new ones are not ready"
+    );
+    for t in s.core.readiness_targets() {
+        s.core.readiness_result(&t.0, true, s.now);
+    }
+    s.collect();
+    s.settle(None);
+    let live_old = s
+        .core
+        .instances_of("/ready")
+        .filter(|i| old.contains(&i.task_id) && !i.state.is_terminal())
+        .count();
+    assert_eq!(live_old, 0, "replaced once ready");
+    assert_eq!(s.core.deployments().count(), 0);
+}

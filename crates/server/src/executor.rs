@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::health::{self, Verdict};
+
 /// Grace period between SIGTERM and SIGKILL when the task has no kill policy (Mesos: 3 s).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for acknowledgements of terminal updates before exiting anyway.
@@ -29,11 +31,15 @@ enum Msg {
     StreamEnded,
     Exited { task_id: TaskId, code: Option<i32> },
     KillNow { task_id: TaskId },
+    Health { task_id: TaskId, verdict: Verdict },
 }
 
 struct Running {
     pgid: i32,
     killing: bool,
+    /// The task's health checker, stopped when the task ends.
+    checker: Option<tokio::task::JoinHandle<()>>,
+    killed_unhealthy: bool,
 }
 
 struct Executor {
@@ -48,6 +54,10 @@ struct Executor {
     launched: BTreeSet<TaskId>,
     tx: mpsc::UnboundedSender<Msg>,
     shutting_down: bool,
+    /// The agent's address, where HTTP and TCP health checks connect.
+    agent_host: String,
+    /// Each task's last reported health, carried in its later updates (as Mesos does).
+    health: BTreeMap<TaskId, bool>,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -118,6 +128,10 @@ pub async fn run() -> anyhow::Result<()> {
         launched: BTreeSet::new(),
         tx,
         shutting_down: false,
+        agent_host: endpoint
+            .rsplit_once(':')
+            .map_or(endpoint.clone(), |(h, _)| h.to_string()),
+        health: BTreeMap::new(),
     };
     let mut done_since: Option<tokio::time::Instant> = None;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -139,6 +153,7 @@ pub async fn run() -> anyhow::Result<()> {
                 return Ok(());
             }
             Ok(Some(Msg::Exited { task_id, code })) => ex.on_exit(task_id, code).await,
+            Ok(Some(Msg::Health { task_id, verdict })) => ex.on_health(task_id, verdict).await,
             Ok(Some(Msg::KillNow { task_id })) => {
                 if let Some(r) = ex.running.get(&task_id) {
                     signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
@@ -233,6 +248,7 @@ impl Executor {
         status.reason = reason.map(str::to_string);
         status.source = Some("SOURCE_EXECUTOR".into());
         status.executor_id = Some(self.executor_id.clone());
+        status.healthy = self.health.get(task_id).copied();
         let uuid = new_uuid();
         status.uuid = Some(uuid.clone());
         if state.is_terminal() {
@@ -320,11 +336,48 @@ impl Executor {
         match cmd.spawn() {
             Ok(mut child) => {
                 let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+                let checker = match health::Check::from_task(&task.extra) {
+                    None => None,
+                    Some(Err(e)) => {
+                        warn!(task_id = %task_id, error = %e, "health check not run");
+                        None
+                    }
+                    Some(Ok(check)) => {
+                        let mut env: Vec<(String, String)> = command
+                            .environment
+                            .iter()
+                            .flat_map(|e| e.variables.iter())
+                            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+                            .collect();
+                        env.push(("MESOS_SANDBOX".into(), self.sandbox.clone()));
+                        let target = health::Target {
+                            host: self.agent_host.clone(),
+                            sandbox: self.sandbox.clone(),
+                            env,
+                        };
+                        let tx = self.tx.clone();
+                        let id = task_id.clone();
+                        let started = std::time::Instant::now();
+                        Some(tokio::spawn(health::run(
+                            check,
+                            target,
+                            started,
+                            move |verdict| {
+                                let _ = tx.send(Msg::Health {
+                                    task_id: id.clone(),
+                                    verdict,
+                                });
+                            },
+                        )))
+                    }
+                };
                 self.running.insert(
                     task_id.clone(),
                     Running {
                         pgid,
                         killing: false,
+                        checker,
+                        killed_unhealthy: false,
                     },
                 );
                 let tx = self.tx.clone();
@@ -378,6 +431,36 @@ impl Executor {
         });
     }
 
+    /// A health checker's verdict: report a change of health, or kill the task.
+    async fn on_health(&mut self, task_id: TaskId, verdict: Verdict) {
+        let Some(r) = self.running.get_mut(&task_id) else {
+            return;
+        };
+        if r.killing {
+            return;
+        }
+        match verdict {
+            Verdict::Same => {}
+            Verdict::Healthy(h) => {
+                info!(task_id = %task_id, healthy = h, "health changed");
+                self.health.insert(task_id.clone(), h);
+                self.send_update(
+                    &task_id,
+                    TaskState::Running,
+                    None,
+                    Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"),
+                )
+                .await;
+            }
+            Verdict::Kill => {
+                warn!(task_id = %task_id, "killing the task: it failed its health check too often");
+                r.killed_unhealthy = true;
+                self.health.insert(task_id.clone(), false);
+                self.kill(&task_id, None).await;
+            }
+        }
+    }
+
     fn kill_all(&mut self, _grace: Duration) {
         for r in self.running.values() {
             signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
@@ -390,7 +473,15 @@ impl Executor {
         };
         // The task's whole group goes with it, so nothing outlives the task.
         signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+        if let Some(c) = &r.checker {
+            c.abort();
+        }
         let (state, message, reason) = match code {
+            _ if r.killed_unhealthy => (
+                TaskState::Killed,
+                "Task killed after failing its health check too many times in a row".to_string(),
+                Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"),
+            ),
             _ if r.killing => (
                 TaskState::Killed,
                 "Command terminated by a kill".to_string(),

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod bench;
 pub mod clock;
 pub mod executor;
+pub mod health;
 pub mod http;
 pub mod local;
 pub mod marathon;

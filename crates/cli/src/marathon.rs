@@ -337,6 +337,10 @@ impl Marathon {
         wait: Wait,
         progress: &mut dyn Write,
     ) -> anyhow::Result<String> {
+        // PUT creates unknown apps; scaling one is a mistake, not a create.
+        if self.app_json(id).await?.is_none() {
+            anyhow::bail!("not found: App '{}' does not exist", canonical_id(id));
+        }
         self.put(
             id,
             &json!({ "instances": instances }),

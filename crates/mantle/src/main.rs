@@ -170,6 +170,8 @@ struct MarathonUrl {
 struct MasterUrl {
     /// Master URL.
     #[arg(
+        id = "master",
+        value_name = "URL",
         long = "master",
         default_value = "http://127.0.0.1:5050",
         env = "MANTLE_MASTER_URL"
@@ -707,4 +709,13 @@ fn rand_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     t ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

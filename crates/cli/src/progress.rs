@@ -64,6 +64,9 @@ pub fn app_line(app_id: &str, app: &Value) -> String {
     if old > 0 {
         line.push_str(&format!(", {old} old"));
     }
+    if ready as u64 > target {
+        line.push_str(&format!(", {} to stop", ready as u64 - target));
+    }
     line
 }
 
@@ -178,6 +181,11 @@ mod tests {
         let mut a = app(vec![task("2024-01-01T00:00:05.000Z", "TASK_RUNNING", None)]);
         a["healthChecks"] = json!([]);
         assert_eq!(app_line("/prod/web", &a), "/prod/web: 1/5 running");
+        a["instances"] = json!(0);
+        assert_eq!(
+            app_line("/prod/web", &a),
+            "/prod/web: 1/0 running, 1 to stop"
+        );
     }
 
     #[test]

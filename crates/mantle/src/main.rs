@@ -470,9 +470,29 @@ fn default_dir(name: &str) -> PathBuf {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error and its causes for people: `error: ...` and one `caused by:` line each,
+/// without the backtrace that `RUST_BACKTRACE` would add to anyhow's debug form.
+#[allow(clippy::print_stderr)]
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(a) => {
             let dir = a.work_dir.unwrap_or_else(|| default_dir("master"));

@@ -102,6 +102,10 @@ impl Ctx {
         let out = self.run(args);
         assert!(!out.ok, "mantle {args:?} should fail: {out}");
         assert!(
+            out.stderr.starts_with("error: ") && !out.stderr.contains("acktrace"),
+            "one clear message: {out}"
+        );
+        assert!(
             out.stderr.contains(needle),
             "mantle {args:?}: stderr lacks {needle:?}: {out}"
         );
@@ -149,7 +153,10 @@ impl Ctx {
         assert_eq!(app["instances"], n, "{app}");
         assert_eq!(app["tasksRunning"], n, "{app}");
         assert_eq!(app["tasks"].as_array().unwrap().len() as u64, n, "{app}");
-        if app["healthChecks"].as_array().is_some_and(|h| !h.is_empty()) {
+        if app["healthChecks"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty())
+        {
             assert_eq!(app["tasksHealthy"], n, "{app}");
         }
     }

@@ -560,6 +560,11 @@ fn cli_reports_bad_input_clearly() {
         &["app", "rollback", "/pinned", "1999-01-01T00:00:00.000Z"],
         "does not exist",
     );
+    // task kill --scale shrinks the app instead of replacing the task.
+    let task = ctx.task_ids("/pinned")[0].clone();
+    let out = ctx.ok(&["task", "kill", &task, "--scale"]);
+    assert!(out.stdout.contains("/pinned: 0/0 running"), "{out}");
+    ctx.assert_settled("/pinned", 0);
     let out = ctx.ok(&["app", "remove", "/pinned"]);
     assert!(out.stdout.contains("removed /pinned"), "{out}");
     no_apps(&ctx);

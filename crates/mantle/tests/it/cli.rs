@@ -2,7 +2,7 @@
 //! (master, agents and `mantle marathon`): the marathon-python scenario driven through the
 //! CLI, with the server's state checked over HTTP after each step, and bad input.
 
-use crate::harness::{free_port, plain, Cluster, BIN};
+use crate::harness::{free_port, plain, task_ports, Cluster, BIN};
 use crate::marathon::Scheduler;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -236,6 +236,7 @@ fn web_json(cmd: &str, instances: u32) -> String {
 
 #[test]
 fn cli_drives_apps_deployments_and_tasks_through_their_whole_life() {
+    let _ports = task_ports();
     let ctx = Ctx::start(2);
     let web = ctx.file("web.json", &web_json(CMD, 3));
 

@@ -3,7 +3,7 @@
 //! `kill -9` of the scheduler that must lose nothing and restart no task, scale, kill and
 //! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete.
 
-use crate::harness::{free_port, plain, Cluster, BIN};
+use crate::harness::{free_port, plain, task_ports, Cluster, BIN};
 use crate::pymesos::{python, repo};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -99,6 +99,7 @@ fn running_task_ids(cluster: &Cluster) -> Vec<String> {
 #[test]
 fn marathon_python_drives_apps_through_their_whole_life() {
     let py = python();
+    let _ports = task_ports();
     let cluster = Cluster::start(2, &[]);
     let port = free_port("127.0.0.1");
     let mut sched = Scheduler::start(&cluster, port);

@@ -1,8 +1,18 @@
-//! Client commands that read the master's state: `mantle agent list`, `mantle framework
-//! list`, `mantle task list`, printed as tables or, with `--json`, as JSON for scripts.
+//! Client commands: `mantle agent list`, `mantle framework list` and `mantle task list`
+//! read the master's state; `mantle app`, `mantle deployment` and `mantle task list --app`/
+//! `kill` drive the service scheduler's Marathon API (`marathon`), with deployment progress
+//! decided purely in `progress`; `mantle task log` reads a sandbox through the agent
+//! (`tasklog`). Listings print tables or, with `--json`, JSON for scripts.
 
 use anyhow::Context;
 use serde_json::Value;
+
+mod http;
+pub mod marathon;
+pub mod progress;
+pub mod tasklog;
+
+pub use http::error_message;
 
 /// What to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +36,7 @@ async fn get(master: &str, path: &str) -> anyhow::Result<Value> {
         .with_context(|| format!("{url} did not return JSON"))
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(x) => x.clone(),
         Value::Null => String::new(),

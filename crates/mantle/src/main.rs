@@ -33,10 +33,20 @@ enum Command {
         #[command(subcommand)]
         command: ListCommand,
     },
-    /// Tasks known to the master.
+    /// Apps of the service scheduler (Marathon API).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Deployments of the service scheduler (Marathon API).
+    Deployment {
+        #[command(subcommand)]
+        command: DeploymentCommand,
+    },
+    /// Tasks: list (master, or the service scheduler with --app), kill, read their logs.
     Task {
         #[command(subcommand)]
-        command: ListCommand,
+        command: TaskCommand,
     },
     /// Benchmarks against a real local cluster.
     Bench {
@@ -140,6 +150,206 @@ enum ListCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `--marathon URL`: the service scheduler's Marathon API.
+#[derive(Args, Clone, Copy)]
+struct MarathonUrl {
+    /// URL of the service scheduler's Marathon API.
+    #[arg(
+        long = "marathon",
+        default_value = "http://127.0.0.1:8080",
+        env = "MANTLE_MARATHON"
+    )]
+    url: Url,
+}
+
+/// `--master URL` of the client commands.
+#[derive(Args, Clone, Copy)]
+struct MasterUrl {
+    /// Master URL.
+    #[arg(
+        id = "master",
+        value_name = "URL",
+        long = "master",
+        default_value = "http://127.0.0.1:5050",
+        env = "MANTLE_MASTER_URL"
+    )]
+    url: Url,
+}
+
+/// Options of the commands that start a deployment.
+#[derive(Args, Clone, Copy)]
+struct DeployOpts {
+    /// Print the deployment id and return instead of showing progress until it finishes.
+    #[arg(long)]
+    detach: bool,
+    /// Override a deployment that holds the app (`?force=true`); it stops without rollback.
+    #[arg(long)]
+    force: bool,
+}
+
+impl DeployOpts {
+    fn wait(self) -> mantle_cli::marathon::Wait {
+        if self.detach {
+            mantle_cli::marathon::Wait::Detach
+        } else {
+            mantle_cli::marathon::Wait::Progress
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app from a JSON app definition (`-` reads stdin).
+    Add {
+        file: PathBuf,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Print the deployment id and return instead of showing progress.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List apps with running/healthy instance counts.
+    List {
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one app and its tasks.
+    Show {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Print the app's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an app with the fields of a JSON file (merged into the current definition).
+    Update {
+        id: String,
+        file: PathBuf,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+    /// Set the number of instances.
+    Scale {
+        id: String,
+        instances: u32,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+    /// Replace every task with a rolling deployment.
+    Restart {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+    /// Remove an app and kill its tasks.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+    /// List an app's versions, newest first.
+    Versions {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy an earlier version of an app again.
+    Rollback {
+        id: String,
+        version: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeploymentCommand {
+    /// List running deployments.
+    List {
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show progress of a running deployment until it finishes.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+    },
+    /// Cancel a deployment; the server rolls the app back with a new deployment
+    /// (with --force it just stops, without rollback).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        #[command(flatten)]
+        opts: DeployOpts,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// List tasks: the master's, or with --app the service scheduler's tasks of that app.
+    List {
+        #[command(flatten)]
+        master: MasterUrl,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// List the tasks of this app from the service scheduler.
+        #[arg(long)]
+        app: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill a task of the service scheduler; it is replaced unless --scale is given.
+    Kill {
+        id: String,
+        #[command(flatten)]
+        marathon: MarathonUrl,
+        /// Shrink the app by one instead of replacing the task.
+        #[arg(long)]
+        scale: bool,
+        /// Forget the task at once instead of waiting for its end.
+        #[arg(long, conflicts_with = "scale")]
+        wipe: bool,
+        /// With --scale, print the deployment id and return instead of showing progress.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Print a task's stdout (or stderr), read from its sandbox through its agent.
+    Log {
+        id: String,
+        #[command(flatten)]
+        master: MasterUrl,
+        /// Print stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until interrupted.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -260,9 +470,29 @@ fn default_dir(name: &str) -> PathBuf {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error and its causes for people: `error: ...` and one `caused by:` line each,
+/// without the backtrace that `RUST_BACKTRACE` would add to anyhow's debug form.
+#[allow(clippy::print_stderr)]
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(a) => {
             let dir = a.work_dir.unwrap_or_else(|| default_dir("master"));
@@ -342,9 +572,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Framework {
             command: ListCommand::List { master, json },
         } => print(mantle_cli::list(master.0, mantle_cli::Listing::Frameworks, json).await?),
-        Command::Task {
-            command: ListCommand::List { master, json },
-        } => print(mantle_cli::list(master.0, mantle_cli::Listing::Tasks, json).await?),
+        Command::Task { command } => task(command).await,
+        Command::App { command } => app(command).await,
+        Command::Deployment { command } => deployment(command).await,
         Command::Bench {
             command: BenchCommand::Launch(a),
         } => {
@@ -360,6 +590,133 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn app(c: AppCommand) -> anyhow::Result<()> {
+    use mantle_cli::marathon::{Marathon, Wait};
+    let mut err = std::io::stderr();
+    let m = |u: MarathonUrl| Marathon::new(u.url.0);
+    let out = match c {
+        AppCommand::Add {
+            file,
+            marathon,
+            detach,
+        } => {
+            let wait = if detach { Wait::Detach } else { Wait::Progress };
+            m(marathon)?.add(&file, wait, &mut err).await?
+        }
+        AppCommand::List { marathon, json } => m(marathon)?.list_apps(json).await?,
+        AppCommand::Show { id, marathon, json } => m(marathon)?.show(&id, json).await?,
+        AppCommand::Update {
+            id,
+            file,
+            marathon,
+            opts,
+        } => {
+            m(marathon)?
+                .update(&id, &file, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+        AppCommand::Scale {
+            id,
+            instances,
+            marathon,
+            opts,
+        } => {
+            m(marathon)?
+                .scale(&id, instances, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+        AppCommand::Restart { id, marathon, opts } => {
+            m(marathon)?
+                .restart(&id, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+        AppCommand::Remove { id, marathon, opts } => {
+            m(marathon)?
+                .remove(&id, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+        AppCommand::Versions { id, marathon, json } => m(marathon)?.versions(&id, json).await?,
+        AppCommand::Rollback {
+            id,
+            version,
+            marathon,
+            opts,
+        } => {
+            m(marathon)?
+                .rollback(&id, &version, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+    };
+    print(out)
+}
+
+async fn deployment(c: DeploymentCommand) -> anyhow::Result<()> {
+    use mantle_cli::marathon::Marathon;
+    let mut err = std::io::stderr();
+    let out = match c {
+        DeploymentCommand::List { marathon, json } => {
+            Marathon::new(marathon.url.0)?
+                .list_deployments(json)
+                .await?
+        }
+        DeploymentCommand::Watch { id, marathon } => {
+            Marathon::new(marathon.url.0)?.watch(&id, &mut err).await?
+        }
+        DeploymentCommand::Cancel { id, marathon, opts } => {
+            Marathon::new(marathon.url.0)?
+                .cancel(&id, opts.force, opts.wait(), &mut err)
+                .await?
+        }
+    };
+    print(out)
+}
+
+async fn task(c: TaskCommand) -> anyhow::Result<()> {
+    use mantle_cli::marathon::{Marathon, Wait};
+    match c {
+        TaskCommand::List {
+            master,
+            marathon,
+            app,
+            json,
+        } => match app {
+            Some(app) => print(
+                Marathon::new(marathon.url.0)?
+                    .list_tasks(&app, json)
+                    .await?,
+            ),
+            None => print(mantle_cli::list(master.url.0, mantle_cli::Listing::Tasks, json).await?),
+        },
+        TaskCommand::Kill {
+            id,
+            marathon,
+            scale,
+            wipe,
+            detach,
+        } => {
+            if !mantle_cli::marathon::is_marathon_task_id(&id) {
+                anyhow::bail!(
+                    "'{id}' is not a task id of the service scheduler (like prod_web.instance-<uuid>._app.1); only its tasks can be killed from the CLI"
+                );
+            }
+            let wait = if detach { Wait::Detach } else { Wait::Progress };
+            let out = Marathon::new(marathon.url.0)?
+                .kill_task(&id, scale, wipe, wait, &mut std::io::stderr())
+                .await?;
+            print(out)
+        }
+        TaskCommand::Log {
+            id,
+            master,
+            stderr,
+            follow,
+        } => {
+            let mut out = std::io::stdout();
+            mantle_cli::tasklog::log(master.url.0, &id, stderr, follow, &mut out).await
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)]
 fn print(text: String) -> anyhow::Result<()> {
     println!("{text}");
@@ -372,4 +729,13 @@ fn rand_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     t ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -10,6 +10,14 @@ use tokio::sync::mpsc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mantle");
 
+/// Held by tests whose tasks listen on `$HOST:$PORT0`: every test cluster's agents use
+/// 127.0.0.2.. with ports 31000-31100, so two such tests at once would hand out the same
+/// address and their tasks would fail to bind (or answer the other cluster's health checks).
+pub fn task_ports() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Processes whose working directory or command line is under `dir`, from /proc.
 pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();

@@ -9,6 +9,7 @@
 )]
 
 mod bench;
+mod cli;
 mod faults;
 mod harness;
 mod local;

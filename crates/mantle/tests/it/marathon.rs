@@ -5,20 +5,20 @@
 //! then groups: dependency order, scaleBy, a multi-app PUT /v2/apps, a group update and delete;
 //! then a readiness check that holds a deployment until the task says it is ready.
 
-use crate::harness::{free_port, plain, Cluster, BIN};
+use crate::harness::{free_port, plain, task_ports, Cluster, BIN};
 use crate::pymesos::{python, repo};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Scheduler {
+pub struct Scheduler {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Scheduler {
-    fn start(cluster: &Cluster, port: u16) -> Scheduler {
+    pub fn start(cluster: &Cluster, port: u16) -> Scheduler {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -101,6 +101,7 @@ fn running_task_ids(cluster: &Cluster) -> Vec<String> {
 #[test]
 fn marathon_python_drives_apps_through_their_whole_life() {
     let py = python();
+    let _ports = task_ports();
     let cluster = Cluster::start(2, &[]);
     let port = free_port("127.0.0.1");
     let mut sched = Scheduler::start(&cluster, port);

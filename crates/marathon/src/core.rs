@@ -1269,7 +1269,9 @@ impl Core {
                         Some(_) => Action::Restart,
                         None => Action::Start,
                     };
-                    if action != Action::Scale {
+                    // Back to the original config: its tasks count as current again, so
+                    // only the tasks the cancelled deployment started are replaced.
+                    if action == Action::Start {
                         def.version_info.last_config_change_at = version.clone();
                     }
                     def.version_info.last_scaling_at = version.clone();

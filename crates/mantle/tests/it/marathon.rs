@@ -3,7 +3,8 @@
 //! `kill -9` of the scheduler that must lose nothing and restart no task, scale, kill and
 //! replace, a rolling update that never drops below minimumHealthCapacity, rollback, delete;
 //! then groups: dependency order, scaleBy, a multi-app PUT /v2/apps, a group update and delete;
-//! then a readiness check that holds a deployment until the task says it is ready.
+//! then a readiness check that holds a deployment until the task says it is ready; then
+//! MESOS_HTTP and COMMAND health checks run by the executor (healthy, unhealthy, replaced).
 
 use crate::harness::{free_port, plain, task_ports, Cluster, BIN};
 use crate::pymesos::{python, repo};
@@ -143,5 +144,6 @@ fn marathon_python_drives_apps_through_their_whole_life() {
     let groups = step(&py, &cluster, &url, "groups", &[]);
     eprintln!("groups: {groups}");
     step(&py, &cluster, &url, "readiness", &[]);
+    step(&py, &cluster, &url, "mesos_health", &[]);
     sched.kill9();
 }

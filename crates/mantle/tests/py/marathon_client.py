@@ -203,6 +203,34 @@ def main():
         c.delete_app("/gated")
         wait("gated deleted", lambda: all(a.id != "/gated" for a in c.list_apps()))
         facts = {"seen_not_ready": seen_not_ready}
+    elif step == "mesos_health":
+        # Health checks run by the executor next to the task. MESOS_HTTP: the task becomes
+        # healthy. COMMAND: healthy until the task creates "sick" 4 s after starting, then
+        # unhealthy, then killed after 2 failures in a row and replaced.
+        http = MarathonApp(cmd="exec python3 -m http.server $PORT0 --bind $HOST", instances=1,
+                           cpus=0.05, mem=32, health_checks=[MarathonHealthCheck(
+                               protocol="MESOS_HTTP", path="/", grace_period_seconds=10,
+                               interval_seconds=1, timeout_seconds=1, max_consecutive_failures=3,
+                               delay_seconds=0)])
+        cmd_app = MarathonApp(cmd="(sleep 4; touch sick) & exec sleep 1000", instances=1,
+                              cpus=0.05, mem=16, backoff_seconds=0.1, health_checks=[MarathonHealthCheck(
+                                  protocol="COMMAND", command="test ! -e sick",
+                                  grace_period_seconds=2, interval_seconds=1, timeout_seconds=1,
+                                  max_consecutive_failures=2, delay_seconds=0)])
+        c.create_app("/mh/http", http)
+        c.create_app("/mh/cmd", cmd_app)
+        wait("MESOS_HTTP healthy", lambda: c.get_app("/mh/http").tasks_healthy == 1)
+        wait("COMMAND healthy", lambda: c.get_app("/mh/cmd").tasks_healthy == 1)
+        first = c.get_app("/mh/cmd").tasks[0].id
+        wait("COMMAND unhealthy", lambda: c.get_app("/mh/cmd").tasks_unhealthy >= 1, step=0.1)
+        wait("unhealthy task replaced", lambda: any(t.id != first and t.state == "TASK_RUNNING"
+                                                    for t in c.get_app("/mh/cmd").tasks))
+        failure = c.get_app("/mh/cmd").last_task_failure
+        assert failure is not None and failure.task_id == first, failure
+        assert failure.state == "TASK_KILLED", failure.state
+        c.delete_group("/mh")
+        wait("health apps deleted", lambda: not any(a.id.startswith("/mh/") for a in c.list_apps()))
+        facts = {"replaced": first}
     else:
         raise SystemExit(f"unknown step {step}")
     print(json.dumps(facts))

@@ -381,6 +381,11 @@ fn cancel_rolls_back_to_the_original() {
     s.collect();
     s.offer(3);
     s.settle(None);
+    let original: BTreeSet<String> = s
+        .core
+        .instances_of("/rb")
+        .map(|i| i.task_id.clone())
+        .collect();
     let (d, _) = s
         .core
         .update_app("/rb", &json!({"cmd": "sleep 2"}), false, true, s.now)
@@ -399,6 +404,16 @@ fn cancel_rolls_back_to_the_original() {
         Some("sleep 1")
     );
     assert_eq!(s.running("/rb"), 2);
+    let now_running: BTreeSet<String> = s
+        .core
+        .instances_of("/rb")
+        .filter(|i| i.running())
+        .map(|i| i.task_id.clone())
+        .collect();
+    assert_eq!(
+        now_running, original,
+        "the original tasks were kept, not restarted"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod executor;
 pub mod internal;
 pub mod mesos;
+pub mod operator;
 pub mod recordio;
 pub mod scheduler;
 

@@ -149,6 +149,7 @@ pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
         work_dir: o.work_dir.clone(),
         agent_resources: Some(AGENT_RESOURCES.to_string()),
         marathon_port: None,
+        dns_ports: None,
         program: o.program.clone(),
     };
     info!(work_dir = %o.work_dir.display(), master_port, agent_port, agents = o.agents, "starting bench cluster");

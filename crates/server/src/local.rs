@@ -23,6 +23,9 @@ pub struct LocalOptions {
     pub program: PathBuf,
     /// Port of the service scheduler on 127.0.0.1 (`None`: do not start it).
     pub marathon_port: Option<u16>,
+    /// DNS port (UDP and TCP) and HTTP API port of `mantle dns` on 127.0.0.1 (`None`: do not
+    /// start it).
+    pub dns_ports: Option<(u16, u16)>,
 }
 
 impl LocalOptions {
@@ -193,6 +196,23 @@ impl LocalCluster {
                 wait_healthy(&url, &mut p.child).await?;
             }
         }
+        if let Some((dns_port, http_port)) = o.dns_ports {
+            let args = vec![
+                "dns".into(),
+                "--master".into(),
+                format!("http://127.0.0.1:{}", o.master_port),
+                "--listen".into(),
+                format!("127.0.0.1:{dns_port}"),
+                "--http-listen".into(),
+                format!("127.0.0.1:{http_port}"),
+            ];
+            self.procs
+                .push(spawn(&o.program, "dns", &args, o.work_dir.join("dns.log"))?);
+            let url = format!("http://127.0.0.1:{http_port}/health");
+            if let Some(p) = self.procs.last_mut() {
+                wait_healthy(&url, &mut p.child).await?;
+            }
+        }
         Ok(())
     }
 
@@ -251,6 +271,11 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
     if let Some(port) = o.marathon_port {
         lines.push(format!(
             "  marathon   http://127.0.0.1:{port}  (Marathon REST API: /v2/apps, /v2/deployments, /v2/events)"
+        ));
+    }
+    if let Some((dns_port, http_port)) = o.dns_ports {
+        lines.push(format!(
+            "  dns        127.0.0.1:{dns_port} udp+tcp, http://127.0.0.1:{http_port}  (try: dig @127.0.0.1 -p {dns_port} leader.mesos)"
         ));
     }
     lines.push(format!(

@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use mantle_api::internal::{AgentEnvelope, RegisterAgent};
-use mantle_api::scheduler::{Call, CallType};
 use mantle_api::operator::{
     Call as OperatorCall, CallType as OperatorCallType, Event as OperatorEvent,
     Response as OperatorResponse,
 };
+use mantle_api::scheduler::{Call, CallType};
 use mantle_master::{CallError, Config, ConnId, Master, OperatorTracker, Output, Subscription};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -233,6 +233,8 @@ struct LocalArgs {
 enum BenchCommand {
     /// Time from ACCEPT to TASK_RUNNING, one task at a time, on a fresh cluster.
     Launch(BenchLaunchArgs),
+    /// Time from TASK_RUNNING to the task's name resolving in `mantle dns`, on a fresh cluster.
+    Dns(BenchLaunchArgs),
 }
 
 #[derive(Args)]
@@ -436,6 +438,17 @@ async fn main() -> anyhow::Result<()> {
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
             };
             print(mantle_server::bench::launch(options).await?.render())
+        }
+        Command::Bench {
+            command: BenchCommand::Dns(a),
+        } => {
+            let options = mantle_server::bench::BenchOptions {
+                tasks: a.tasks as usize,
+                agents: a.agents,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
+                program: std::env::current_exe().context("cannot find the mantle binary")?,
+            };
+            print(mantle_server::bench::dns(options).await?.render())
         }
         Command::Executor => mantle_server::executor::run().await,
     }

@@ -9,6 +9,7 @@
 )]
 
 mod bench;
+mod dns;
 mod faults;
 mod harness;
 mod local;

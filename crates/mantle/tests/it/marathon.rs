@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Scheduler {
+pub struct Scheduler {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Scheduler {
-    fn start(cluster: &Cluster, port: u16) -> Scheduler {
+    pub fn start(cluster: &Cluster, port: u16) -> Scheduler {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,4 +1,4 @@
-//! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`,
+//! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`, `marathon`, `dns`,
 //! `local`, the hidden `executor`), the client commands and `bench`.
 
 use anyhow::Context;

@@ -85,9 +85,25 @@ async fn wait_healthy(url: &str, child: &mut Child) -> anyhow::Result<()> {
 }
 
 fn spawn(program: &PathBuf, name: &str, args: &[String], log: PathBuf) -> anyhow::Result<Proc> {
+    spawn_in(program, name, args, log, None)
+}
+
+/// As `spawn`, optionally in `cwd` (so that a process with no path arguments can still be
+/// found under the work dir, as the orphan checks look for).
+fn spawn_in(
+    program: &PathBuf,
+    name: &str,
+    args: &[String],
+    log: PathBuf,
+    cwd: Option<&std::path::Path>,
+) -> anyhow::Result<Proc> {
     let out = std::fs::File::create(&log)?;
     let err = out.try_clone()?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -206,8 +222,10 @@ impl LocalCluster {
                 "--http-listen".into(),
                 format!("127.0.0.1:{http_port}"),
             ];
+            let log = o.work_dir.join("dns.log");
+            let dir = std::path::absolute(&o.work_dir)?;
             self.procs
-                .push(spawn(&o.program, "dns", &args, o.work_dir.join("dns.log"))?);
+                .push(spawn_in(&o.program, "dns", &args, log, Some(&dir))?);
             let url = format!("http://127.0.0.1:{http_port}/health");
             if let Some(p) = self.procs.last_mut() {
                 wait_healthy(&url, &mut p.child).await?;
@@ -254,7 +272,28 @@ impl LocalCluster {
 
 /// Runs the cluster until a signal arrives or a process dies.
 pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
-    let mut cluster = LocalCluster::start(&o).await?;
+    // The SIGTERM handler goes in before any process starts, so that a SIGTERM during
+    // start-up stops what was started instead of killing this process and orphaning them.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    std::fs::create_dir_all(&o.work_dir)?;
+    let mut cluster = LocalCluster { procs: Vec::new() };
+    let started = tokio::select! {
+        r = cluster.start_all(&o) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+    };
+    match started {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            cluster.stop().await;
+            return Err(e);
+        }
+        None => {
+            info!("stopping local cluster during start-up");
+            cluster.stop().await;
+            return Ok(());
+        }
+    }
     let master = o.master_url();
     let mut lines = vec![
         "Mantle local cluster is up.".to_string(),
@@ -288,13 +327,6 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
     {
         println!("{}", lines.join("\n"));
     }
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(e) => {
-            cluster.stop().await;
-            return Err(e.into());
-        }
-    };
     let why = tokio::select! {
         _ = tokio::signal::ctrl_c() => "interrupted".to_string(),
         _ = term.recv() => "terminated".to_string(),

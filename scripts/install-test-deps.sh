@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Python dependencies of Mantle's integration tests (the pymesos
-# and marathon-python clients) into a private venv.
+# Install the dependencies of Mantle's integration tests: Debian's dnsutils
+# (dig, for the DNS tests) and the Python clients (pymesos, marathon-python)
+# in a private venv.
 #
 #   MANTLE_TEST_VENV   venv path (default: <repo>/target/test-venv)
 #   MANTLE_PYTHON      interpreter used to create the venv (default: python3)
@@ -8,6 +9,19 @@
 # Idempotent: a marker file inside the venv makes a second run a quick no-op.
 # The tests run e.g. "$MANTLE_TEST_VENV/bin/python crates/mantle/tests/py/...".
 set -euo pipefail
+
+# Debian packages, installed only when their command is missing.
+if ! command -v dig >/dev/null 2>&1; then
+    echo "install-test-deps: installing dnsutils (dig)" >&2
+    SUDO=()
+    if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq dnsutils >/dev/null
+    if ! command -v dig >/dev/null 2>&1; then
+        echo "install-test-deps: FAILED: dig not found after installing dnsutils" >&2
+        exit 1
+    fi
+fi
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MANTLE_TEST_VENV:-$REPO_ROOT/target/test-venv}"

@@ -1,5 +1,5 @@
-//! Wire types: the Mesos v1 JSON of the scheduler and executor APIs, the master<->agent
-//! protocol, RecordIO framing, and conversions to `model` types.
+//! Wire types: the Mesos v1 JSON of the scheduler, executor and (in part) operator APIs, the
+//! master<->agent protocol, RecordIO framing, and conversions to `model` types.
 //!
 //! Invariant: only this crate knows JSON field names. Field names, enum spellings and which
 //! optional fields appear follow Mesos's protobuf JSON mapping (`include/mesos/v1/*.proto`):
@@ -11,6 +11,7 @@ pub mod convert;
 pub mod executor;
 pub mod internal;
 pub mod mesos;
+pub mod operator;
 pub mod recordio;
 pub mod scheduler;
 

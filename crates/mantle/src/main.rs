@@ -1,4 +1,4 @@
-//! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`,
+//! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`, `marathon`, `dns`,
 //! `local`, the hidden `executor`), the client commands and `bench`.
 
 use anyhow::Context;
@@ -28,6 +28,8 @@ enum Command {
     Local(LocalArgs),
     /// Run the Marathon-compatible service scheduler (a framework of the master).
     Marathon(MarathonArgs),
+    /// Run the Mesos-DNS-compatible DNS server and HTTP API, following the master's events.
+    Dns(DnsArgs),
     /// Frameworks known to the master.
     Framework {
         #[command(subcommand)]
@@ -101,6 +103,42 @@ struct MarathonArgs {
     /// How instances are placed when several offers fit: `spread` or `binpack`.
     #[arg(long, default_value = "spread")]
     placement: mantle_marathon::placement::Strategy,
+}
+
+#[derive(Args)]
+struct DnsArgs {
+    /// The master's URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:5050",
+        env = "MANTLE_MASTER_URL"
+    )]
+    master: String,
+    /// UDP and TCP address of the DNS server (loopback only without credentials).
+    #[arg(long, default_value = "127.0.0.1:8053", env = "MANTLE_DNS_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// Address of the Mesos-DNS HTTP API (loopback only without credentials).
+    #[arg(long, default_value = "127.0.0.1:8123", env = "MANTLE_DNS_HTTP_LISTEN")]
+    http_listen: std::net::SocketAddr,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    no_http: bool,
+    /// The domain served (Mesos-DNS `domain`).
+    #[arg(long, default_value = "mesos", env = "MANTLE_DNS_DOMAIN")]
+    domain: String,
+    /// Upstream resolvers for names outside the domain, e.g. `127.0.0.53:53,10.0.0.2:53`.
+    /// Without any, such names are REFUSED.
+    #[arg(long, value_delimiter = ',', env = "MANTLE_DNS_RESOLVERS")]
+    resolvers: Vec<std::net::SocketAddr>,
+    /// TTL of the records, in seconds (Mesos-DNS `ttl`).
+    #[arg(long, default_value_t = mantle_dns::records::DEFAULT_TTL)]
+    ttl: u32,
+    /// Labels follow RFC 952 (24 characters, starting with a letter) instead of RFC 1123.
+    #[arg(long)]
+    enforce_rfc952: bool,
+    /// Where task addresses come from, in order (Mesos-DNS `IPSources`).
+    #[arg(long, value_delimiter = ',', default_value = "netinfo,mesos,host")]
+    ip_sources: Vec<mantle_dns::IpSource>,
 }
 
 #[derive(Args)]
@@ -390,12 +428,23 @@ struct LocalArgs {
     /// Do not start the service scheduler.
     #[arg(long)]
     no_marathon: bool,
+    /// Port of the DNS server (UDP and TCP) on 127.0.0.1.
+    #[arg(long, default_value_t = 8053)]
+    dns_port: u16,
+    /// Port of the DNS server's HTTP API on 127.0.0.1.
+    #[arg(long, default_value_t = 8123)]
+    dns_http_port: u16,
+    /// Do not start the DNS server.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Time from ACCEPT to TASK_RUNNING, one task at a time, on a fresh cluster.
     Launch(BenchLaunchArgs),
+    /// Time from TASK_RUNNING to the task's name resolving in `mantle dns`, on a fresh cluster.
+    Dns(BenchLaunchArgs),
 }
 
 #[derive(Args)]
@@ -550,6 +599,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("local")),
                 agent_resources: a.agent_resources,
                 marathon_port: (!a.no_marathon).then_some(a.marathon_port),
+                dns_ports: (!a.no_dns).then_some((a.dns_port, a.dns_http_port)),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
             };
             mantle_server::local::run(options).await
@@ -569,6 +619,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             mantle_server::marathon::run(options, shutdown_signal()).await
         }
+        Command::Dns(a) => {
+            for (flag, addr) in [("--listen", a.listen), ("--http-listen", a.http_listen)] {
+                if !addr.ip().is_loopback() {
+                    anyhow::bail!(
+                        "{flag} {addr}: without credentials configured the DNS server listens on loopback only"
+                    );
+                }
+            }
+            let mut config = mantle_dns::Config::new(&a.domain);
+            if config.domain.is_empty() {
+                anyhow::bail!("--domain must not be empty");
+            }
+            config.ttl = a.ttl;
+            config.spec = if a.enforce_rfc952 {
+                mantle_dns::LabelSpec::Rfc952
+            } else {
+                mantle_dns::LabelSpec::Rfc1123
+            };
+            config.ip_sources = a.ip_sources;
+            config.leader = mantle_server::dns::leader_from_url(&a.master);
+            config.listener = Some(a.listen.ip());
+            config.resolvers = a.resolvers;
+            config.dns_port = a.listen.port();
+            let http_listen = (!a.no_http).then_some(a.http_listen);
+            config.http_listener = http_listen;
+            let options = mantle_server::dns::DnsOptions {
+                master: a.master.trim_end_matches('/').to_string(),
+                listen: a.listen,
+                http_listen,
+                config,
+            };
+            mantle_server::dns::run(options, shutdown_signal()).await
+        }
         Command::Framework {
             command: ListCommand::List { master, json },
         } => print(mantle_cli::list(master.0, mantle_cli::Listing::Frameworks, json).await?),
@@ -585,6 +668,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
             };
             print(mantle_server::bench::launch(options).await?.render())
+        }
+        Command::Bench {
+            command: BenchCommand::Dns(a),
+        } => {
+            let options = mantle_server::bench::BenchOptions {
+                tasks: a.tasks as usize,
+                agents: a.agents,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
+                program: std::env::current_exe().context("cannot find the mantle binary")?,
+            };
+            print(mantle_server::bench::dns(options).await?.render())
         }
         Command::Executor => mantle_server::executor::run().await,
     }

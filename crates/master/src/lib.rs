@@ -12,10 +12,12 @@
 
 mod agents;
 mod frameworks;
+mod operator;
 mod state;
 mod tasks;
 mod validation;
 
+pub use operator::OperatorTracker;
 pub use state::{resources_json, StateView};
 
 use mantle_allocator::Allocator;

@@ -10,6 +10,10 @@
 //! Offers that are not used are kept for the next task; when one is used, the others are
 //! declined with `refuse_seconds` 0 so they come straight back.
 //! The cluster is stopped on every path (success, error, Ctrl-C/SIGTERM).
+//!
+//! `mantle bench dns` runs the same loop with `mantle dns` in the cluster and measures, for
+//! each task, the time from the scheduler decoding TASK_RUNNING to `<task>.mantle-bench.mesos`
+//! answering an A record over real UDP (polled every millisecond).
 
 use crate::local::{agent_ip, free_port, LocalCluster, LocalOptions};
 use anyhow::{bail, Context};
@@ -130,9 +134,52 @@ impl Report {
     }
 }
 
-/// Runs the benchmark: starts a cluster under `work_dir`, launches `tasks` tasks one after
-/// another, stops the cluster and returns the latencies.
+/// Runs the launch benchmark: starts a cluster under `work_dir`, launches `tasks` tasks one
+/// after another, stops the cluster and returns the latencies.
 pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
+    run(o, false).await
+}
+
+/// Runs the DNS benchmark: as `launch`, with `mantle dns` in the cluster; the latencies are
+/// from TASK_RUNNING (as the scheduler sees it) to the task's name resolving over UDP.
+pub async fn dns(o: BenchOptions) -> anyhow::Result<DnsReport> {
+    let r = run(o, true).await?;
+    Ok(DnsReport(r))
+}
+
+/// The figures of `mantle bench dns`.
+#[derive(Debug, Clone)]
+pub struct DnsReport(pub Report);
+
+impl DnsReport {
+    /// The results table and a summary line, as `Report::render` but naming the DNS span.
+    pub fn render(&self) -> String {
+        let r = &self.0;
+        let n = r.latencies.len();
+        let Some(s) = Stats::of(&r.latencies) else {
+            return "no tasks launched".to_string();
+        };
+        let mut out = format!(
+            "dns latency, TASK_RUNNING received to <task>.mantle-bench.mesos resolvable over UDP ({n} tasks):\n"
+        );
+        for (name, v) in [
+            ("min", s.min),
+            ("median", s.median),
+            ("p90", s.p90),
+            ("p99", s.p99),
+            ("max", s.max),
+        ] {
+            out.push_str(&format!("  {name:<7}{v:>10.3} ms\n"));
+        }
+        out.push_str(&format!(
+            "{n} tasks resolvable: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms from TASK_RUNNING to an A record",
+            s.median, s.p99, s.max
+        ));
+        out
+    }
+}
+
+async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
     if o.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
@@ -142,6 +189,14 @@ pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
     let master_port = free_port(&[Ipv4Addr::LOCALHOST])?;
     let agent_ips: Vec<Ipv4Addr> = (0..o.agents).map(agent_ip).collect();
     let agent_port = free_port(&agent_ips)?;
+    let dns_ports = if with_dns {
+        Some((
+            free_port(&[Ipv4Addr::LOCALHOST])?,
+            free_port(&[Ipv4Addr::LOCALHOST])?,
+        ))
+    } else {
+        None
+    };
     let local = LocalOptions {
         agents: o.agents,
         master_port,
@@ -149,6 +204,7 @@ pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
         work_dir: o.work_dir.clone(),
         agent_resources: Some(AGENT_RESOURCES.to_string()),
         marathon_port: None,
+        dns_ports,
         program: o.program.clone(),
     };
     info!(work_dir = %o.work_dir.display(), master_port, agent_port, agents = o.agents, "starting bench cluster");
@@ -166,7 +222,7 @@ pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
         }
     };
     let result = tokio::select! {
-        r = run_launches(&master, o.tasks) => r,
+        r = run_launches(&master, o.tasks, dns_ports.map(|(p, _)| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p)))) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         _ = terminated => Err(anyhow::anyhow!("terminated")),
         d = cluster.died() => Err(anyhow::anyhow!("{d} during the benchmark")),
@@ -186,7 +242,11 @@ pub async fn launch(o: BenchOptions) -> anyhow::Result<Report> {
     })
 }
 
-async fn run_launches(master: &str, tasks: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
+async fn run_launches(
+    master: &str,
+    tasks: usize,
+    dns: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut s = SchedulerClient::subscribe(master).await?;
     info!(framework_id = %s.framework_id, "subscribed");
@@ -208,7 +268,15 @@ async fn run_launches(master: &str, tasks: usize) -> anyhow::Result<(Vec<Duratio
         let running = s
             .await_state(&task_id, TaskState::Running, &mut held)
             .await?;
-        let latency = running.saturating_duration_since(sent);
+        let latency = match dns {
+            None => running.saturating_duration_since(sent),
+            Some(server) => {
+                let name = format!("{task_id}.mantle-bench.mesos.");
+                resolvable(server, &name)
+                    .await?
+                    .saturating_duration_since(running)
+            }
+        };
         debug!(task = %task_id, ms = latency.as_secs_f64() * 1000.0, "running");
         latencies.push(latency);
         let mut kill = Call::new(CallType::Kill, Some(s.framework_id.clone()));
@@ -227,6 +295,42 @@ async fn run_launches(master: &str, tasks: usize) -> anyhow::Result<(Vec<Duratio
         s.decline(leftover).await?;
     }
     Ok((latencies, elapsed))
+}
+
+/// Polls `server` over UDP every millisecond until `name` has an A record; the time it did.
+async fn resolvable(server: std::net::SocketAddr, name: &str) -> anyhow::Result<Instant> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    socket.connect(server).await?;
+    let query = Query::query(Name::from_ascii(name)?, RecordType::A);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut buf = vec![0u8; 2048];
+    for id in 0u16.. {
+        if Instant::now() > deadline {
+            bail!("{name} did not resolve within {STEP_TIMEOUT:?}");
+        }
+        let mut msg = Message::new();
+        msg.set_id(id)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .add_query(query.clone());
+        socket.send(&msg.to_vec()?).await?;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+        {
+            if let Ok(reply) = Message::from_vec(&buf[..n]) {
+                if reply.id() == id
+                    && reply.response_code() == ResponseCode::NoError
+                    && !reply.answers().is_empty()
+                {
+                    return Ok(Instant::now());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("{name} did not resolve")
 }
 
 /// A minimal v1 scheduler: one SUBSCRIBE stream read by a background task, calls as POSTs.

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod bench;
 pub mod clock;
+pub mod dns;
 pub mod executor;
 pub mod health;
 pub mod http;

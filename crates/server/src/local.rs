@@ -23,6 +23,9 @@ pub struct LocalOptions {
     pub program: PathBuf,
     /// Port of the service scheduler on 127.0.0.1 (`None`: do not start it).
     pub marathon_port: Option<u16>,
+    /// DNS port (UDP and TCP) and HTTP API port of `mantle dns` on 127.0.0.1 (`None`: do not
+    /// start it).
+    pub dns_ports: Option<(u16, u16)>,
 }
 
 impl LocalOptions {
@@ -92,9 +95,25 @@ async fn wait_healthy(url: &str, child: &mut Child) -> anyhow::Result<()> {
 }
 
 fn spawn(program: &PathBuf, name: &str, args: &[String], log: PathBuf) -> anyhow::Result<Proc> {
+    spawn_in(program, name, args, log, None)
+}
+
+/// As `spawn`, optionally in `cwd` (so that a process with no path arguments can still be
+/// found under the work dir, as the orphan checks look for).
+fn spawn_in(
+    program: &PathBuf,
+    name: &str,
+    args: &[String],
+    log: PathBuf,
+    cwd: Option<&std::path::Path>,
+) -> anyhow::Result<Proc> {
     let out = std::fs::File::create(&log)?;
     let err = out.try_clone()?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -203,6 +222,25 @@ impl LocalCluster {
                 wait_healthy(&url, &mut p.child).await?;
             }
         }
+        if let Some((dns_port, http_port)) = o.dns_ports {
+            let args = vec![
+                "dns".into(),
+                "--master".into(),
+                format!("http://127.0.0.1:{}", o.master_port),
+                "--listen".into(),
+                format!("127.0.0.1:{dns_port}"),
+                "--http-listen".into(),
+                format!("127.0.0.1:{http_port}"),
+            ];
+            let log = o.work_dir.join("dns.log");
+            let dir = std::path::absolute(&o.work_dir)?;
+            self.procs
+                .push(spawn_in(&o.program, "dns", &args, log, Some(&dir))?);
+            let url = format!("http://127.0.0.1:{http_port}/health");
+            if let Some(p) = self.procs.last_mut() {
+                wait_healthy(&url, &mut p.child).await?;
+            }
+        }
         Ok(())
     }
 
@@ -244,7 +282,28 @@ impl LocalCluster {
 
 /// Runs the cluster until a signal arrives or a process dies.
 pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
-    let mut cluster = LocalCluster::start(&o).await?;
+    // The SIGTERM handler goes in before any process starts, so that a SIGTERM during
+    // start-up stops what was started instead of killing this process and orphaning them.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    std::fs::create_dir_all(&o.work_dir)?;
+    let mut cluster = LocalCluster { procs: Vec::new() };
+    let started = tokio::select! {
+        r = cluster.start_all(&o) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+    };
+    match started {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            cluster.stop().await;
+            return Err(e);
+        }
+        None => {
+            info!("stopping local cluster during start-up");
+            cluster.stop().await;
+            return Ok(());
+        }
+    }
     let master = o.master_url();
     let mut lines = vec![
         "Mantle local cluster is up.".to_string(),
@@ -263,6 +322,11 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
             "  marathon   http://127.0.0.1:{port}  (Marathon REST API: /v2/apps, /v2/deployments, /v2/events)"
         ));
     }
+    if let Some((dns_port, http_port)) = o.dns_ports {
+        lines.push(format!(
+            "  dns        127.0.0.1:{dns_port} udp+tcp, http://127.0.0.1:{http_port}  (try: dig @127.0.0.1 -p {dns_port} leader.mesos)"
+        ));
+    }
     lines.push(format!(
         "  work dir   {}  (logs: *.log)",
         o.work_dir.display()
@@ -273,13 +337,6 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
     {
         println!("{}", lines.join("\n"));
     }
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(e) => {
-            cluster.stop().await;
-            return Err(e.into());
-        }
-    };
     let why = tokio::select! {
         _ = tokio::signal::ctrl_c() => "interrupted".to_string(),
         _ = term.recv() => "terminated".to_string(),

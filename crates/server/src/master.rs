@@ -10,8 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use mantle_api::internal::{AgentEnvelope, RegisterAgent};
+use mantle_api::operator::{
+    Call as OperatorCall, CallType as OperatorCallType, Event as OperatorEvent,
+    Response as OperatorResponse,
+};
 use mantle_api::scheduler::{Call, CallType};
-use mantle_master::{CallError, Config, ConnId, Master, Output, Subscription};
+use mantle_master::{CallError, Config, ConnId, Master, OperatorTracker, Output, Subscription};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
@@ -47,6 +51,12 @@ enum Cmd {
     Read {
         f: Reader,
         reply: Reply<serde_json::Value>,
+    },
+    OperatorSubscribe {
+        reply: Reply<EventStream>,
+    },
+    OperatorGone {
+        conn: ConnId,
     },
 }
 
@@ -97,6 +107,8 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/scheduler", any(scheduler))
         .route("/master/api/v1/scheduler", any(scheduler))
+        .route("/api/v1", any(operator))
+        .route("/master/api/v1", any(operator))
         .route("/api/internal/agent/register", any(agent_register))
         .route("/api/internal/agent/message", any(agent_message))
         .route("/version", get(version))
@@ -127,9 +139,16 @@ async fn actor(
 ) {
     let mut frameworks: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut agents: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
+    let mut operators: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
+    let mut tracker = OperatorTracker::new();
+    let heartbeat = std::time::Duration::from_secs_f64(master.operator_heartbeat_secs());
+    let mut next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
     let mut next_conn: ConnId = 1;
     loop {
-        let deadline = clock.instant(master.next_deadline());
+        let mut deadline = clock.instant(master.next_deadline());
+        if !operators.is_empty() {
+            deadline = deadline.min(next_operator_heartbeat.into_std());
+        }
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -182,6 +201,28 @@ async fn actor(
                         master.agent_disconnected(now, conn);
                     }
                     Cmd::Read { f, reply } => { let _ = reply.send(f(&master)); }
+                    Cmd::OperatorSubscribe { reply } => {
+                        // Bring existing subscribers up to date first, so the new one's
+                        // SUBSCRIBED state and everyone's later events line up.
+                        let events = tracker.changes(&master);
+                        broadcast(&mut operators, &events);
+                        let conn = next_conn;
+                        next_conn += 1;
+                        let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
+                        let first = OperatorEvent::subscribed(master.operator_state(), heartbeat.as_secs_f64());
+                        if stx.try_send(http::frame(&first)).is_ok() {
+                            operators.insert(conn, stx);
+                            if operators.len() == 1 {
+                                next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
+                            }
+                        }
+                        let gone = tx.clone();
+                        let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::OperatorGone { conn }); });
+                        let _ = reply.send(stream);
+                    }
+                    Cmd::OperatorGone { conn } => {
+                        operators.remove(&conn);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -189,6 +230,14 @@ async fn actor(
         let now = clock.now();
         if now.mono >= master.next_deadline() {
             master.tick(now);
+        }
+        if !operators.is_empty() {
+            let events = tracker.changes(&master);
+            broadcast(&mut operators, &events);
+            if tokio::time::Instant::now() >= next_operator_heartbeat {
+                next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
+                broadcast(&mut operators, &[OperatorEvent::heartbeat()]);
+            }
         }
         for out in master.take_outputs() {
             match out {
@@ -216,6 +265,20 @@ fn deliver(conns: &mut BTreeMap<ConnId, mpsc::Sender<Bytes>>, conn: ConnId, byte
         if tx.try_send(bytes).is_err() {
             warn!(conn, "event stream is full or closed; disconnecting it");
             conns.remove(&conn);
+        }
+    }
+}
+
+/// Sends operator events to every operator subscriber, cutting off any that fell behind.
+fn broadcast(conns: &mut BTreeMap<ConnId, mpsc::Sender<Bytes>>, events: &[OperatorEvent]) {
+    if conns.is_empty() {
+        return;
+    }
+    for event in events {
+        let bytes = http::frame(event);
+        let ids: Vec<ConnId> = conns.keys().copied().collect();
+        for conn in ids {
+            deliver(conns, conn, bytes.clone());
         }
     }
 }
@@ -272,6 +335,45 @@ async fn scheduler(
         Ok(Ok(())) => http::accepted(),
         Ok(Err(e)) => call_error(e),
         Err(r) => r,
+    }
+}
+
+/// The operator API (`POST /api/v1`): `SUBSCRIBE` answers a RecordIO stream of operator
+/// events (SUBSCRIBED with the whole state first), `GET_STATE` the state as one JSON body.
+async fn operator(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call: OperatorCall = match http::decode_call(&method, &headers, &body, "Call") {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match call.kind {
+        OperatorCallType::Subscribe => {
+            if !http::accepts_json(&headers) {
+                return http::not_acceptable();
+            }
+            match ask(&state, |reply| Cmd::OperatorSubscribe { reply }).await {
+                Ok(stream) => http::stream_response(stream, &[]),
+                Err(r) => r,
+            }
+        }
+        OperatorCallType::GetState => {
+            read(&state, |m| {
+                let response = OperatorResponse {
+                    kind: OperatorCallType::GetState,
+                    get_state: Some(m.operator_state()),
+                };
+                serde_json::to_value(response).unwrap_or(serde_json::Value::Null)
+            })
+            .await
+        }
+        OperatorCallType::Unknown => http::error(
+            StatusCode::NOT_IMPLEMENTED,
+            "Mantle's operator API answers only SUBSCRIBE and GET_STATE",
+        ),
     }
 }
 

@@ -60,3 +60,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn bench_dns_prints_a_positive_p50_and_leaves_no_processes() {
+    // Goal: `mantle bench dns` runs end to end and reports a figure; method: run it as a
+    // process with 3 tasks and read the median line.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["bench", "dns", "--tasks", "3", "--work-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let median: f64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("median"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no median figure in:\n{stdout}"));
+    assert!(median.is_finite() && median > 0.0, "{median}\n{stdout}");
+    assert!(stdout.contains("3 tasks resolvable"), "{stdout}");
+    let left = processes_under(dir.path());
+    assert!(left.is_empty(), "orphans: {left:?}");
+}

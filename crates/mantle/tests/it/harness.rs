@@ -151,6 +151,13 @@ impl Cluster {
         wait_http(&self.master);
     }
 
+    /// Kills the master with SIGKILL and leaves it down (`restart_master` brings one back).
+    pub fn kill_master(&mut self) {
+        let old = &mut self.procs[0];
+        old.kill().unwrap();
+        old.wait().unwrap();
+    }
+
     /// The master's process ID.
     pub fn master_pid(&self) -> u32 {
         self.procs[0].id()

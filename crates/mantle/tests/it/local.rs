@@ -11,6 +11,8 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
     let master_port = free_port("127.0.0.1");
     let agent_port = free_port("127.0.0.2");
     let marathon_port = free_port("127.0.0.1");
+    let dns_port = free_port("127.0.0.1");
+    let dns_http_port = free_port("127.0.0.1");
     let mut child = Command::new(BIN)
         .args([
             "local",
@@ -22,6 +24,10 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
             &agent_port.to_string(),
             "--marathon-port",
             &marathon_port.to_string(),
+            "--dns-port",
+            &dns_port.to_string(),
+            "--dns-http-port",
+            &dns_http_port.to_string(),
         ])
         .args([
             "--agent-resources",
@@ -67,6 +73,16 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
             Instant::now() < deadline,
             "marathon did not register with the master"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The DNS server is part of the local cluster too.
+    while std::net::TcpStream::connect(("127.0.0.1", dns_http_port)).is_err()
+        || crate::harness::plain::blocking_get_json(&format!(
+            "http://127.0.0.1:{dns_http_port}/v1/config"
+        ))["Masters"]
+            != serde_json::json!([format!("127.0.0.1:{master_port}")])
+    {
+        assert!(Instant::now() < deadline, "mantle dns did not come up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut s = Scheduler::subscribe(

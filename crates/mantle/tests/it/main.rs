@@ -10,6 +10,7 @@
 
 mod bench;
 mod cli;
+mod dns;
 mod faults;
 mod harness;
 mod local;

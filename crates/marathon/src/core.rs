@@ -147,6 +147,40 @@ struct QueueStats {
     processed: u64,
     rejections: BTreeMap<Rejection, u64>,
     last_processed: Option<String>,
+    /// The latest offers the app could not use, newest last (`lastUnusedOffers`).
+    last_unused: std::collections::VecDeque<Value>,
+}
+
+/// How many unused offers `/v2/queue` remembers per app.
+const LAST_UNUSED_OFFERS: usize = 10;
+
+/// An offer as `/v2/queue`'s `lastUnusedOffers` shows it (Marathon's `Offer` shape).
+fn unused_offer_json(offer: &Offer, free: &Resources, reason: Rejection, stamp: &str) -> Value {
+    let mut resources: Vec<Value> = free
+        .scalars()
+        .map(|(name, v)| {
+            json!({"name": name, "scalar": v as f64 / 1000.0, "ranges": [], "set": [], "role": "*"})
+        })
+        .collect();
+    for (name, r) in free.all_ranges() {
+        let ranges: Vec<Value> = r
+            .pieces()
+            .iter()
+            .map(|(b, e)| json!({"begin": b, "end": e}))
+            .collect();
+        resources.push(json!({"name": name, "ranges": ranges, "set": [], "role": "*"}));
+    }
+    json!({
+        "offer": {
+            "id": offer.id.as_str(),
+            "agentId": offer.agent_id.as_str(),
+            "hostname": offer.hostname,
+            "resources": resources,
+            "attributes": [],
+        },
+        "timestamp": stamp,
+        "reason": [reason.as_str()],
+    })
 }
 
 /// The scheduler's whole state.
@@ -411,7 +445,7 @@ impl Core {
                     "rejectSummaryLastOffers": summary,
                     "rejectSummaryLaunchAttempt": summary,
                 },
-                "lastUnusedOffers": [],
+                "lastUnusedOffers": stats.last_unused.iter().cloned().collect::<Vec<_>>(),
                 "app": self.app_json(app, &[]),
             }));
         }
@@ -1982,7 +2016,7 @@ impl Core {
                             break;
                         }
                         Err(r) => {
-                            reasons.push(r);
+                            reasons.push((idx, r));
                             refused[idx] = refusals_final;
                         }
                     }
@@ -1990,8 +2024,15 @@ impl Core {
                 let stats = self.queue_stats.entry(app.id.clone()).or_default();
                 stats.processed += slots.len() as u64;
                 stats.last_processed = Some(stamp.clone());
-                for r in reasons {
+                for (idx, r) in reasons {
                     *stats.rejections.entry(r).or_default() += 1;
+                    let s = &slots[idx];
+                    stats
+                        .last_unused
+                        .push_back(unused_offer_json(&s.offer, &s.free, r, &stamp));
+                    if stats.last_unused.len() > LAST_UNUSED_OFFERS {
+                        stats.last_unused.pop_front();
+                    }
                 }
                 let Some((idx, claim)) = chosen else { break };
                 let slot = &mut slots[idx];

@@ -599,3 +599,38 @@ fn readiness_checks_gate_deployments_and_replacements() {
     assert_eq!(live_old, 0, "replaced once ready");
     assert_eq!(s.core.deployments().count(), 0);
 }
+
+#[test]
+fn the_queue_lists_unused_offers_with_reasons() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(
+            &json!({"id": "/huge", "cmd": "x", "cpus": 100, "mem": 16}),
+            s.now,
+        )
+        .expect("created");
+    s.collect();
+    s.offer(2);
+    let q = s.core.queue_json(s.now);
+    let row = &q["queue"][0];
+    assert_eq!(row["count"], 1);
+    let unused = row["lastUnusedOffers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(unused.len(), 2, "{unused:?}");
+    assert_eq!(unused[0]["reason"], json!(["InsufficientCpus"]));
+    assert_eq!(unused[0]["offer"]["hostname"], "h0");
+    assert!(unused[0]["offer"]["resources"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x["name"] == "cpus" && x["scalar"] == 8.0)));
+    for _ in 0..10 {
+        s.offer(2);
+    }
+    let q = s.core.queue_json(s.now);
+    assert_eq!(
+        q["queue"][0]["lastUnusedOffers"].as_array().map(Vec::len),
+        Some(10),
+        "bounded"
+    );
+}

@@ -158,6 +158,9 @@ pub async fn serve(
         .route("/files/read", get(files_read))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(|r, n| {
+            crate::http::refuse_oversized(crate::http::MAX_BODY_BYTES, r, n)
+        }))
         .with_state(state);
     info!(ip = %options.ip, port = options.port, "agent started");
     let result = tokio::select! {

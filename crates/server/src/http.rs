@@ -26,6 +26,33 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
+/// Middleware: refuses a request whose declared `Content-Length` is over `limit` before
+/// reading any of its body, so the client is answered instead of being cut off mid-write.
+/// Bodies without a length are still capped while read, by `DefaultBodyLimit`.
+pub async fn refuse_oversized(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => {
+            let mut r = error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is {n} bytes; at most {limit} are accepted"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+        _ => next.run(request).await,
+    }
+}
+
 /// 202 with an empty body.
 pub fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()

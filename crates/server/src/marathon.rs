@@ -193,6 +193,9 @@ pub async fn run(
     let app = Router::new()
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(|r, n| {
+            crate::http::refuse_oversized(MAX_BODY, r, n)
+        }))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(o.http_address).await?;
     info!(addr = %o.http_address, "service scheduler listening");

@@ -128,6 +128,9 @@ fn router(state: AppState) -> Router {
         .route("/redirect", get(redirect))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(|r, n| {
+            crate::http::refuse_oversized(crate::http::MAX_BODY_BYTES, r, n)
+        }))
         .with_state(state)
 }
 

@@ -64,6 +64,31 @@ pub enum ExecutorKind {
     Custom(CommandInfo),
 }
 
+/// What a container may use: the executor's own resources plus those of its live tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContainerLimits {
+    pub cpus: f64,
+    pub mem_mb: f64,
+}
+
+/// Cpus added to a built-in executor's container for the executor itself (Mesos's
+/// `DEFAULT_EXECUTOR_CPUS`).
+pub const BUILTIN_EXECUTOR_CPUS: f64 = 0.1;
+/// Memory added to a built-in executor's container for the executor itself (Mesos's
+/// `DEFAULT_EXECUTOR_MEM`).
+pub const BUILTIN_EXECUTOR_MEM_MB: f64 = 32.0;
+
+/// A running executor's container, for `/monitor/statistics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub container_id: String,
+    pub name: String,
+    pub source: String,
+    pub limits: ContainerLimits,
+}
+
 /// An effect for the shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -78,6 +103,12 @@ pub enum Output {
         directory: String,
         kind: ExecutorKind,
         role: String,
+        limits: ContainerLimits,
+    },
+    /// A running container's limits changed (a task joined its executor).
+    UpdateContainer {
+        container_id: String,
+        limits: ContainerLimits,
     },
     /// Send an event to a subscribed executor.
     ToExecutor { conn: ConnId, event: ExecEvent },
@@ -482,6 +513,15 @@ impl Agent {
                 }
                 return;
             }
+            // Grow the container before the executor can start the task in it.
+            let mut limits = Self::limits_of(e);
+            let (cpus, mem) = Self::task_sums(Self::pending_tasks(&pending));
+            limits.cpus += cpus;
+            limits.mem_mb += mem;
+            self.outputs.push(Output::UpdateContainer {
+                container_id: e.container_id.clone(),
+                limits,
+            });
             match e.conn {
                 Some(conn) => {
                     let event = Self::launch_event(&pending);
@@ -503,31 +543,72 @@ impl Agent {
         } else {
             ExecutorKind::Custom(info.command.clone().unwrap_or_default())
         };
+        let executor = Executor {
+            info,
+            builtin,
+            container_id: container_id.clone(),
+            directory: directory.clone(),
+            conn: None,
+            queued: vec![pending],
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            killed: BTreeSet::new(),
+            registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
+            shutdown_deadline: None,
+            role: role.clone(),
+        };
         self.outputs.push(Output::LaunchExecutor {
             framework_id: framework_id.clone(),
-            executor_id: info.executor_id.clone(),
+            executor_id: executor.info.executor_id.clone(),
             container_id: container_id.clone(),
             directory: directory.clone(),
             kind,
-            role: role.clone(),
+            role,
+            limits: Self::limits_of(&executor),
         });
-        self.executors.insert(
-            key,
-            Executor {
-                info,
-                builtin,
-                container_id,
-                directory,
-                conn: None,
-                queued: vec![pending],
-                tasks: BTreeMap::new(),
-                completed: VecDeque::new(),
-                killed: BTreeSet::new(),
-                registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
-                shutdown_deadline: None,
-                role,
-            },
-        );
+        self.executors.insert(key, executor);
+    }
+
+    /// Sum of the positive finite values of scalar resource `name`.
+    fn scalar_sum(name: &str, rs: &[mantle_api::mesos::Resource]) -> f64 {
+        rs.iter()
+            .filter(|r| r.name == name)
+            .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .sum()
+    }
+
+    fn pending_tasks(p: &Pending) -> &[TaskInfo] {
+        match p {
+            Pending::Task(t) => std::slice::from_ref(t),
+            Pending::Group(ts) => ts.as_slice(),
+        }
+    }
+
+    /// Cpus and mem of `tasks`.
+    fn task_sums<'a>(tasks: impl IntoIterator<Item = &'a TaskInfo>) -> (f64, f64) {
+        tasks.into_iter().fold((0.0, 0.0), |(c, m), t| {
+            (
+                c + Self::scalar_sum("cpus", &t.resources),
+                m + Self::scalar_sum("mem", &t.resources),
+            )
+        })
+    }
+
+    /// The executor's resources plus those of its live and queued tasks.
+    fn limits_of(e: &Executor) -> ContainerLimits {
+        let mut cpus = Self::scalar_sum("cpus", &e.info.resources);
+        let mut mem = Self::scalar_sum("mem", &e.info.resources);
+        if e.builtin {
+            cpus += BUILTIN_EXECUTOR_CPUS;
+            mem += BUILTIN_EXECUTOR_MEM_MB;
+        }
+        let queued = e.queued.iter().flat_map(Self::pending_tasks);
+        let (c, m) = Self::task_sums(e.tasks.values().map(|t| &t.info).chain(queued));
+        ContainerLimits {
+            cpus: cpus + c,
+            mem_mb: mem + m,
+        }
     }
 
     fn launch_event(p: &Pending) -> ExecEvent {
@@ -879,6 +960,19 @@ impl Agent {
                         status.task_id, call.executor_id
                     )));
                 }
+                if !e.tasks.contains_key(&status.task_id) {
+                    // Already ended on the agent's authority (a container limitation, say):
+                    // the executor's late word is acknowledged and dropped.
+                    if let Some(conn) = e.conn {
+                        let mut ev = ExecEvent::bare(ExecEventType::Acknowledged);
+                        ev.acknowledged = Some(exec::Acknowledged {
+                            task_id: status.task_id.clone(),
+                            uuid,
+                        });
+                        self.outputs.push(Output::ToExecutor { conn, event: ev });
+                    }
+                    return Ok(());
+                }
                 status.source = Some("SOURCE_EXECUTOR".into());
                 status.executor_id = Some(call.executor_id.clone());
                 status.agent_id = self.agent_id.clone();
@@ -986,6 +1080,53 @@ impl Agent {
             }));
     }
 
+    /// The container of `container_id` failed on the agent's side: it could not be set up, or
+    /// it hit a limit (`reason` such as `REASON_CONTAINER_LIMITATION_MEMORY`). Its unfinished
+    /// tasks end TASK_FAILED from SOURCE_AGENT with that reason, and the container is killed.
+    /// Later updates from its executor for those tasks are dropped.
+    pub fn container_failed(&mut self, now: Now, container_id: &str, reason: &str, message: &str) {
+        let Some(key) = self
+            .executors
+            .iter()
+            .find(|(_, e)| e.container_id == container_id)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let Some(e) = self.executors.get_mut(&key) else {
+            return;
+        };
+        let mut unfinished: Vec<TaskId> = e
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect();
+        // Queued tasks become tasks so that their end is recorded like the others'.
+        for p in std::mem::take(&mut e.queued) {
+            Self::track_pending(e, &p);
+            unfinished.extend(Self::pending_tasks(&p).iter().map(|t| t.task_id.clone()));
+        }
+        e.killed.extend(unfinished.iter().cloned());
+        e.shutdown_deadline
+            .get_or_insert(now.mono + EXECUTOR_SHUTDOWN_GRACE);
+        e.registration_deadline = None;
+        for task_id in unfinished {
+            self.agent_update(
+                now,
+                &key.0,
+                &key.1,
+                &task_id,
+                TaskState::Failed,
+                reason,
+                message,
+            );
+        }
+        self.outputs.push(Output::KillExecutor {
+            container_id: container_id.to_string(),
+        });
+    }
+
     fn completed_executors_push(&mut self, key: (FrameworkId, ExecutorId), e: Executor) {
         self.completed_executors.push_back((key, e));
         while self.completed_executors.len() > MAX_COMPLETED {
@@ -999,6 +1140,39 @@ impl Agent {
             .iter()
             .flat_map(|((f, _), q)| q.iter().map(move |p| (f.clone(), p.status.clone())))
             .collect()
+    }
+
+    /// The containers of running executors.
+    pub fn containers(&self) -> Vec<ContainerInfo> {
+        self.executors
+            .iter()
+            .filter(|(_, e)| e.shutdown_deadline.is_none())
+            .map(|((f, x), e)| ContainerInfo {
+                framework_id: f.clone(),
+                executor_id: x.clone(),
+                container_id: e.container_id.clone(),
+                name: e.info.name.clone().unwrap_or_default(),
+                source: e
+                    .info
+                    .extra
+                    .get("source")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                limits: Self::limits_of(e),
+            })
+            .collect()
+    }
+
+    /// The container of an executor, while it runs.
+    pub fn container_of(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Option<String> {
+        self.executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+            .map(|e| e.container_id.clone())
     }
 
     /// The sandbox directory of a running executor, by container ID.

@@ -228,3 +228,96 @@ fn executor_calls_are_validated() {
     foreign.update.as_mut().unwrap().status.task_id = TaskId::new("not-mine");
     assert!(a.executor_call(at(1), foreign).is_err());
 }
+
+#[test]
+fn a_container_is_sized_to_its_tasks_plus_the_builtin_executor() {
+    let mut a = agent();
+    let framework: FrameworkInfo =
+        serde_json::from_value(json!({"user": "u", "name": "f", "id": {"value": "F"}})).unwrap();
+    let task: TaskInfo = serde_json::from_value(json!({"name": "t", "task_id": {"value": "t1"},
+        "agent_id": {"value": "A1"}, "command": {"value": "sleep 1"},
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": -5}}]}))
+    .unwrap();
+    a.from_master(at(0), MasterToAgent::RunTask { framework, task });
+    match &a.take_outputs()[0] {
+        Output::LaunchExecutor { limits, .. } => {
+            assert!((limits.cpus - 0.6).abs() < 1e-9, "{limits:?}");
+            assert!((limits.mem_mb - 96.0).abs() < 1e-9, "{limits:?}");
+        }
+        o => panic!("unexpected {o:?}"),
+    }
+}
+
+#[test]
+fn a_container_limitation_fails_its_tasks_with_the_reason_and_drops_late_words() {
+    let mut a = agent();
+    let container = run_command_task(&mut a, "t1");
+    a.executor_subscribe(
+        7,
+        &Call {
+            kind: CallType::Subscribe,
+            ..update("t1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    a.take_outputs();
+    a.container_failed(
+        at(2),
+        &container,
+        "REASON_CONTAINER_LIMITATION_MEMORY",
+        "Memory limit exceeded",
+    );
+    let outs = a.take_outputs();
+    assert!(
+        outs.iter().any(
+            |o| matches!(o, Output::KillExecutor { container_id } if *container_id == container)
+        ),
+        "{outs:?}"
+    );
+    // The RUNNING update is still in flight; acknowledge it and the failure follows.
+    a.from_master(
+        at(3),
+        MasterToAgent::AckStatusUpdate {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t1"),
+            uuid: U1.into(),
+        },
+    );
+    let outs = a.take_outputs();
+    let failed = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) => Some(status.clone()),
+            _ => None,
+        })
+        .expect("the failure is sent");
+    assert_eq!(failed.state, TaskState::Failed);
+    assert_eq!(failed.source.as_deref(), Some("SOURCE_AGENT"));
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("REASON_CONTAINER_LIMITATION_MEMORY")
+    );
+    // The executor's own word on the killed task comes late: acknowledged, never forwarded.
+    a.executor_call(at(4), update("t1", "TASK_FAILED", U2))
+        .unwrap();
+    let outs = a.take_outputs();
+    assert!(
+        outs.iter()
+            .all(|o| !matches!(o, Output::ToMaster(AgentToMaster::StatusUpdate { .. }))),
+        "{outs:?}"
+    );
+    assert!(outs.iter().any(|o| matches!(o, Output::ToExecutor { conn: 7, event } if event.kind == ExecEventType::Acknowledged)));
+    // And the executor's exit adds nothing.
+    a.executor_exited(at(5), &container, Some(-9));
+    let outs = a.take_outputs();
+    assert!(
+        outs.iter()
+            .all(|o| !matches!(o, Output::ToMaster(AgentToMaster::StatusUpdate { .. }))),
+        "{outs:?}"
+    );
+}

@@ -172,6 +172,20 @@ struct AgentArgs {
     /// First retry of an unacknowledged status update, in seconds (doubles up to 600).
     #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
     status_update_retry: f64,
+    /// Isolators, as Mesos names them: `posix/cpu,posix/mem` (process groups, no limits) or
+    /// `cgroups/cpu,cgroups/mem[,cgroups/pids]` (cgroup v1 or v2 limits; needs root).
+    #[arg(long, default_value = "posix/cpu,posix/mem")]
+    isolation: String,
+    /// With cgroups isolation, also cap cpu with a CFS quota (not only weight it by shares).
+    #[arg(long)]
+    cgroups_enable_cfs: bool,
+    /// With cgroups/pids, the most processes one container may have.
+    #[arg(long, default_value_t = 4096)]
+    cgroups_pids_max: u64,
+    /// Path of this agent's cgroups under each hierarchy (default `mantle/agent-<ip>-<port>`,
+    /// so agents sharing a machine never touch each other's containers).
+    #[arg(long)]
+    cgroups_root: Option<String>,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -578,7 +592,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}:{}", a.ip, a.port))?;
             let port = listener.local_addr().map(|x| x.port()).unwrap_or(a.port);
+            let (cgroups, pids) = mantle_server::agent::parse_isolation(&a.isolation)
+                .map_err(|e| anyhow::anyhow!("--isolation: {e}"))?;
+            let isolation = if cgroups {
+                let root = a
+                    .cgroups_root
+                    .clone()
+                    .unwrap_or_else(|| format!("mantle/agent-{}-{port}", a.ip));
+                if root
+                    .split('/')
+                    .any(|p| p.is_empty() || p == "." || p == "..")
+                {
+                    anyhow::bail!("--cgroups-root '{root}': use a relative path such as mantle/a1");
+                }
+                mantle_server::agent::Isolation::Cgroups(mantle_server::cgroups::Settings {
+                    root,
+                    enable_cfs: a.cgroups_enable_cfs,
+                    pids_max: pids.then_some(a.cgroups_pids_max),
+                })
+            } else {
+                mantle_server::agent::Isolation::Posix
+            };
             let options = mantle_server::agent::AgentOptions {
+                isolation,
                 master: a.master,
                 ip: a.ip.to_string(),
                 port,

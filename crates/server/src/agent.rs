@@ -25,6 +25,9 @@ use tracing::{debug, info, warn};
 /// How long the agent waits without hearing from the master (pings every 5 s) before it
 /// drops the connection and re-registers.
 const MASTER_SILENCE_LIMIT: Duration = Duration::from_secs(20);
+/// How often containers are checked for a memory limitation (also checked at once when one of
+/// their tasks ends).
+const LIMIT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -52,6 +55,52 @@ enum Cmd {
         status: Option<i32>,
     },
     State(Reply<serde_json::Value>),
+    /// The container could not be set up or hit a limit.
+    ContainerFailed {
+        container_id: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// Periodic look at the containers' limits (cgroups isolation only).
+    CheckLimits,
+    Containers(Reply<Vec<mantle_agent::ContainerInfo>>),
+}
+
+/// How executors are isolated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each executor in its own process group; no limits (Mesos's `posix/cpu,posix/mem`).
+    Posix,
+    /// Each executor and its tasks in their own cgroups with cpu and memory limits.
+    Cgroups(crate::cgroups::Settings),
+}
+
+/// Parses `--isolation` (Mesos's isolator names): `posix/cpu,posix/mem` (the default) or
+/// `cgroups/cpu,cgroups/mem` (plus `cgroups/pids`). Returns whether cgroups are wanted and
+/// whether a pids limit is.
+pub fn parse_isolation(text: &str) -> Result<(bool, bool), String> {
+    let mut cgroups = None;
+    let mut pids = false;
+    for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let c = match name {
+            "posix/cpu" | "posix/mem" => false,
+            "cgroups/cpu" | "cgroups/mem" => true,
+            "cgroups/pids" => {
+                pids = true;
+                true
+            }
+            other => {
+                return Err(format!(
+                "unknown isolator '{other}'; use posix/cpu,posix/mem or cgroups/cpu,cgroups/mem[,cgroups/pids]"
+            ))
+            }
+        };
+        if cgroups.is_some_and(|x| x != c) {
+            return Err("cannot mix posix/* and cgroups/* isolators".into());
+        }
+        cgroups = Some(c);
+    }
+    Ok((cgroups.unwrap_or(false), pids))
 }
 
 /// Options of `mantle agent`.
@@ -67,12 +116,14 @@ pub struct AgentOptions {
     pub status_update_retry: Duration,
     /// The program run as the built-in executor (normally this binary).
     pub executor_program: PathBuf,
+    pub isolation: Isolation,
 }
 
 #[derive(Clone)]
 struct AppState {
     tx: mpsc::UnboundedSender<Cmd>,
     sandbox_root: PathBuf,
+    cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
 }
 
 /// Resources of this machine when `--resources` is not given: all cpus, memory less 1 GiB
@@ -110,6 +161,21 @@ pub async fn serve(
     let sandbox_root = options.work_dir.join("slaves");
     std::fs::create_dir_all(&sandbox_root)?;
     let sandbox_root = std::fs::canonicalize(&sandbox_root)?;
+    let cgroups = match &options.isolation {
+        Isolation::Posix => None,
+        Isolation::Cgroups(settings) => {
+            let cg = crate::cgroups::Cgroups::new(settings.clone())?;
+            // Nothing is recovered yet: whatever a previous run of this agent left is orphaned.
+            for id in cg.containers() {
+                warn!(container_id = %id, "destroying an orphaned container");
+                if let Err(e) = cg.destroy(&id).await {
+                    warn!(container_id = %id, error = %e, "could not destroy an orphaned container");
+                }
+            }
+            info!(layout = ?cg.layout(), root = %settings.root, "cgroups isolation");
+            Some(std::sync::Arc::new(cg))
+        }
+    };
     let clock = Clock::new();
     let seed = clock.now().wall_secs.to_bits() ^ u64::from(options.port);
     let agent = Agent::new(
@@ -138,6 +204,7 @@ pub async fn serve(
         to_master_tx,
         options.clone(),
         pids.clone(),
+        cgroups.clone(),
     ));
     tokio::spawn(master_link(
         client.clone(),
@@ -145,7 +212,11 @@ pub async fn serve(
         tx.clone(),
     ));
     tokio::spawn(master_sender(client, options.master.clone(), to_master_rx));
-    let state = AppState { tx, sandbox_root };
+    let state = AppState {
+        tx,
+        sandbox_root,
+        cgroups: cgroups.clone(),
+    };
     let app = Router::new()
         .route("/api/v1/executor", any(executor_api))
         .route("/slave(1)/api/v1/executor", any(executor_api))
@@ -156,6 +227,9 @@ pub async fn serve(
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/files/browse", get(files_browse))
         .route("/files/read", get(files_read))
+        .route("/monitor/statistics", get(monitor_statistics))
+        .route("/monitor/statistics.json", get(monitor_statistics))
+        .route("/slave(1)/monitor/statistics", get(monitor_statistics))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(|r, n| {
@@ -183,6 +257,14 @@ pub async fn serve(
     for pgid in groups {
         kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
     }
+    if let Some(cg) = &cgroups {
+        for id in cg.containers() {
+            if let Err(e) = cg.destroy(&id).await {
+                warn!(container_id = %id, error = %e, "could not destroy a container");
+            }
+        }
+        cg.remove_root();
+    }
     result?;
     Ok(())
 }
@@ -193,6 +275,7 @@ fn kill_group(pgid: i32, signal: nix::sys::signal::Signal) {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the actor owns the shell's pieces; a struct would only rename them
 async fn actor(
     mut agent: Agent,
     clock: Clock,
@@ -201,9 +284,51 @@ async fn actor(
     to_master: mpsc::UnboundedSender<(AgentEnvelope, ())>,
     options: AgentOptions,
     pids: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i32>>>,
+    cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
 ) {
     let mut execs: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut next_conn: ConnId = 1;
+    // Containers with cgroups, and the memory limit each was given (for messages).
+    let mut limited: BTreeMap<String, mantle_agent::ContainerLimits> = BTreeMap::new();
+    if cgroups.is_some() {
+        let tick = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(LIMIT_CHECK_INTERVAL);
+            loop {
+                every.tick().await;
+                if tick.send(Cmd::CheckLimits).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Looks for a memory limitation of `container_id`; reports it once.
+    let check_oom = |agent: &mut Agent,
+                     limited: &mut BTreeMap<String, mantle_agent::ContainerLimits>,
+                     container_id: &str,
+                     now| {
+        let Some(cg) = &cgroups else { return };
+        let Some(limits) = limited.get(container_id).copied() else {
+            return;
+        };
+        if cg.oom_kills(container_id) == 0 {
+            return;
+        }
+        limited.remove(container_id);
+        let usage = cg.usage(container_id);
+        let message = format!(
+            "Memory limit exceeded: Requested: {}MB Maximum Used: {}MB",
+            (limits.mem_mb.round() as u64),
+            usage.mem_max_bytes / (1024 * 1024)
+        );
+        warn!(container_id, %message, "container limitation");
+        agent.container_failed(
+            now,
+            container_id,
+            "REASON_CONTAINER_LIMITATION_MEMORY",
+            &message,
+        );
+    };
     loop {
         let deadline = agent.next_deadline().map(|d| clock.instant(d));
         let sleep = async {
@@ -234,7 +359,16 @@ async fn actor(
                             Err(e) => { let _ = reply.send(Err(e)); }
                         }
                     }
-                    Cmd::ExecCall { call, reply } => { let _ = reply.send(agent.executor_call(now, call)); }
+                    Cmd::ExecCall { call, reply } => {
+                        // A task that ends may have ended by the OOM killer: say so first.
+                        let terminal = call.update.as_ref().is_some_and(|u| u.status.state.is_terminal());
+                        if terminal {
+                            if let Some(cid) = agent.container_of(&call.framework_id, &call.executor_id) {
+                                check_oom(&mut agent, &mut limited, &cid, now);
+                            }
+                        }
+                        let _ = reply.send(agent.executor_call(now, call));
+                    }
                     Cmd::ExecGone { conn } => { execs.remove(&conn); agent.executor_disconnected(conn); }
                     Cmd::ExecStarted { container_id, pid } => {
                         if let Ok(mut m) = pids.lock() { m.insert(container_id, pid); }
@@ -246,9 +380,29 @@ async fn actor(
                                 kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
                             }
                         }
+                        check_oom(&mut agent, &mut limited, &container_id, now);
+                        limited.remove(&container_id);
                         agent.executor_exited(now, &container_id, status);
+                        if let Some(cg) = cgroups.clone() {
+                            // And whatever left the group but not the cgroup.
+                            tokio::spawn(async move {
+                                if let Err(e) = cg.destroy(&container_id).await {
+                                    warn!(%container_id, error = %e, "could not destroy a container");
+                                }
+                            });
+                        }
                     }
                     Cmd::State(reply) => { let _ = reply.send(agent.state()); }
+                    Cmd::ContainerFailed { container_id, reason, message } => {
+                        agent.container_failed(now, &container_id, reason, &message);
+                    }
+                    Cmd::CheckLimits => {
+                        let ids: Vec<String> = limited.keys().cloned().collect();
+                        for id in ids {
+                            check_oom(&mut agent, &mut limited, &id, now);
+                        }
+                    }
+                    Cmd::Containers(reply) => { let _ = reply.send(agent.containers()); }
                 }
             }
             _ = sleep => {}
@@ -285,6 +439,32 @@ async fn actor(
                     if let Some(pgid) = pgid {
                         kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
                     }
+                    if let Some(cg) = cgroups.clone() {
+                        tokio::spawn(async move {
+                            if let Err(e) = cg.kill_all(&container_id).await {
+                                warn!(%container_id, error = %e, "could not kill a container");
+                            }
+                        });
+                    }
+                }
+                Output::UpdateContainer {
+                    container_id,
+                    limits,
+                } => {
+                    if let Some(cg) = &cgroups {
+                        let l = crate::cgroups::Limits {
+                            cpus: limits.cpus,
+                            mem_mb: limits.mem_mb,
+                        };
+                        match cg.update(&container_id, l) {
+                            Ok(()) => {
+                                limited.insert(container_id, limits);
+                            }
+                            Err(e) => {
+                                warn!(%container_id, error = %e, "could not update a container's limits")
+                            }
+                        }
+                    }
                 }
                 Output::LaunchExecutor {
                     framework_id,
@@ -293,7 +473,32 @@ async fn actor(
                     directory,
                     kind,
                     role,
+                    limits,
                 } => {
+                    let mut procs_files = Vec::new();
+                    if let Some(cg) = &cgroups {
+                        let l = crate::cgroups::Limits {
+                            cpus: limits.cpus,
+                            mem_mb: limits.mem_mb,
+                        };
+                        match cg.create(&container_id, l) {
+                            Ok(()) => {
+                                procs_files = cg.procs_files(&container_id);
+                                limited.insert(container_id.clone(), limits);
+                            }
+                            Err(e) => {
+                                warn!(%container_id, error = %e, "could not create the container's cgroups");
+                                let _ = tx.send(Cmd::ContainerFailed {
+                                    container_id,
+                                    reason: "REASON_CONTAINER_LAUNCH_FAILED",
+                                    message: format!(
+                                        "Failed to create the container's cgroups: {e}"
+                                    ),
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     let spec = LaunchSpec {
                         framework_id: framework_id.to_string(),
                         executor_id: executor_id.to_string(),
@@ -302,6 +507,7 @@ async fn actor(
                         directory: PathBuf::from(directory),
                         kind,
                         role,
+                        procs_files,
                     };
                     launch_executor(&options, spec, tx.clone());
                 }
@@ -318,7 +524,18 @@ struct LaunchSpec {
     directory: PathBuf,
     kind: ExecutorKind,
     role: String,
+    /// `cgroup.procs` files the executor joins before it runs (cgroups isolation).
+    procs_files: Vec<String>,
 }
+
+/// Writes the shell's own pid into every `cgroup.procs` listed (colon-separated) in
+/// `MANTLE_CGROUP_PROCS`, then execs its arguments; exit code 125 when a cgroup can't be joined.
+const CGROUP_JOIN_SCRIPT: &str = r#"IFS=:
+for f in $MANTLE_CGROUP_PROCS; do
+  echo $$ > "$f" || { echo "mantle: cannot join cgroup $f" >&2; exit 125; }
+done
+unset IFS MANTLE_CGROUP_PROCS
+exec "$@""#;
 
 /// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`
 /// environment executor libraries expect (Mesos `executorEnvironment`), and reports its exit.
@@ -327,31 +544,47 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
         std::fs::create_dir_all(&spec.directory)?;
         let stdout = std::fs::File::create(spec.directory.join("stdout"))?;
         let stderr = std::fs::File::create(spec.directory.join("stderr"))?;
-        let mut cmd = match &spec.kind {
-            ExecutorKind::Builtin => {
-                let mut c = tokio::process::Command::new(&options.executor_program);
-                c.arg("executor");
-                c
-            }
+        // The program and its arguments; with cgroups, a shell joins the container's cgroups
+        // first and then execs it, so not even its first instruction runs outside them.
+        let (program, args, env): (String, Vec<String>, Vec<(String, String)>) = match &spec.kind {
+            ExecutorKind::Builtin => (
+                options.executor_program.to_string_lossy().into_owned(),
+                vec!["executor".into()],
+                Vec::new(),
+            ),
             ExecutorKind::Custom(command) => {
                 let value = command.value.clone().unwrap_or_default();
-                let mut c = if command.shell.unwrap_or(true) {
-                    let mut c = tokio::process::Command::new("/bin/sh");
-                    c.arg("-c").arg(value);
-                    c
+                let env = command
+                    .environment
+                    .iter()
+                    .flat_map(|e| e.variables.iter())
+                    .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+                    .collect();
+                if command.shell.unwrap_or(true) {
+                    ("/bin/sh".into(), vec!["-c".into(), value], env)
                 } else {
-                    let mut c = tokio::process::Command::new(&value);
-                    c.args(command.arguments.iter().skip(1));
-                    c
-                };
-                if let Some(env) = &command.environment {
-                    for v in &env.variables {
-                        c.env(&v.name, v.value.clone().unwrap_or_default());
-                    }
+                    let args = command.arguments.iter().skip(1).cloned().collect();
+                    (value, args, env)
                 }
-                c
             }
         };
+        let mut cmd = if spec.procs_files.is_empty() {
+            let mut c = tokio::process::Command::new(&program);
+            c.args(&args);
+            c
+        } else {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(CGROUP_JOIN_SCRIPT)
+                .arg("mantle-cgroup-join")
+                .arg(&program)
+                .args(&args)
+                .env("MANTLE_CGROUP_PROCS", spec.procs_files.join(":"));
+            c
+        };
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let endpoint = format!("{}:{}", options.ip, options.port);
         cmd.current_dir(&spec.directory)
             .env("MESOS_FRAMEWORK_ID", &spec.framework_id)
@@ -670,4 +903,61 @@ async fn files_read(
     let end = (start + max).min(size);
     let data = String::from_utf8_lossy(&bytes[start as usize..end as usize]).into_owned();
     http::json(&serde_json::json!({"data": data, "offset": offset}))
+}
+
+/// `/monitor/statistics`: one entry per running executor with its container's usage and limits
+/// (Mesos's `ResourceUsage` JSON). Without cgroups isolation only the limits Mantle gave it are
+/// known, so usage fields are absent.
+async fn monitor_statistics(State(state): State<AppState>) -> Response {
+    let (reply, rx) = oneshot::channel();
+    if state.tx.send(Cmd::Containers(reply)).is_err() {
+        return http::error(StatusCode::SERVICE_UNAVAILABLE, "Agent is stopping\n");
+    }
+    let Ok(containers) = rx.await else {
+        return http::error(StatusCode::SERVICE_UNAVAILABLE, "Agent is stopping\n");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let entries: Vec<serde_json::Value> = containers
+        .into_iter()
+        .map(|c| {
+            let mut stats = serde_json::json!({"timestamp": now});
+            match &state.cgroups {
+                Some(cg) => {
+                    let u = cg.usage(&c.container_id);
+                    stats["cpus_user_time_secs"] = u.cpus_user_time_secs.into();
+                    stats["cpus_system_time_secs"] = u.cpus_system_time_secs.into();
+                    stats["cpus_limit"] = u.cpus_limit.into();
+                    if let Some(n) = u.cpus_nr_periods {
+                        stats["cpus_nr_periods"] = n.into();
+                    }
+                    if let Some(n) = u.cpus_nr_throttled {
+                        stats["cpus_nr_throttled"] = n.into();
+                    }
+                    if let Some(t) = u.cpus_throttled_time_secs {
+                        stats["cpus_throttled_time_secs"] = t.into();
+                    }
+                    stats["mem_total_bytes"] = u.mem_total_bytes.into();
+                    stats["mem_rss_bytes"] = u.mem_rss_bytes.into();
+                    stats["mem_limit_bytes"] = u.mem_limit_bytes.into();
+                    stats["processes"] = u.processes.into();
+                }
+                None => {
+                    stats["cpus_limit"] = c.limits.cpus.into();
+                    stats["mem_limit_bytes"] = crate::cgroups::memory_for(c.limits.mem_mb).into();
+                }
+            }
+            serde_json::json!({
+                "executor_id": c.executor_id.as_str(),
+                "executor_name": c.name,
+                "framework_id": c.framework_id.as_str(),
+                "source": c.source,
+                "container_id": c.container_id,
+                "statistics": stats,
+            })
+        })
+        .collect();
+    http::json(&serde_json::Value::Array(entries))
 }

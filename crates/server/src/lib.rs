@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod cgroups;
 pub mod clock;
 pub mod dns;
 pub mod executor;

@@ -50,6 +50,7 @@ pub struct Cluster {
     pub agent_port: u16,
     pub dir: tempfile::TempDir,
     procs: Vec<Child>,
+    agent_args: Vec<String>,
 }
 
 fn wait_http(url: &str) {
@@ -91,44 +92,64 @@ fn spawn_master(dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
+/// Starts agent `i` on 127.0.0.(i+2), logging (appending) to `agent<i>.log` in `dir`.
+fn spawn_agent(
+    dir: &std::path::Path,
+    i: usize,
+    master_port: u16,
+    agent_port: u16,
+    extra: &[String],
+) -> Child {
+    let ip = format!("127.0.0.{}", i + 2);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("agent{i}.log")))
+        .unwrap();
+    Command::new(BIN)
+        .args([
+            "agent",
+            "--master",
+            &format!("127.0.0.1:{master_port}"),
+            "--ip",
+            &ip,
+            "--port",
+            &agent_port.to_string(),
+        ])
+        .args([
+            "--resources",
+            "cpus:2;mem:1024;disk:1000;ports:[31000-31100]",
+            "--work-dir",
+        ])
+        .arg(dir.join(format!("agent{i}")))
+        .args(extra)
+        .env("MANTLE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 impl Cluster {
     /// A master on 127.0.0.1 and `agents` agents on 127.0.0.2.. with `extra_agent_args`.
     pub fn start(agents: usize, extra_agent_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let master_port = free_port("127.0.0.1");
         let agent_port = free_port("127.0.0.2");
-        let log =
-            |name: &str| std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
         let mut procs = Vec::new();
         procs.push(spawn_master(dir.path(), master_port));
         let master = format!("http://127.0.0.1:{master_port}");
         wait_http(&master);
+        let agent_args: Vec<String> = extra_agent_args.iter().map(|s| s.to_string()).collect();
         for i in 0..agents {
-            let ip = format!("127.0.0.{}", i + 2);
-            let a = Command::new(BIN)
-                .args([
-                    "agent",
-                    "--master",
-                    &format!("127.0.0.1:{master_port}"),
-                    "--ip",
-                    &ip,
-                    "--port",
-                    &agent_port.to_string(),
-                ])
-                .args([
-                    "--resources",
-                    "cpus:2;mem:1024;disk:1000;ports:[31000-31100]",
-                    "--work-dir",
-                ])
-                .arg(dir.path().join(format!("agent{i}")))
-                .args(extra_agent_args)
-                .env("MANTLE_LOG", "debug")
-                .stdout(Stdio::null())
-                .stderr(log(&format!("agent{i}")))
-                .spawn()
-                .unwrap();
-            procs.push(a);
-            wait_http(&format!("http://{ip}:{agent_port}"));
+            procs.push(spawn_agent(
+                dir.path(),
+                i,
+                master_port,
+                agent_port,
+                &agent_args,
+            ));
+            wait_http(&format!("http://127.0.0.{}:{agent_port}", i + 2));
         }
         let c = Cluster {
             master,
@@ -136,6 +157,7 @@ impl Cluster {
             agent_port,
             dir,
             procs,
+            agent_args,
         };
         c.wait_agents(agents);
         c
@@ -149,6 +171,22 @@ impl Cluster {
         old.wait().unwrap();
         self.procs[0] = spawn_master(self.dir.path(), self.master_port);
         wait_http(&self.master);
+    }
+
+    /// Kills agent `i` with SIGKILL (its executors live on) and starts it again with the same
+    /// flags and work dir, appending to its log.
+    pub fn restart_agent(&mut self, i: usize) {
+        let old = &mut self.procs[i + 1];
+        old.kill().unwrap();
+        old.wait().unwrap();
+        self.procs[i + 1] = spawn_agent(
+            self.dir.path(),
+            i,
+            self.master_port,
+            self.agent_port,
+            &self.agent_args,
+        );
+        wait_http(&format!("http://127.0.0.{}:{}", i + 2, self.agent_port));
     }
 
     /// Kills the master with SIGKILL and leaves it down (`restart_master` brings one back).

@@ -10,6 +10,7 @@
 
 mod bench;
 mod cli;
+mod containers;
 mod dns;
 mod faults;
 mod harness;

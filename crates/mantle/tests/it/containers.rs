@@ -1,0 +1,240 @@
+//! The `mesos` containerizer with cgroups isolation, on the host's real cgroups: memory limits
+//! end tasks with Mesos's reason, cpu quotas hold, kills leave nothing behind, and a restarted
+//! agent destroys the containers it cannot recover. These tests need root and cgroups; without
+//! them they fail (the agent refuses to start), they never skip.
+
+use crate::harness::{launch, task, Cluster, Scheduler};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn fw() -> Value {
+    json!({"user": "root", "name": "containers-test", "capabilities": [{"type": "PARTITION_AWARE"}]})
+}
+
+/// Fails loudly when the tests cannot use cgroups at all.
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap();
+    assert_eq!(
+        uid, "0",
+        "the cgroups tests need root (effective uid is {uid})"
+    );
+}
+
+/// A cgroups root unique to this test, so parallel tests never share containers.
+fn root(name: &str) -> String {
+    format!("mantle-test/{}-{name}", std::process::id())
+}
+
+fn cgroups_cluster(name: &str) -> (Cluster, String) {
+    require_root();
+    let root = root(name);
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--isolation",
+            "cgroups/cpu,cgroups/mem,cgroups/pids",
+            "--cgroups-enable-cfs",
+            "--cgroups-root",
+            &root,
+        ],
+    );
+    (cluster, root)
+}
+
+fn with_mem(mut t: Value, mem: f64) -> Value {
+    t["resources"][1]["scalar"]["value"] = json!(mem);
+    t
+}
+
+async fn statistics(cluster: &Cluster) -> Vec<Value> {
+    let url = format!("http://127.0.0.2:{}/monitor/statistics", cluster.agent_port);
+    let v: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    v.as_array().unwrap().clone()
+}
+
+/// Pids whose command line is exactly `needle` (arguments separated by single spaces).
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.trim_end() == needle {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The container's memory cgroup directory (v1 here; the same path under the v2 mount).
+fn memory_cgroup(root: &str, container_id: &str) -> std::path::PathBuf {
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    if v1.join(root).exists() {
+        v1.join(root).join(container_id)
+    } else {
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(root)
+            .join(container_id)
+    }
+}
+
+async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_task_over_its_memory_limit_fails_with_the_memory_limitation() {
+    let (cluster, root) = cgroups_cluster("oom");
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    // 64 MB asked (96 with the executor's share); the task writes 400 MB.
+    let hog = with_mem(
+        task(
+            &offer,
+            "hog",
+            "python3 -c 'import time; b = b\"x\" * (400 << 20); time.sleep(60)'",
+            0.5,
+        ),
+        64.0,
+    );
+    assert_eq!(s.call(launch(&offer, vec![hog])).await.0, 202);
+    let st = s.await_state("hog", "TASK_FAILED", 30).await;
+    assert_eq!(
+        st["reason"],
+        "REASON_CONTAINER_LIMITATION_MEMORY",
+        "{st}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(st["source"], "SOURCE_AGENT");
+    let message = st["message"].as_str().unwrap();
+    assert!(
+        message.contains("Memory limit exceeded: Requested: 96MB"),
+        "{message}"
+    );
+    // The container's cgroups are gone with it.
+    let base = memory_cgroup(&root, "");
+    wait_until("the container's cgroup is removed", 10, || {
+        std::fs::read_dir(&base)
+            .map(|rd| rd.flatten().all(|e| !e.path().is_dir()))
+            .unwrap_or(true)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_busy_loop_gets_its_cpu_quota_and_is_reported() {
+    let (cluster, _root) = cgroups_cluster("cpu");
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    // 0.2 cpus asked: with the executor's 0.1, the container may use 0.3 of a cpu.
+    let spin = task(&offer, "spin", "while :; do :; done", 0.2);
+    assert_eq!(s.call(launch(&offer, vec![spin])).await.0, 202);
+    s.await_state("spin", "TASK_RUNNING", 10).await;
+    let cpu = |v: &Vec<Value>| -> (f64, Value) {
+        let e = v
+            .iter()
+            .find(|e| e["executor_id"] == "spin")
+            .unwrap_or_else(|| panic!("no statistics for spin in {v:?}"));
+        let st = &e["statistics"];
+        (
+            st["cpus_user_time_secs"].as_f64().unwrap()
+                + st["cpus_system_time_secs"].as_f64().unwrap(),
+            st.clone(),
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (t0, _) = cpu(&statistics(&cluster).await);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (t1, st) = cpu(&statistics(&cluster).await);
+    let share = (t1 - t0) / start.elapsed().as_secs_f64();
+    assert!(
+        (0.15..=0.42).contains(&share),
+        "a 0.3-cpu container used {share:.3} of a cpu: {st}"
+    );
+    assert!(
+        (st["cpus_limit"].as_f64().unwrap() - 0.3).abs() < 0.01,
+        "{st}"
+    );
+    assert_eq!(st["mem_limit_bytes"], json!(64u64 << 20), "{st}");
+    assert!(st["cpus_nr_throttled"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["mem_rss_bytes"].as_u64().is_some(), "{st}");
+    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "spin"}}}))
+        .await;
+    s.await_state("spin", "TASK_KILLED", 15).await;
+}
+
+#[tokio::test]
+async fn a_kill_leaves_no_process_of_the_task_even_outside_its_process_group() {
+    let (cluster, root) = cgroups_cluster("kill");
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    // `setsid` puts a sleeper in a session and process group of its own, out of reach of a
+    // process-group kill; only the cgroup still holds it.
+    let marker = format!("{}.{}", 7000 + std::process::id() % 1000, 17);
+    let cmd = format!("setsid sleep {marker} & sleep {marker} & wait");
+    assert_eq!(
+        s.call(launch(&offer, vec![task(&offer, "sleepers", &cmd, 0.1)]))
+            .await
+            .0,
+        202
+    );
+    s.await_state("sleepers", "TASK_RUNNING", 10).await;
+    wait_until("both sleepers run", 10, || {
+        processes_with(&format!("sleep {marker}")).len() == 2
+    })
+    .await;
+    let stats = statistics(&cluster).await;
+    let container = stats[0]["container_id"].as_str().unwrap().to_string();
+    let procs = memory_cgroup(&root, &container).join("cgroup.procs");
+    assert!(std::fs::read_to_string(&procs).unwrap().lines().count() >= 3);
+    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "sleepers"}}}))
+        .await;
+    s.await_state("sleepers", "TASK_KILLED", 15).await;
+    wait_until("no sleeper is left", 10, || {
+        processes_with(&format!("sleep {marker}")).is_empty()
+    })
+    .await;
+    wait_until("the container's cgroup is removed", 10, || {
+        !memory_cgroup(&root, &container).exists()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_destroys_the_containers_it_cannot_recover() {
+    let (mut cluster, root) = cgroups_cluster("orphans");
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let marker = format!("{}.{}", 8000 + std::process::id() % 1000, 23);
+    let cmd = format!("sleep {marker}");
+    assert_eq!(
+        s.call(launch(&offer, vec![task(&offer, "orphan", &cmd, 0.1)]))
+            .await
+            .0,
+        202
+    );
+    s.await_state("orphan", "TASK_RUNNING", 10).await;
+    let container = statistics(&cluster).await[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // SIGKILL the agent: the executor and its task live on in their cgroup.
+    cluster.restart_agent(0);
+    wait_until("the orphan is destroyed", 15, || {
+        processes_with(&format!("sleep {marker}")).is_empty()
+    })
+    .await;
+    assert!(!memory_cgroup(&root, &container).exists());
+}

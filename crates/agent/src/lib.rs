@@ -104,6 +104,9 @@ pub enum Output {
         kind: ExecutorKind,
         role: String,
         limits: ContainerLimits,
+        /// What the fetcher puts in the sandbox first: the executor's `uris` for a custom
+        /// executor, its tasks' for the built-in one; an error when they do not parse.
+        uris: Result<Vec<mantle_api::mesos::CommandUri>, String>,
     },
     /// A running container's limits changed (a task joined its executor).
     UpdateContainer {
@@ -557,7 +560,24 @@ impl Agent {
             shutdown_deadline: None,
             role: role.clone(),
         };
+        let uris = if executor.builtin {
+            executor
+                .queued
+                .iter()
+                .flat_map(Self::pending_tasks)
+                .filter_map(|t| t.command.as_ref())
+                .map(|c| c.uris())
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.into_iter().flatten().collect())
+        } else {
+            executor
+                .info
+                .command
+                .as_ref()
+                .map_or(Ok(Vec::new()), |c| c.uris())
+        };
         self.outputs.push(Output::LaunchExecutor {
+            uris,
             framework_id: framework_id.clone(),
             executor_id: executor.info.executor_id.clone(),
             container_id: container_id.clone(),

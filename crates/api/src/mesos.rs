@@ -171,6 +171,30 @@ pub struct CommandInfo {
     pub extra: Extra,
 }
 
+/// `CommandInfo.URI`: something the fetcher puts in the sandbox before the executor starts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CommandUri {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file: Option<String>,
+}
+
+impl CommandInfo {
+    /// The command's `uris` (kept with the unmodelled fields so they pass through unchanged).
+    pub fn uris(&self) -> Result<Vec<CommandUri>, String> {
+        match self.extra.get("uris") {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("uris: {e}")),
+        }
+    }
+}
+
 /// `DurationInfo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DurationInfo {

@@ -290,6 +290,7 @@ async fn actor(
     let mut next_conn: ConnId = 1;
     // Containers with cgroups, and the memory limit each was given (for messages).
     let mut limited: BTreeMap<String, mantle_agent::ContainerLimits> = BTreeMap::new();
+    let fetcher = crate::fetcher::Fetcher::new(options.work_dir.join("fetcher-cache"));
     if cgroups.is_some() {
         let tick = tx.clone();
         tokio::spawn(async move {
@@ -474,6 +475,7 @@ async fn actor(
                     kind,
                     role,
                     limits,
+                    uris,
                 } => {
                     let mut procs_files = Vec::new();
                     if let Some(cg) = &cgroups {
@@ -488,13 +490,11 @@ async fn actor(
                             }
                             Err(e) => {
                                 warn!(%container_id, error = %e, "could not create the container's cgroups");
-                                let _ = tx.send(Cmd::ContainerFailed {
+                                launch_failed(
+                                    &tx,
                                     container_id,
-                                    reason: "REASON_CONTAINER_LAUNCH_FAILED",
-                                    message: format!(
-                                        "Failed to create the container's cgroups: {e}"
-                                    ),
-                                });
+                                    format!("Failed to create the container's cgroups: {e}"),
+                                );
                                 continue;
                             }
                         }
@@ -509,11 +509,60 @@ async fn actor(
                         role,
                         procs_files,
                     };
-                    launch_executor(&options, spec, tx.clone());
+                    let uris = match uris {
+                        Ok(u) => u,
+                        Err(e) => {
+                            let message = format!(
+                                "Failed to fetch all URIs for container '{}': {e}",
+                                spec.container_id
+                            );
+                            launch_failed(&tx, spec.container_id, message);
+                            continue;
+                        }
+                    };
+                    if uris.is_empty() {
+                        launch_executor(&options, spec, tx.clone());
+                    } else {
+                        let (fetcher, options, tx) = (fetcher.clone(), options.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let fetched = match tokio::fs::create_dir_all(&spec.directory).await {
+                                Ok(()) => fetcher
+                                    .fetch_all(&uris, &spec.directory)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            match fetched {
+                                Ok(()) => launch_executor(&options, spec, tx),
+                                Err(e) => {
+                                    let message = format!(
+                                        "Failed to fetch all URIs for container '{}': {e}",
+                                        spec.container_id
+                                    );
+                                    warn!(container_id = %spec.container_id, %message, "fetch failed");
+                                    launch_failed(&tx, spec.container_id, message);
+                                }
+                            }
+                        });
+                    }
                 }
             }
         }
     }
+}
+
+/// A container that never got an executor: its tasks fail with the reason, then it is
+/// reported gone like an exited executor (which also removes its cgroups).
+fn launch_failed(tx: &mpsc::UnboundedSender<Cmd>, container_id: String, message: String) {
+    let _ = tx.send(Cmd::ContainerFailed {
+        container_id: container_id.clone(),
+        reason: "REASON_CONTAINER_LAUNCH_FAILED",
+        message,
+    });
+    let _ = tx.send(Cmd::ExecExited {
+        container_id,
+        status: None,
+    });
 }
 
 struct LaunchSpec {

@@ -14,6 +14,7 @@ pub mod cgroups;
 pub mod clock;
 pub mod dns;
 pub mod executor;
+pub mod fetcher;
 pub mod health;
 pub mod http;
 pub mod local;

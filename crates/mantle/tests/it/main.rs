@@ -13,6 +13,7 @@ mod cli;
 mod containers;
 mod dns;
 mod faults;
+mod fetcher;
 mod harness;
 mod local;
 mod marathon;

@@ -1,0 +1,479 @@
+//! The fetcher: puts a command's `uris` into the sandbox before its executor starts, as the
+//! Mesos fetcher does. Sources: absolute local paths, `file://` and `http://` URIs. Archives
+//! (`.tar`, `.tar.gz`, `.tgz`, `.zip`) are extracted next to the download unless `extract` is
+//! false; no entry may land outside the sandbox, and links are refused. `executable` sets the
+//! mode to 0755 (and, as in Mesos, skips extraction). `cache` keeps a copy per URI under the
+//! agent's cache directory and reuses it.
+
+use mantle_api::mesos::CommandUri;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("unsupported URI '{0}': use an absolute path, file:// or http://")]
+    Scheme(String),
+    #[error("output_file '{0}' must be a plain relative path inside the sandbox")]
+    OutputFile(String),
+    #[error("cannot name the download of '{0}'; set output_file")]
+    NoName(String),
+    #[error("'{uri}': {source}")]
+    Io { uri: String, source: std::io::Error },
+    #[error("'{uri}': {message}")]
+    Download { uri: String, message: String },
+    #[error("archive '{archive}': entry '{entry}' {why}")]
+    Unsafe {
+        archive: String,
+        entry: String,
+        why: &'static str,
+    },
+    #[error("archive '{archive}': {message}")]
+    Archive { archive: String, message: String },
+}
+
+/// Fetches into sandboxes, sharing one download cache.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    cache_dir: PathBuf,
+    client: reqwest::Client,
+}
+
+/// Where a URI's bytes come from.
+enum Source {
+    Local(PathBuf),
+    Http(String),
+}
+
+fn source(uri: &str) -> Result<Source, FetchError> {
+    if let Some(rest) = uri.strip_prefix("file://") {
+        if rest.starts_with('/') {
+            return Ok(Source::Local(PathBuf::from(rest)));
+        }
+        return Err(FetchError::Scheme(uri.into()));
+    }
+    if uri.starts_with('/') {
+        return Ok(Source::Local(PathBuf::from(uri)));
+    }
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return Ok(Source::Http(uri.into()));
+    }
+    Err(FetchError::Scheme(uri.into()))
+}
+
+/// The file name a URI is saved under: `output_file`, else its last path segment.
+fn file_name(u: &CommandUri) -> Result<PathBuf, FetchError> {
+    if let Some(out) = &u.output_file {
+        let p = Path::new(out);
+        let plain = !out.is_empty()
+            && !out.contains('\0')
+            && p.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(FetchError::OutputFile(out.clone()));
+        }
+        return Ok(p.to_path_buf());
+    }
+    let path = u.value.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    let last = percent_encoding::percent_decode_str(last).decode_utf8_lossy();
+    if last.is_empty() || last == "." || last == ".." || last.contains(['/', '\0']) {
+        return Err(FetchError::NoName(u.value.clone()));
+    }
+    Ok(PathBuf::from(last.as_ref()))
+}
+
+fn archive_kind(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
+        Some("tgz")
+    } else if n.ends_with(".tar") {
+        Some("tar")
+    } else if n.ends_with(".zip") {
+        Some("zip")
+    } else {
+        None
+    }
+}
+
+/// Checks an archive entry's path: relative, no `..`, nothing but plain components.
+fn entry_path(archive: &str, raw: &Path) -> Result<PathBuf, FetchError> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => {
+                return Err(FetchError::Unsafe {
+                    archive: archive.into(),
+                    entry: raw.display().to_string(),
+                    why: "would land outside the sandbox",
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes sure no directory on the way from `root` to `path` is a symlink, so a write cannot
+/// be redirected outside `root`.
+fn no_links_between(archive: &str, root: &Path, rel: &Path) -> Result<(), FetchError> {
+    let mut at = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        at.push(c);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(FetchError::Unsafe {
+                archive: archive.into(),
+                entry: rel.display().to_string(),
+                why: "goes through a symlink",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Extracts a tar stream into `dir`, refusing links and anything outside it.
+fn extract_tar(archive: &str, reader: impl Read, dir: &Path) -> Result<(), FetchError> {
+    let bad = |message: String| FetchError::Archive {
+        archive: archive.into(),
+        message,
+    };
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_overwrite(true);
+    let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let raw = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let rel = entry_path(archive, &raw)?;
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            return Err(FetchError::Unsafe {
+                archive: archive.into(),
+                entry: raw.display().to_string(),
+                why: "is a link (links are not extracted)",
+            });
+        }
+        if !(kind.is_file() || kind.is_dir() || kind == tar::EntryType::Continuous) {
+            // Devices, fifos and metadata records are skipped.
+            continue;
+        }
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        no_links_between(archive, dir, &rel)?;
+        // unpack_in re-checks containment (and answers false for an escaping entry).
+        let inside = entry.unpack_in(dir).map_err(|e| bad(e.to_string()))?;
+        if !inside {
+            return Err(FetchError::Unsafe {
+                archive: archive.into(),
+                entry: raw.display().to_string(),
+                why: "would land outside the sandbox",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Extracts a zip file into `dir`, refusing links and anything outside it.
+fn extract_zip(archive: &str, file: std::fs::File, dir: &Path) -> Result<(), FetchError> {
+    let bad = |message: String| FetchError::Archive {
+        archive: archive.into(),
+        message,
+    };
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let name = f.name().to_string();
+        let rel = entry_path(archive, Path::new(&name))?;
+        if f.is_symlink() {
+            return Err(FetchError::Unsafe {
+                archive: archive.into(),
+                entry: name,
+                why: "is a link (links are not extracted)",
+            });
+        }
+        if f.enclosed_name().is_none() {
+            return Err(FetchError::Unsafe {
+                archive: archive.into(),
+                entry: name,
+                why: "would land outside the sandbox",
+            });
+        }
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        no_links_between(archive, dir, &rel)?;
+        let target = dir.join(&rel);
+        let io = |e: std::io::Error| bad(format!("{}: {e}", rel.display()));
+        if f.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut out = std::fs::File::create(&target).map_err(io)?;
+        std::io::copy(&mut f, &mut out).map_err(io)?;
+        if let Some(mode) = f.unix_mode() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777));
+        }
+    }
+    Ok(())
+}
+
+/// Extracts `path` (an archive of `kind`) into `dir`.
+pub fn extract(path: &Path, kind: &str, dir: &Path) -> Result<(), FetchError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = std::fs::File::open(path).map_err(|source| FetchError::Io {
+        uri: name.clone(),
+        source,
+    })?;
+    match kind {
+        "tgz" => extract_tar(&name, flate2::read::GzDecoder::new(file), dir),
+        "tar" => extract_tar(&name, file, dir),
+        _ => extract_zip(&name, file, dir),
+    }
+}
+
+impl Fetcher {
+    pub fn new(cache_dir: PathBuf) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Fetcher { cache_dir, client }
+    }
+
+    /// Fetches every URI into `sandbox`, in order; the first failure stops it.
+    pub async fn fetch_all(&self, uris: &[CommandUri], sandbox: &Path) -> Result<(), FetchError> {
+        for u in uris {
+            self.fetch(u, sandbox).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, u: &CommandUri, sandbox: &Path) -> Result<(), FetchError> {
+        let io = |source| FetchError::Io {
+            uri: u.value.clone(),
+            source,
+        };
+        let src = source(&u.value)?;
+        let name = file_name(u)?;
+        let dest = sandbox.join(&name);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        }
+        let cached = self.cache_dir.join(
+            sha1_smol::Sha1::from(u.value.as_bytes())
+                .digest()
+                .to_string(),
+        );
+        if u.cache == Some(true) && tokio::fs::metadata(&cached).await.is_ok() {
+            tokio::fs::copy(&cached, &dest).await.map_err(io)?;
+        } else {
+            match src {
+                Source::Local(path) => {
+                    tokio::fs::copy(&path, &dest).await.map_err(io)?;
+                }
+                Source::Http(url) => self.download(&url, &dest).await?,
+            }
+            if u.cache == Some(true) {
+                tokio::fs::create_dir_all(&self.cache_dir)
+                    .await
+                    .map_err(io)?;
+                let tmp = cached.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+                tokio::fs::copy(&dest, &tmp).await.map_err(io)?;
+                tokio::fs::rename(&tmp, &cached).await.map_err(io)?;
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        if u.executable == Some(true) {
+            tokio::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(io)?;
+            return Ok(());
+        }
+        let kind = archive_kind(&name.to_string_lossy());
+        if let (Some(kind), true) = (kind, u.extract.unwrap_or(true)) {
+            let (archive, dir) = (dest.clone(), sandbox.to_path_buf());
+            tokio::task::spawn_blocking(move || extract(&archive, kind, &dir))
+                .await
+                .map_err(|e| FetchError::Archive {
+                    archive: name.display().to_string(),
+                    message: e.to_string(),
+                })??;
+        }
+        Ok(())
+    }
+
+    async fn download(&self, url: &str, dest: &Path) -> Result<(), FetchError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let fail = |message: String| FetchError::Download {
+            uri: url.into(),
+            message,
+        };
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("HTTP {}", resp.status())));
+        }
+        let mut out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|source| FetchError::Io {
+                uri: url.into(),
+                source,
+            })?;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| fail(e.to_string()))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|source| FetchError::Io {
+                    uri: url.into(),
+                    source,
+                })?;
+        }
+        out.flush().await.map_err(|source| FetchError::Io {
+            uri: url.into(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tar_with(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            // Write the raw name so that hostile paths are not normalised away.
+            let name = h.as_old_mut().name.as_mut();
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn extract_bytes(bytes: &[u8], dir: &Path) -> Result<(), FetchError> {
+        extract_tar("t.tar", bytes, dir)
+    }
+
+    #[test]
+    fn a_tar_is_extracted_with_its_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_with(&[
+            ("bin/", tar::EntryType::Directory, b"", None),
+            ("bin/hi.sh", tar::EntryType::Regular, b"echo hi\n", None),
+        ]);
+        extract_bytes(&t, d.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let md = std::fs::metadata(d.path().join("bin/hi.sh")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn hostile_tar_entries_are_refused_and_nothing_lands_outside() {
+        let outer = tempfile::tempdir().unwrap();
+        let d = outer.path().join("sandbox");
+        std::fs::create_dir(&d).unwrap();
+        let cases: Vec<Vec<u8>> = vec![
+            tar_with(&[("../evil", tar::EntryType::Regular, b"x", None)]),
+            tar_with(&[("a/../../evil", tar::EntryType::Regular, b"x", None)]),
+            tar_with(&[("/tmp/evil-abs", tar::EntryType::Regular, b"x", None)]),
+            tar_with(&[("ln", tar::EntryType::Symlink, b"", Some(".."))]),
+            tar_with(&[("hard", tar::EntryType::Link, b"", Some("../evil"))]),
+        ];
+        for (i, t) in cases.iter().enumerate() {
+            let e = extract_bytes(t, &d).unwrap_err();
+            assert!(matches!(e, FetchError::Unsafe { .. }), "case {i}: {e}");
+        }
+        assert!(!outer.path().join("evil").exists());
+        assert!(!Path::new("/tmp/evil-abs").exists());
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_symlink_planted_in_the_sandbox_is_not_followed() {
+        let outer = tempfile::tempdir().unwrap();
+        let d = outer.path().join("sandbox");
+        std::fs::create_dir(&d).unwrap();
+        std::os::unix::fs::symlink(outer.path(), d.join("up")).unwrap();
+        let t = tar_with(&[("up/evil", tar::EntryType::Regular, b"x", None)]);
+        assert!(matches!(
+            extract_bytes(&t, &d),
+            Err(FetchError::Unsafe { .. })
+        ));
+        assert!(!outer.path().join("evil").exists());
+    }
+
+    #[test]
+    fn zip_entries_are_extracted_and_escapes_refused() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let path = d.path().join(format!("{}.zip", name.len()));
+            let f = std::fs::File::create(&path).unwrap();
+            let mut z = zip::ZipWriter::new(f);
+            let opts: zip::write::SimpleFileOptions =
+                zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+            z.start_file(name, opts).unwrap();
+            z.write_all(b"zipped\n").unwrap();
+            z.finish().unwrap();
+            path
+        };
+        let sandbox = d.path().join("sb");
+        std::fs::create_dir(&sandbox).unwrap();
+        extract(&make("dir/file.txt"), "zip", &sandbox).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(sandbox.join("dir/file.txt")).unwrap(),
+            "zipped\n"
+        );
+        let e = extract(&make("../../zip-evil"), "zip", &sandbox).unwrap_err();
+        assert!(matches!(e, FetchError::Unsafe { .. }), "{e}");
+        assert!(!d.path().join("zip-evil").exists());
+    }
+
+    #[test]
+    fn names_and_schemes_are_checked() {
+        let u = |v: &str, out: Option<&str>| CommandUri {
+            value: v.into(),
+            output_file: out.map(String::from),
+            ..CommandUri::default()
+        };
+        assert_eq!(
+            file_name(&u("http://h/x/app%20one.tgz?sig=1", None)).unwrap(),
+            PathBuf::from("app one.tgz")
+        );
+        assert!(file_name(&u("http://h/dir/", None)).is_err());
+        assert!(file_name(&u("http://h/a", Some("../x"))).is_err());
+        assert!(file_name(&u("http://h/a", Some("/etc/x"))).is_err());
+        assert_eq!(
+            file_name(&u("http://h/a", Some("sub/x"))).unwrap(),
+            PathBuf::from("sub/x")
+        );
+        assert!(matches!(source("ftp://h/x"), Err(FetchError::Scheme(_))));
+        assert!(matches!(source("relative/x"), Err(FetchError::Scheme(_))));
+        assert!(matches!(source("file:///a/b"), Ok(Source::Local(_))));
+    }
+}

@@ -227,6 +227,10 @@ pub async fn serve(
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/files/browse", get(files_browse))
         .route("/files/read", get(files_read))
+        .route("/files/read.json", get(files_read))
+        .route("/files/browse.json", get(files_browse))
+        .route("/files/download", get(files_download))
+        .route("/files/download.json", get(files_download))
         .route("/monitor/statistics", get(monitor_statistics))
         .route("/monitor/statistics.json", get(monitor_statistics))
         .route("/slave(1)/monitor/statistics", get(monitor_statistics))
@@ -838,6 +842,17 @@ fn resolve_sandbox_path(root: &Path, requested: &str) -> Result<PathBuf, Respons
             format!("'{}' is inaccessible.\n", requested.replace('\0', "\\0")),
         ));
     }
+    // Refuse climbing and foreign absolute paths before touching the disk, so that answers
+    // never tell whether something outside the sandboxes exists.
+    let climbs = Path::new(requested)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir));
+    if climbs || (Path::new(requested).is_absolute() && !Path::new(requested).starts_with(root)) {
+        return Err(http::error(
+            StatusCode::BAD_REQUEST,
+            format!("'{requested}' is inaccessible.\n"),
+        ));
+    }
     let candidate = if Path::new(requested).is_absolute() {
         PathBuf::from(requested)
     } else {
@@ -885,7 +900,7 @@ async fn files_browse(
     let mut entries: Vec<serde_json::Value> = read
         .filter_map(Result::ok)
         .filter_map(|e| {
-            let md = std::fs::metadata(e.path()).ok()?;
+            let md = std::fs::symlink_metadata(e.path()).ok()?;
             let path = format!("{}/{}", requested.trim_end_matches('/'), e.file_name().to_string_lossy());
             Some(serde_json::json!({
                 "path": path, "nlink": md.nlink(), "size": md.size(), "mtime": md.mtime() as f64,
@@ -936,10 +951,11 @@ async fn files_read(
     if file.is_dir() {
         return http::error(StatusCode::BAD_REQUEST, "Cannot read a directory.\n");
     }
-    let Ok(bytes) = std::fs::read(&file) else {
+    // Read only the window asked for: a sandbox file may be far larger than memory.
+    let Ok(mut f) = std::fs::File::open(&file) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let size = bytes.len() as u64;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     if offset == -1 {
         return http::json(&serde_json::json!({"data": "", "offset": size}));
     }
@@ -949,9 +965,48 @@ async fn files_read(
     } else {
         (length as u64).min(FILES_READ_MAX)
     };
-    let end = (start + max).min(size);
-    let data = String::from_utf8_lossy(&bytes[start as usize..end as usize]).into_owned();
+    let mut buf = Vec::with_capacity(max.min(size - start) as usize);
+    use std::io::{Read, Seek};
+    if f.seek(std::io::SeekFrom::Start(start)).is_err()
+        || f.take(max).read_to_end(&mut buf).is_err()
+    {
+        return http::error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to read file.\n");
+    }
+    let data = String::from_utf8_lossy(&buf).into_owned();
     http::json(&serde_json::json!({"data": data, "offset": offset}))
+}
+
+/// `/files/download?path=...`: the whole file as an attachment, streamed.
+async fn files_download(
+    State(state): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let requested = q.get("path").cloned().unwrap_or_default();
+    let file = match resolve_sandbox_path(&state.sandbox_root, &requested) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if file.is_dir() {
+        return http::error(StatusCode::BAD_REQUEST, "Cannot download a directory.\n");
+    }
+    let Ok(f) = tokio::fs::File::open(&file).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], "_"))
+        .unwrap_or_default();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    r
 }
 
 /// `/monitor/statistics`: one entry per running executor with its container's usage and limits

@@ -64,6 +64,8 @@ enum Cmd {
 struct AppState {
     tx: mpsc::UnboundedSender<Cmd>,
     leader: String,
+    /// For proxying sandbox reads to agents.
+    client: reqwest::Client,
 }
 
 /// Options of `mantle master`.
@@ -92,7 +94,10 @@ pub async fn serve(
     let master = Master::new(config, clock.now());
     info!(master_id = master.id(), addr = %leader, "master started");
     tokio::spawn(actor(master, clock, rx, tx.clone()));
-    let state = AppState { tx, leader };
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let state = AppState { tx, leader, client };
     let app = router(state);
     // Event streams never end on their own, so shutdown does not wait for connections: the
     // listener closes and the process exits.
@@ -112,6 +117,18 @@ fn router(state: AppState) -> Router {
         .route("/api/internal/agent/register", any(agent_register))
         .route("/api/internal/agent/message", any(agent_message))
         .route("/version", get(version))
+        .route("/files/browse", get(|s, q| files_proxy(s, q, "browse")))
+        .route(
+            "/files/browse.json",
+            get(|s, q| files_proxy(s, q, "browse")),
+        )
+        .route("/files/read", get(|s, q| files_proxy(s, q, "read")))
+        .route("/files/read.json", get(|s, q| files_proxy(s, q, "read")))
+        .route("/files/download", get(|s, q| files_proxy(s, q, "download")))
+        .route(
+            "/files/download.json",
+            get(|s, q| files_proxy(s, q, "download")),
+        )
         .route("/health", get(health))
         .route("/master/health", get(health))
         .route("/state", get(state_endpoint))
@@ -430,6 +447,97 @@ async fn read(
         Ok(v) => http::json(&v),
         Err(r) => r,
     }
+}
+
+/// The agent ID in a sandbox path: the segment after `slaves` (`.../slaves/<id>/frameworks/...`).
+pub fn sandbox_agent(path: &str) -> Option<&str> {
+    let mut parts = path.split('/');
+    parts.find(|p| *p == "slaves")?;
+    let id = parts.next()?;
+    let ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id != "."
+        && id != "..";
+    ok.then_some(id)
+}
+
+/// `/files/{browse,read,download}` on the master: the sandbox path names its agent, and the
+/// request goes to that agent's own `/files` endpoint unchanged (the agent confines it to its
+/// sandboxes); the answer streams back with its status and content headers.
+async fn files_proxy(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    op: &'static str,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let path: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&query)
+        .ok()
+        .and_then(|q| q.into_iter().find(|(k, _)| k == "path").map(|(_, v)| v))
+        .unwrap_or_default();
+    if path.is_empty() {
+        return http::error(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'path=value' in query.\n",
+        );
+    }
+    let Some(agent_id) = sandbox_agent(&path).map(str::to_string) else {
+        return http::error(
+            StatusCode::NOT_FOUND,
+            format!("'{path}' is not in an agent's sandbox.\n"),
+        );
+    };
+    let wanted = agent_id.clone();
+    let addr = match ask(&state, |reply| Cmd::Read {
+        f: Box::new(move |m: &Master| {
+            let slaves = m.view().slaves();
+            slaves["slaves"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["id"] == wanted.as_str()))
+                .and_then(|s| s["pid"].as_str())
+                .and_then(|pid| pid.split_once('@'))
+                .map(|(_, addr)| serde_json::Value::String(addr.to_string()))
+                .unwrap_or(serde_json::Value::Null)
+        }),
+        reply,
+    })
+    .await
+    {
+        Ok(serde_json::Value::String(a)) => a,
+        Ok(_) => {
+            return http::error(
+                StatusCode::NOT_FOUND,
+                format!("Agent '{agent_id}' is not registered.\n"),
+            )
+        }
+        Err(r) => return r,
+    };
+    let url = format!("http://{addr}/files/{op}?{query}");
+    let resp = match state.client.get(&url).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return http::error(
+                StatusCode::BAD_GATEWAY,
+                format!("Agent '{agent_id}' at {addr} did not answer: {e}\n"),
+            )
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = axum::response::Response::builder().status(status);
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_DISPOSITION,
+        header::CONTENT_LENGTH,
+    ] {
+        if let Some(v) = resp.headers().get(name.as_str()) {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                out = out.header(name, v);
+            }
+        }
+    }
+    out.body(axum::body::Body::from_stream(resp.bytes_stream()))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 async fn version() -> Response {

@@ -14,6 +14,7 @@ mod containers;
 mod dns;
 mod faults;
 mod fetcher;
+mod files;
 mod harness;
 mod local;
 mod marathon;

@@ -11,6 +11,7 @@
 //! `src/master/master.cpp`; deviations are listed in ARCHITECTURE.md.
 
 mod agents;
+mod audit;
 mod frameworks;
 mod operator;
 mod state;

@@ -381,3 +381,44 @@ fn a_second_subscribe_with_the_framework_id_fails_over_the_first_stream() {
     assert_eq!(offers[0].agent_id, offer.agent_id);
     assert_ne!(offers[0].id, offer.id);
 }
+
+/// Found by the simulator (seed 19, a duplicated ACCEPT): the second ACCEPT named an offer
+/// already used, and the master answered TASK_DROPPED for the task the first one launched,
+/// so the scheduler replaced a running task. A retried launch of an active task must not
+/// produce an update about that task.
+#[test]
+fn a_repeated_accept_does_not_end_the_task_it_launched() {
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(
+        &mut m,
+        1,
+        json!({"capabilities": [{"type": "PARTITION_AWARE"}]}),
+    );
+    let offer = first_offer(&mut m, 1);
+    let accept = call(&sub.framework_id, launch(&offer, "t1", 1.0));
+    m.call(at(1), Some(&sub.stream_id), accept.clone()).unwrap();
+    events(&mut m, 1);
+    // The same ACCEPT again: its offer is gone.
+    m.call(at(1), Some(&sub.stream_id), accept).unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    // A new offer naming the same task ID again: not a TASK_ERROR for the running task.
+    m.tick(at(10));
+    let again = events(&mut m, 1)
+        .into_iter()
+        .find_map(|e| e.offers)
+        .and_then(|o| o.offers.into_iter().next())
+        .expect("an offer for the rest");
+    m.call(
+        at(10),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&again, "t1", 0.5)),
+    )
+    .unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    assert_eq!(
+        m.view().state()["frameworks"][0]["tasks"][0]["state"],
+        "TASK_STAGING"
+    );
+    m.audit().unwrap();
+}

@@ -14,6 +14,9 @@ fn main() {
     if let Some(s) = args.get(2) {
         o.steps = *s;
     }
+    if let Some(t) = args.get(3) {
+        o.tail = *t as usize;
+    }
     let start = std::time::Instant::now();
     let mut failed = 0;
     for seed in first..first + count {

@@ -1466,7 +1466,9 @@ impl Core {
                        "agentId": inst.agent_id, "host": inst.host, "runSpecVersion": inst.version}),
             );
         }
-        if s.state.is_terminal() {
+        // TASK_UNKNOWN is not terminal for Mesos, but the master knows neither the task nor
+        // its agent: Marathon's `Condition.Unknown` is terminal, and the instance is replaced.
+        if s.state.is_terminal() || s.state == TaskState::Unknown {
             let failed = matches!(s.state, TaskState::Failed | TaskState::Error)
                 || (!inst.kill_requested
                     && matches!(
@@ -1476,6 +1478,7 @@ impl Core {
                             | TaskState::Finished
                             | TaskState::Dropped
                             | TaskState::Gone
+                            | TaskState::Unknown
                     ));
             if failed {
                 self.note_failure(&inst, &s, now);

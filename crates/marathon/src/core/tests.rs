@@ -634,3 +634,34 @@ fn the_queue_lists_unused_offers_with_reasons() {
         "bounded"
     );
 }
+
+/// Found by the simulator (seed 0): an instance the master answered TASK_UNKNOWN for (neither
+/// the task nor its agent known, e.g. the agent restarted empty) stayed live for ever, so
+/// its deployment never finished and the app stayed short of an instance.
+#[test]
+fn an_unknown_task_is_replaced() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 1);
+    let task = s
+        .core
+        .instances_of("/web")
+        .next()
+        .expect("one")
+        .task_id
+        .clone();
+    s.status(&task, TaskState::Unknown, None);
+    assert!(s.core.instance(&task).is_none());
+    s.now = s.now.plus(Duration::from_secs(400));
+    s.core.tick(s.now);
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 1);
+    assert!(s.core.deployments().next().is_none());
+}

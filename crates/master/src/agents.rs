@@ -52,7 +52,12 @@ impl Master {
                     .map(|a| a.id.clone())
                     .collect();
                 for id in stale {
-                    self.remove_agent(now, &id, "replaced by a new agent at the same address");
+                    self.remove_agent(
+                        now,
+                        &id,
+                        "replaced by a new agent at the same address",
+                        true,
+                    );
                 }
                 let id = AgentId::new(format!("{}-S{}", self.master_id, self.next_agent));
                 self.next_agent += 1;
@@ -320,13 +325,14 @@ impl Master {
             .map(|a| a.id.clone())
             .collect();
         for id in expired {
-            self.remove_agent(now, &id, "agent did not reconnect in time");
+            self.remove_agent(now, &id, "agent did not reconnect in time", false);
         }
     }
 
-    /// Removes an agent: offers rescinded, tasks lost (unreachable for partition-aware
-    /// frameworks), every framework told with FAILURE.
-    pub(crate) fn remove_agent(&mut self, now: Now, agent_id: &AgentId, why: &str) {
+    /// Removes an agent: offers rescinded, tasks lost (for partition-aware frameworks:
+    /// unreachable, or gone when `gone`, because a new agent replaced it and its tasks
+    /// cannot come back, as Mesos's `__removeSlave`), every framework told with FAILURE.
+    pub(crate) fn remove_agent(&mut self, now: Now, agent_id: &AgentId, why: &str, gone: bool) {
         let Some(agent) = self.agents.get(agent_id) else {
             return;
         };
@@ -341,10 +347,10 @@ impl Master {
                 .frameworks
                 .get(&framework_id)
                 .is_some_and(|f| f.partition_aware());
-            let state = if pa {
-                TaskState::Unreachable
-            } else {
-                TaskState::Lost
+            let state = match (pa, gone) {
+                (true, true) => TaskState::Gone,
+                (true, false) => TaskState::Unreachable,
+                (false, _) => TaskState::Lost,
             };
             // Unreachable is not terminal for the framework, but the agent is gone from this
             // master, so the task leaves the books either way.

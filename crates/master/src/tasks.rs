@@ -547,6 +547,12 @@ impl Master {
         message: &str,
     ) -> Option<TaskStatus> {
         let key = (framework_id.clone(), task_id.clone());
+        if self.tasks.get(&key)?.state.is_terminal() {
+            // Its terminal update already went to the framework (it awaits the
+            // acknowledgement): a second, different end would contradict it.
+            self.complete_task(framework_id, task_id);
+            return None;
+        }
         let (agent_id, status) = {
             let task = self.tasks.get(&key)?;
             let reason = if state == TaskState::Killed {
@@ -693,6 +699,16 @@ impl Master {
                 let key = (framework_id.clone(), rt.task_id.clone());
                 if let Some(t) = self.tasks.get(&key) {
                     updates.push(latest(self, t));
+                    continue;
+                }
+                // An agent we do not know may be one that ran before this master started and
+                // has not re-registered yet (there is no registry to tell): like Mesos for a
+                // recovering agent, do not answer yet; the framework asks again later.
+                let recovering = rt.agent_id.as_ref().is_some_and(|a| {
+                    !self.agents.contains_key(a)
+                        && now.mono < self.started + self.config.agent_removal_timeout
+                });
+                if recovering {
                     continue;
                 }
                 // Completed tasks count as unknown, as in Mesos.

@@ -422,3 +422,96 @@ fn a_repeated_accept_does_not_end_the_task_it_launched() {
     );
     m.audit().unwrap();
 }
+
+fn partition_aware(m: &mut Master) -> Subscription {
+    let sub = subscribe(m, 1, json!({"capabilities": [{"type": "PARTITION_AWARE"}]}));
+    events(m, 1);
+    sub
+}
+
+/// Found by the simulator (seed 0, with an agent restart): an agent replaced by a new agent
+/// at its address lost its tasks as TASK_UNREACHABLE, which a scheduler keeps waiting for;
+/// they cannot come back, so they are TASK_GONE (Mesos's `__removeSlave`).
+#[test]
+fn a_replaced_agent_loses_its_tasks_as_gone() {
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    events(&mut m, 1);
+    m.agent_disconnected(at(2), 100);
+    register_agent(&mut m, 101, "127.0.0.2");
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Gone]);
+    m.audit().unwrap();
+}
+
+/// A task whose terminal update awaits its acknowledgement gets no second, non-terminal end
+/// (TASK_UNREACHABLE) when its agent is removed.
+#[test]
+fn agent_removal_does_not_follow_a_terminal_update_with_another_state() {
+    let mut m = master();
+    let (agent_id, stream) = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    let mut st = TaskStatus::new(TaskId::new("t1"), TaskState::Finished);
+    st.uuid = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    let message = AgentToMaster::StatusUpdate {
+        framework_id: sub.framework_id.clone(),
+        status: st,
+    };
+    m.agent_message(
+        at(2),
+        AgentEnvelope {
+            agent_id,
+            stream_id: stream,
+            message,
+        },
+    )
+    .unwrap();
+    events(&mut m, 1);
+    m.agent_disconnected(at(3), 100);
+    m.tick(at(3 + 76));
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    m.audit().unwrap();
+}
+
+/// After a restart the master cannot tell an agent it never saw from one that has not
+/// re-registered yet: explicit reconciliation of a task on an unknown agent gets no answer
+/// until the agent removal timeout has passed since the start (then TASK_UNKNOWN).
+#[test]
+fn reconciliation_waits_for_agents_to_re_register_after_a_start() {
+    let mut m = master();
+    let sub = partition_aware(&mut m);
+    let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": "t1"}, "agent_id": {"value": "old-S0"}}]}});
+    m.call(
+        at(10),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, body.clone()),
+    )
+    .unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    m.call(at(80), Some(&sub.stream_id), call(&sub.framework_id, body))
+        .unwrap();
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Unknown]);
+}

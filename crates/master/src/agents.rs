@@ -213,12 +213,19 @@ impl Master {
                 .tasks
                 .get(&(framework_id.clone(), task_id.clone()))
                 .is_some_and(|t| t.state == TaskState::Staging);
-            if !reported.contains(&(framework_id.clone(), task_id.clone())) && !staging {
+            // A task still STAGING that the agent does not report never reached it: the
+            // RUN_TASK went on a stream the agent had already given up (the agent builds its
+            // registration only after it stopped reading the old stream), or none at all.
+            if !reported.contains(&(framework_id.clone(), task_id.clone())) {
                 let pa = self
                     .frameworks
                     .get(&framework_id)
                     .is_some_and(|f| f.partition_aware());
-                let state = if pa { TaskState::Gone } else { TaskState::Lost };
+                let state = match (pa, staging) {
+                    (true, true) => TaskState::Dropped,
+                    (true, false) => TaskState::Gone,
+                    (false, _) => TaskState::Lost,
+                };
                 if let Some(s) = self.finish_task_locally(
                     now,
                     &framework_id,

@@ -515,3 +515,50 @@ fn reconciliation_waits_for_agents_to_re_register_after_a_start() {
         .collect();
     assert_eq!(states, vec![TaskState::Unknown]);
 }
+
+/// Found by the simulator (seed 36): a RUN_TASK sent while the agent's stream was down (or
+/// on a stream it had given up) was lost, and the task stayed TASK_STAGING for ever, because
+/// re-registration skipped staging tasks the agent did not report.
+#[test]
+fn a_staging_task_the_re_registering_agent_does_not_report_is_dropped() {
+    let mut m = master();
+    let (agent_id, _) = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.agent_disconnected(at(1), 100);
+    // The offer was rescinded; launch with a fresh registration's offer instead.
+    let reg = |id: Option<AgentId>| RegisterAgent {
+        agent_id: id,
+        hostname: "127.0.0.2".into(),
+        port: 5051,
+        resources: mantle_api::resources_to_wire(
+            &Resources::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
+            None,
+        ),
+        attributes: vec![],
+        frameworks: vec![],
+        tasks: vec![],
+        executors: vec![],
+        version: "test".into(),
+    };
+    let _ = offer;
+    m.agent_register(at(2), 101, reg(Some(agent_id.clone())))
+        .unwrap();
+    events(&mut m, 1);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(2),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    // The RUN_TASK is lost with the stream; the agent comes back without the task.
+    m.agent_disconnected(at(3), 101);
+    m.agent_register(at(4), 102, reg(Some(agent_id))).unwrap();
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Dropped]);
+    m.audit().unwrap();
+}

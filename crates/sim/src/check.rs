@@ -226,9 +226,31 @@ impl World {
                 .map(|p| {
                     let inst: Vec<String> = core
                         .instances_of(&p.app_id)
-                        .map(|i| format!("{:?}{}{}", i.state, if i.kill_requested { "/killing" } else { "" }, if core.app(&p.app_id).is_some_and(|a| a.version_info.last_config_change_at == i.config_version) { "" } else { "/old" }))
+                        .map(|i| {
+                            format!(
+                                "{:?}{}{}",
+                                i.state,
+                                if i.kill_requested { "/killing" } else { "" },
+                                if core
+                                    .app(&p.app_id)
+                                    .is_some_and(|a| a.version_info.last_config_change_at
+                                        == i.config_version)
+                                {
+                                    ""
+                                } else {
+                                    "/old"
+                                }
+                            )
+                        })
                         .collect();
-                    format!("{} {:?} step {} done {} target {:?} instances {inst:?}", p.app_id, p.action, p.step, p.done, core.app(&p.app_id).map(|a| a.instances))
+                    format!(
+                        "{} {:?} step {} done {} target {:?} instances {inst:?}",
+                        p.app_id,
+                        p.action,
+                        p.step,
+                        p.done,
+                        core.app(&p.app_id).map(|a| a.instances)
+                    )
                 })
                 .collect();
             return Err(format!("deployment {} still running: {apps:?}", d.id));

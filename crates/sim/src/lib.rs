@@ -123,3 +123,35 @@ impl std::error::Error for Failure {}
 pub fn run(seed: u64, options: &Options) -> Result<Summary, Failure> {
     world::World::new(seed, options.clone()).run()
 }
+
+/// What a run of many seeds found.
+#[derive(Debug, Clone, Default)]
+pub struct Soak {
+    pub runs: u64,
+    pub failures: Vec<Failure>,
+    /// Events processed over all runs.
+    pub steps: u64,
+}
+
+/// Runs `count` seeds from `first` (`mantle sim`), calling `report` after each run.
+pub fn soak(
+    first: u64,
+    count: u64,
+    options: &Options,
+    mut report: impl FnMut(&Result<Summary, Failure>),
+) -> Soak {
+    let mut out = Soak::default();
+    for seed in first..first.saturating_add(count) {
+        let r = run(seed, options);
+        report(&r);
+        out.runs += 1;
+        match r {
+            Ok(s) => out.steps += s.steps,
+            Err(f) => {
+                out.steps += f.step;
+                out.failures.push(f);
+            }
+        }
+    }
+    out
+}

@@ -218,23 +218,54 @@ impl Agent {
     }
 
     /// What to send to the master to (re-)register: resources, and everything running.
+    ///
+    /// A task is reported in the state of its oldest unacknowledged update, not its latest
+    /// one, so the master never runs ahead of the update stream (Mesos's
+    /// `status_update_state`); tasks that ended but whose updates are not acknowledged yet
+    /// are reported too, or the master would answer reconciliation with TASK_GONE while
+    /// their updates are still on their way.
     pub fn registration(&self) -> RegisterAgent {
         let mut tasks = Vec::new();
         let mut executors = Vec::new();
-        for ((framework_id, executor_id), e) in &self.executors {
-            if !e.builtin {
+        let unacked = |f: &FrameworkId, t: &TaskId| {
+            self.updates
+                .get(&(f.clone(), t.clone()))
+                .and_then(|q| q.front())
+                .map(|p| p.status.state)
+        };
+        let ended = self
+            .executors
+            .iter()
+            .map(|(k, e)| (k, e, false))
+            .chain(self.completed_executors.iter().map(|(k, e)| (k, e, true)));
+        for ((framework_id, executor_id), e, gone) in ended {
+            if !e.builtin && !gone {
                 executors.push(ExecutorSnapshot {
                     framework_id: framework_id.clone(),
                     executor: e.info.clone(),
                 });
             }
-            for t in e.tasks.values() {
+            let executor_id = (!e.builtin || e.info.kind.as_deref() == Some("DEFAULT"))
+                .then(|| executor_id.clone());
+            let live = e
+                .tasks
+                .values()
+                .map(|t| (t, unacked(framework_id, &t.info.task_id)));
+            let finished = e
+                .completed
+                .iter()
+                .filter_map(|t| unacked(framework_id, &t.info.task_id).map(|s| (t, Some(s))));
+            for (t, pending) in live.chain(finished) {
+                if tasks.iter().any(|x: &TaskSnapshot| {
+                    &x.framework_id == framework_id && x.task.task_id == t.info.task_id
+                }) {
+                    continue;
+                }
                 tasks.push(TaskSnapshot {
                     framework_id: framework_id.clone(),
-                    executor_id: (!e.builtin || e.info.kind.as_deref() == Some("DEFAULT"))
-                        .then(|| executor_id.clone()),
+                    executor_id: executor_id.clone(),
                     task: t.info.clone(),
-                    state: t.state,
+                    state: pending.unwrap_or(t.state),
                 });
             }
             for p in &e.queued {

@@ -321,3 +321,48 @@ fn a_container_limitation_fails_its_tasks_with_the_reason_and_drops_late_words()
         "{outs:?}"
     );
 }
+
+/// Found by the simulator (seed 10): after a master restart the agent re-registered without
+/// a task that had ended but whose updates were not acknowledged, so the new master answered
+/// reconciliation with TASK_GONE, and the task's queued TASK_STARTING reached the scheduler
+/// after that terminal state. A task is reported while it has unacknowledged updates, in the
+/// state of the oldest one.
+#[test]
+fn registration_reports_tasks_in_the_state_of_their_oldest_unacknowledged_update() {
+    let mut a = agent();
+    let container = run_command_task(&mut a, "t1");
+    let sub = Call {
+        kind: CallType::Subscribe,
+        ..update("t1", "TASK_RUNNING", U1)
+    };
+    a.executor_subscribe(7, &sub).unwrap();
+    a.executor_call(at(1), update("t1", "TASK_STARTING", U1))
+        .unwrap();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U2))
+        .unwrap();
+    let reg = a.registration();
+    assert_eq!(reg.tasks.len(), 1);
+    assert_eq!(reg.tasks[0].state, TaskState::Starting);
+    // The task ends and its executor exits; nothing is acknowledged yet.
+    a.executor_call(
+        at(2),
+        update("t1", "TASK_FINISHED", "AAAAAAAAAAAAAAAAAAAAAw=="),
+    )
+    .unwrap();
+    a.executor_exited(at(3), &container, Some(0));
+    let reg = a.registration();
+    assert_eq!(reg.tasks.len(), 1, "{reg:?}");
+    assert_eq!(reg.tasks[0].state, TaskState::Starting);
+    // Once every update is acknowledged, the task is no longer reported.
+    for u in [U1, U2, "AAAAAAAAAAAAAAAAAAAAAw=="] {
+        a.from_master(
+            at(4),
+            MasterToAgent::AckStatusUpdate {
+                framework_id: FrameworkId::new("F"),
+                task_id: TaskId::new("t1"),
+                uuid: u.into(),
+            },
+        );
+    }
+    assert!(a.registration().tasks.is_empty());
+}

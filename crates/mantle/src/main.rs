@@ -55,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Run the deterministic cluster simulator over seeds (`mantle-sim`); a failure prints
+    /// its seed, which replays the same run.
+    Sim(SimArgs),
     /// The built-in executor, started by agents (not for direct use).
     #[command(hide = true)]
     Executor,
@@ -717,7 +720,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(mantle_server::bench::dns(options).await?.render())
         }
         Command::Executor => mantle_server::executor::run().await,
+        Command::Sim(a) => {
+            let mut options = mantle_sim::Options::default();
+            options.steps = a.steps.unwrap_or(options.steps);
+            let (first, count) = a.seed.map_or((a.first, a.seeds), |s| (s, 1));
+            let started = std::time::Instant::now();
+            let soak = mantle_sim::soak(first, count, &options, |r| match r {
+                Ok(s) if count == 1 => print(format!("{s:?}")).unwrap_or(()),
+                Err(f) => {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "{f}");
+                }
+                Ok(_) => {}
+            });
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            print(format!(
+                "{} seeds from {first}, {} failed, {} steps, {secs:.1} s ({:.0} seeds/minute)",
+                soak.runs,
+                soak.failures.len(),
+                soak.steps,
+                soak.runs as f64 * 60.0 / secs
+            ))?;
+            match soak.failures.len() {
+                0 => Ok(()),
+                n => Err(anyhow::anyhow!("{n} of {} seeds failed", soak.runs)),
+            }
+        }
     }
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of the range.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Run only this seed (to replay a failure).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Events in the fault phase of each run.
+    #[arg(long)]
+    steps: Option<u64>,
 }
 
 async fn app(c: AppCommand) -> anyhow::Result<()> {

@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const DECLINE_IDLE: f64 = 120.0;
 /// How long declined offers stay away while launches wait (short, so backoffs are met).
 pub const DECLINE_BUSY: f64 = 1.0;
+/// How long a kill may take before it is sent again (Marathon's `--kill_retry_timeout`).
+pub const KILL_RETRY_MS: u64 = 10_000;
 /// Marathon's `failover_timeout` default: one week.
 pub const FAILOVER_TIMEOUT: f64 = 604_800.0;
 
@@ -200,6 +202,11 @@ pub struct Core {
     last_version_ms: i64,
     /// Counts finished deployment parts, so convergence knows when a step was released.
     progress: u64,
+    /// When each pending kill was last sent (monotonic millis; not persisted, so a restarted
+    /// scheduler sends pending kills again at its first tick).
+    kill_sent: BTreeMap<String, u64>,
+    /// The monotonic millis of the latest input that carried a time.
+    last_tick_ms: u64,
     rng: ChaCha8Rng,
     out: Vec<Effect>,
 }
@@ -229,6 +236,8 @@ impl Core {
             queue_stats: BTreeMap::new(),
             last_version_ms: 0,
             progress: 0,
+            kill_sent: BTreeMap::new(),
+            last_tick_ms: 0,
             rng,
             out: Vec::new(),
         };
@@ -1349,6 +1358,7 @@ impl Core {
     }
 
     pub fn on_event(&mut self, event: Event, now: Now) {
+        self.last_tick_ms = self.last_tick_ms.max(mono_ms(now));
         match event.kind {
             EventType::Subscribed => {
                 if let Some(s) = event.subscribed {
@@ -1466,7 +1476,9 @@ impl Core {
                        "agentId": inst.agent_id, "host": inst.host, "runSpecVersion": inst.version}),
             );
         }
-        if s.state.is_terminal() {
+        // TASK_UNKNOWN is not terminal for Mesos, but the master knows neither the task nor
+        // its agent: Marathon's `Condition.Unknown` is terminal, and the instance is replaced.
+        if s.state.is_terminal() || s.state == TaskState::Unknown {
             let failed = matches!(s.state, TaskState::Failed | TaskState::Error)
                 || (!inst.kill_requested
                     && matches!(
@@ -1476,11 +1488,13 @@ impl Core {
                             | TaskState::Finished
                             | TaskState::Dropped
                             | TaskState::Gone
+                            | TaskState::Unknown
                     ));
             if failed {
                 self.note_failure(&inst, &s, now);
             }
             self.instances.remove(&task_id);
+            self.kill_sent.remove(&task_id);
             self.store(Write::DeleteInstance(task_id));
         } else {
             self.store(Write::Instance(inst.clone()));
@@ -1656,6 +1670,17 @@ impl Core {
         };
         inst.kill_requested = true;
         let inst = inst.clone();
+        self.store(Write::Instance(inst));
+        let at = self.last_tick_ms;
+        self.kill_call(task_id, at);
+    }
+
+    /// Sends (or resends) the KILL of an instance.
+    fn kill_call(&mut self, task_id: &str, now_ms: u64) {
+        let Some(inst) = self.instances.get(task_id).cloned() else {
+            return;
+        };
+        self.kill_sent.insert(task_id.to_string(), now_ms);
         let grace = self
             .apps
             .get(&inst.app_id)
@@ -1665,7 +1690,6 @@ impl Core {
                     nanoseconds: (g * 1e9) as i64,
                 }),
             });
-        self.store(Write::Instance(inst.clone()));
         self.call(Call {
             kill: Some(Kill {
                 task_id: TaskId::new(inst.task_id.clone()),
@@ -1676,8 +1700,27 @@ impl Core {
         });
     }
 
-    /// Periodic work: launch delays that ran out may need offers again.
+    /// Periodic work: launch delays that ran out may need offers again, and kills that have
+    /// not taken effect are sent again (Marathon's `--kill_retry_timeout`): a KILL can be lost
+    /// with a connection or a master restart, and nothing else would repeat it.
     pub fn tick(&mut self, now: Now) {
+        let now_ms = mono_ms(now);
+        let due: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| i.kill_requested && !i.state.is_terminal())
+            .filter(|i| {
+                self.kill_sent
+                    .get(&i.task_id)
+                    .is_none_or(|t| now_ms.saturating_sub(*t) >= KILL_RETRY_MS)
+            })
+            .map(|i| i.task_id.clone())
+            .collect();
+        if self.connected {
+            for t in due {
+                self.kill_call(&t, now_ms);
+            }
+        }
         self.converge(now);
     }
 
@@ -1743,6 +1786,7 @@ impl Core {
     /// Brings every app towards its target: kills surplus or outdated instances within the
     /// upgrade strategy's bounds, finishes deployments, and revives or suppresses offers.
     fn converge(&mut self, now: Now) {
+        self.last_tick_ms = self.last_tick_ms.max(mono_ms(now));
         // A finished step releases the next one, so go round while parts finish.
         for _ in 0..16 {
             let progress = self.progress;

@@ -52,7 +52,12 @@ impl Master {
                     .map(|a| a.id.clone())
                     .collect();
                 for id in stale {
-                    self.remove_agent(now, &id, "replaced by a new agent at the same address");
+                    self.remove_agent(
+                        now,
+                        &id,
+                        "replaced by a new agent at the same address",
+                        true,
+                    );
                 }
                 let id = AgentId::new(format!("{}-S{}", self.master_id, self.next_agent));
                 self.next_agent += 1;
@@ -208,12 +213,19 @@ impl Master {
                 .tasks
                 .get(&(framework_id.clone(), task_id.clone()))
                 .is_some_and(|t| t.state == TaskState::Staging);
-            if !reported.contains(&(framework_id.clone(), task_id.clone())) && !staging {
+            // A task still STAGING that the agent does not report never reached it: the
+            // RUN_TASK went on a stream the agent had already given up (the agent builds its
+            // registration only after it stopped reading the old stream), or none at all.
+            if !reported.contains(&(framework_id.clone(), task_id.clone())) {
                 let pa = self
                     .frameworks
                     .get(&framework_id)
                     .is_some_and(|f| f.partition_aware());
-                let state = if pa { TaskState::Gone } else { TaskState::Lost };
+                let state = match (pa, staging) {
+                    (true, true) => TaskState::Dropped,
+                    (true, false) => TaskState::Gone,
+                    (false, _) => TaskState::Lost,
+                };
                 if let Some(s) = self.finish_task_locally(
                     now,
                     &framework_id,
@@ -320,13 +332,14 @@ impl Master {
             .map(|a| a.id.clone())
             .collect();
         for id in expired {
-            self.remove_agent(now, &id, "agent did not reconnect in time");
+            self.remove_agent(now, &id, "agent did not reconnect in time", false);
         }
     }
 
-    /// Removes an agent: offers rescinded, tasks lost (unreachable for partition-aware
-    /// frameworks), every framework told with FAILURE.
-    pub(crate) fn remove_agent(&mut self, now: Now, agent_id: &AgentId, why: &str) {
+    /// Removes an agent: offers rescinded, tasks lost (for partition-aware frameworks:
+    /// unreachable, or gone when `gone`, because a new agent replaced it and its tasks
+    /// cannot come back, as Mesos's `__removeSlave`), every framework told with FAILURE.
+    pub(crate) fn remove_agent(&mut self, now: Now, agent_id: &AgentId, why: &str, gone: bool) {
         let Some(agent) = self.agents.get(agent_id) else {
             return;
         };
@@ -341,10 +354,10 @@ impl Master {
                 .frameworks
                 .get(&framework_id)
                 .is_some_and(|f| f.partition_aware());
-            let state = if pa {
-                TaskState::Unreachable
-            } else {
-                TaskState::Lost
+            let state = match (pa, gone) {
+                (true, true) => TaskState::Gone,
+                (true, false) => TaskState::Unreachable,
+                (false, _) => TaskState::Lost,
             };
             // Unreachable is not terminal for the framework, but the agent is gone from this
             // master, so the task leaves the books either way.

@@ -11,6 +11,7 @@
 //! `src/master/master.cpp`; deviations are listed in ARCHITECTURE.md.
 
 mod agents;
+mod audit;
 mod frameworks;
 mod operator;
 mod state;
@@ -197,6 +198,9 @@ pub struct Master {
     pub(crate) config: Config,
     pub(crate) master_id: String,
     pub(crate) start_time: f64,
+    /// Monotonic time of the start: until `agent_removal_timeout` after it, an agent ID the
+    /// master does not know may be one that ran before a restart and has yet to re-register.
+    pub(crate) started: Duration,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) allocator: Allocator,
     pub(crate) frameworks: BTreeMap<FrameworkId, Framework>,
@@ -221,6 +225,7 @@ impl Master {
         Master {
             master_id,
             start_time: now.wall_secs,
+            started: now.mono,
             rng,
             allocator,
             frameworks: BTreeMap::new(),

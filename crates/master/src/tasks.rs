@@ -12,6 +12,13 @@ use std::collections::BTreeSet;
 use tracing::{info, warn};
 
 impl Master {
+    /// Whether the framework has a task with this ID that has not ended.
+    fn task_is_active(&self, framework_id: &FrameworkId, task_id: &TaskId) -> bool {
+        self.tasks
+            .get(&(framework_id.clone(), task_id.clone()))
+            .is_some_and(|t| !t.state.is_terminal())
+    }
+
     /// A status the master itself generates (no uuid: nothing to acknowledge).
     pub(crate) fn master_status(
         &self,
@@ -178,6 +185,12 @@ impl Master {
                 _ => Vec::new(),
             };
             for t in tasks {
+                if self.task_is_active(framework_id, &t.task_id) {
+                    // A repeated ACCEPT (a client retry, a duplicated request): this task runs
+                    // from the first one, and an update about it must describe that task.
+                    warn!(framework_id = %framework_id, task_id = %t.task_id, "not dropping an active task named again in an ACCEPT with invalid offers");
+                    continue;
+                }
                 let s = self.master_status(
                     now,
                     &t.task_id,
@@ -198,6 +211,12 @@ impl Master {
         task: &TaskInfo,
         (reason, message): Invalid,
     ) {
+        if self.task_is_active(framework_id, &task.task_id) {
+            // A second launch of a task that already runs (a retried ACCEPT): refuse the launch
+            // without a TASK_ERROR, which the framework would take as the running task's end.
+            warn!(framework_id = %framework_id, task_id = %task.task_id, %message, "ignoring a second launch of an active task");
+            return;
+        }
         info!(framework_id = %framework_id, task_id = %task.task_id, %message, "rejecting task");
         let s = self.master_status(
             now,
@@ -528,6 +547,12 @@ impl Master {
         message: &str,
     ) -> Option<TaskStatus> {
         let key = (framework_id.clone(), task_id.clone());
+        if self.tasks.get(&key)?.state.is_terminal() {
+            // Its terminal update already went to the framework (it awaits the
+            // acknowledgement): a second, different end would contradict it.
+            self.complete_task(framework_id, task_id);
+            return None;
+        }
         let (agent_id, status) = {
             let task = self.tasks.get(&key)?;
             let reason = if state == TaskState::Killed {
@@ -674,6 +699,16 @@ impl Master {
                 let key = (framework_id.clone(), rt.task_id.clone());
                 if let Some(t) = self.tasks.get(&key) {
                     updates.push(latest(self, t));
+                    continue;
+                }
+                // An agent we do not know may be one that ran before this master started and
+                // has not re-registered yet (there is no registry to tell): like Mesos for a
+                // recovering agent, do not answer yet; the framework asks again later.
+                let recovering = rt.agent_id.as_ref().is_some_and(|a| {
+                    !self.agents.contains_key(a)
+                        && now.mono < self.started + self.config.agent_removal_timeout
+                });
+                if recovering {
                     continue;
                 }
                 // Completed tasks count as unknown, as in Mesos.

@@ -381,3 +381,184 @@ fn a_second_subscribe_with_the_framework_id_fails_over_the_first_stream() {
     assert_eq!(offers[0].agent_id, offer.agent_id);
     assert_ne!(offers[0].id, offer.id);
 }
+
+/// Found by the simulator (seed 19, a duplicated ACCEPT): the second ACCEPT named an offer
+/// already used, and the master answered TASK_DROPPED for the task the first one launched,
+/// so the scheduler replaced a running task. A retried launch of an active task must not
+/// produce an update about that task.
+#[test]
+fn a_repeated_accept_does_not_end_the_task_it_launched() {
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(
+        &mut m,
+        1,
+        json!({"capabilities": [{"type": "PARTITION_AWARE"}]}),
+    );
+    let offer = first_offer(&mut m, 1);
+    let accept = call(&sub.framework_id, launch(&offer, "t1", 1.0));
+    m.call(at(1), Some(&sub.stream_id), accept.clone()).unwrap();
+    events(&mut m, 1);
+    // The same ACCEPT again: its offer is gone.
+    m.call(at(1), Some(&sub.stream_id), accept).unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    // A new offer naming the same task ID again: not a TASK_ERROR for the running task.
+    m.tick(at(10));
+    let again = events(&mut m, 1)
+        .into_iter()
+        .find_map(|e| e.offers)
+        .and_then(|o| o.offers.into_iter().next())
+        .expect("an offer for the rest");
+    m.call(
+        at(10),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&again, "t1", 0.5)),
+    )
+    .unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    assert_eq!(
+        m.view().state()["frameworks"][0]["tasks"][0]["state"],
+        "TASK_STAGING"
+    );
+    m.audit().unwrap();
+}
+
+fn partition_aware(m: &mut Master) -> Subscription {
+    let sub = subscribe(m, 1, json!({"capabilities": [{"type": "PARTITION_AWARE"}]}));
+    events(m, 1);
+    sub
+}
+
+/// Found by the simulator (seed 0, with an agent restart): an agent replaced by a new agent
+/// at its address lost its tasks as TASK_UNREACHABLE, which a scheduler keeps waiting for;
+/// they cannot come back, so they are TASK_GONE (Mesos's `__removeSlave`).
+#[test]
+fn a_replaced_agent_loses_its_tasks_as_gone() {
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    events(&mut m, 1);
+    m.agent_disconnected(at(2), 100);
+    register_agent(&mut m, 101, "127.0.0.2");
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Gone]);
+    m.audit().unwrap();
+}
+
+/// A task whose terminal update awaits its acknowledgement gets no second, non-terminal end
+/// (TASK_UNREACHABLE) when its agent is removed.
+#[test]
+fn agent_removal_does_not_follow_a_terminal_update_with_another_state() {
+    let mut m = master();
+    let (agent_id, stream) = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    let mut st = TaskStatus::new(TaskId::new("t1"), TaskState::Finished);
+    st.uuid = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    let message = AgentToMaster::StatusUpdate {
+        framework_id: sub.framework_id.clone(),
+        status: st,
+    };
+    m.agent_message(
+        at(2),
+        AgentEnvelope {
+            agent_id,
+            stream_id: stream,
+            message,
+        },
+    )
+    .unwrap();
+    events(&mut m, 1);
+    m.agent_disconnected(at(3), 100);
+    m.tick(at(3 + 76));
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    m.audit().unwrap();
+}
+
+/// After a restart the master cannot tell an agent it never saw from one that has not
+/// re-registered yet: explicit reconciliation of a task on an unknown agent gets no answer
+/// until the agent removal timeout has passed since the start (then TASK_UNKNOWN).
+#[test]
+fn reconciliation_waits_for_agents_to_re_register_after_a_start() {
+    let mut m = master();
+    let sub = partition_aware(&mut m);
+    let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": "t1"}, "agent_id": {"value": "old-S0"}}]}});
+    m.call(
+        at(10),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, body.clone()),
+    )
+    .unwrap();
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+    m.call(at(80), Some(&sub.stream_id), call(&sub.framework_id, body))
+        .unwrap();
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Unknown]);
+}
+
+/// Found by the simulator (seed 36): a RUN_TASK sent while the agent's stream was down (or
+/// on a stream it had given up) was lost, and the task stayed TASK_STAGING for ever, because
+/// re-registration skipped staging tasks the agent did not report.
+#[test]
+fn a_staging_task_the_re_registering_agent_does_not_report_is_dropped() {
+    let mut m = master();
+    let (agent_id, _) = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    let offer = first_offer(&mut m, 1);
+    m.agent_disconnected(at(1), 100);
+    // The offer was rescinded; launch with a fresh registration's offer instead.
+    let reg = |id: Option<AgentId>| RegisterAgent {
+        agent_id: id,
+        hostname: "127.0.0.2".into(),
+        port: 5051,
+        resources: mantle_api::resources_to_wire(
+            &Resources::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
+            None,
+        ),
+        attributes: vec![],
+        frameworks: vec![],
+        tasks: vec![],
+        executors: vec![],
+        version: "test".into(),
+    };
+    let _ = offer;
+    m.agent_register(at(2), 101, reg(Some(agent_id.clone())))
+        .unwrap();
+    events(&mut m, 1);
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(2),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    // The RUN_TASK is lost with the stream; the agent comes back without the task.
+    m.agent_disconnected(at(3), 101);
+    m.agent_register(at(4), 102, reg(Some(agent_id))).unwrap();
+    let states: Vec<TaskState> = events(&mut m, 1)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status.state))
+        .collect();
+    assert_eq!(states, vec![TaskState::Dropped]);
+    m.audit().unwrap();
+}

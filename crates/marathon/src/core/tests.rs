@@ -634,3 +634,64 @@ fn the_queue_lists_unused_offers_with_reasons() {
         "bounded"
     );
 }
+
+/// Found by the simulator (seed 0): an instance the master answered TASK_UNKNOWN for (neither
+/// the task nor its agent known, e.g. the agent restarted empty) stayed live for ever, so
+/// its deployment never finished and the app stayed short of an instance.
+#[test]
+fn an_unknown_task_is_replaced() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 1);
+    let task = s
+        .core
+        .instances_of("/web")
+        .next()
+        .expect("one")
+        .task_id
+        .clone();
+    s.status(&task, TaskState::Unknown, None);
+    assert!(s.core.instance(&task).is_none());
+    s.now = s.now.plus(Duration::from_secs(400));
+    s.core.tick(s.now);
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 1);
+    assert!(s.core.deployments().next().is_none());
+}
+
+/// Found by the simulator (seed 6): a KILL lost with a connection or a master restart was
+/// never sent again, so a scale-down or delete waited for ever on a task that kept running.
+#[test]
+fn kills_are_sent_again_until_the_task_ends() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    s.core
+        .update_app("/web", &json!({"instances": 0}), false, true, s.now)
+        .expect("scale");
+    s.collect();
+    assert_eq!(s.kills.len(), 1);
+    s.kills.clear();
+    // The kill is lost: nothing happens for a while, then it is sent again.
+    s.now = s.now.plus(Duration::from_secs(5));
+    s.core.tick(s.now);
+    s.collect();
+    assert!(s.kills.is_empty());
+    s.now = s.now.plus(Duration::from_secs(6));
+    s.core.tick(s.now);
+    s.collect();
+    assert_eq!(s.kills.len(), 1);
+    s.settle(None);
+    assert!(s.core.deployments().next().is_none());
+}

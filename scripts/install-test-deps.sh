@@ -23,6 +23,44 @@ if ! command -v dig >/dev/null 2>&1; then
     fi
 fi
 
+# Docker for the docker containerizer tests: Debian's docker.io and busybox-static, a test
+# daemon of our own (no bridge, no iptables: tests use host networking only) on its own socket,
+# and a tiny local image imported from busybox (no registry is reachable).
+DOCKER_SOCK=/run/mantle-test-docker/docker.sock
+DOCKER_IMAGE=mantle-test/busybox:latest
+if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x /bin/busybox ]]; then
+    echo "install-test-deps: installing docker.io and busybox-static" >&2
+    SUDO=()
+    if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq docker.io busybox-static >/dev/null
+fi
+if ! docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; then
+    echo "install-test-deps: starting the test Docker daemon on $DOCKER_SOCK" >&2
+    mkdir -p /run/mantle-test-docker /var/lib/mantle-test-docker
+    setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+        --data-root /var/lib/mantle-test-docker --exec-root /run/mantle-test-docker/exec \
+        --pidfile /run/mantle-test-docker/dockerd.pid -H "unix://$DOCKER_SOCK" \
+        >/run/mantle-test-docker/dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 1 100); do
+        docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if ! docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; then
+        tail -20 /run/mantle-test-docker/dockerd.log >&2 || true
+        echo "install-test-deps: FAILED: the test Docker daemon did not start" >&2
+        exit 1
+    fi
+fi
+if ! docker -H "unix://$DOCKER_SOCK" image inspect "$DOCKER_IMAGE" >/dev/null 2>&1; then
+    IMG_DIR="$(mktemp -d)"
+    mkdir -p "$IMG_DIR/bin" "$IMG_DIR/tmp"
+    cp /bin/busybox "$IMG_DIR/bin/busybox"
+    for c in sh echo sleep cat ls true false env printf; do ln -s busybox "$IMG_DIR/bin/$c"; done
+    tar -C "$IMG_DIR" -c . | docker -H "unix://$DOCKER_SOCK" import - "$DOCKER_IMAGE" >/dev/null
+    rm -rf "$IMG_DIR"
+fi
+
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MANTLE_TEST_VENV:-$REPO_ROOT/target/test-venv}"
 PYTHON="${MANTLE_PYTHON:-python3}"

@@ -189,6 +189,17 @@ struct AgentArgs {
     /// so agents sharing a machine never touch each other's containers).
     #[arg(long)]
     cgroups_root: Option<String>,
+    /// Containerizers, as in Mesos: `mesos` (processes, isolated per `--isolation`) and
+    /// `docker` (tasks with `container.type: DOCKER`, through the Docker Engine API).
+    #[arg(long, default_value = "mesos")]
+    containerizers: String,
+    /// The Docker daemon's unix socket, for the docker containerizer.
+    #[arg(
+        long,
+        default_value = "/var/run/docker.sock",
+        env = "MANTLE_DOCKER_SOCKET"
+    )]
+    docker_socket: String,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -454,6 +465,9 @@ struct LocalArgs {
     /// Do not start the DNS server.
     #[arg(long)]
     no_dns: bool,
+    /// Every agent's `--isolation`, e.g. `cgroups/cpu,cgroups/mem` (needs root).
+    #[arg(long)]
+    isolation: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -476,6 +490,10 @@ struct BenchLaunchArgs {
     /// the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// The agents' `--isolation`, e.g. `cgroups/cpu,cgroups/mem` (needs root); with cgroups
+    /// the report compares the launch rate with this machine's fork+exec and cgroup floor.
+    #[arg(long)]
+    isolation: Option<String>,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -616,8 +634,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 mantle_server::agent::Isolation::Posix
             };
+            let mut docker = false;
+            for c in a.containerizers.split(',').map(str::trim) {
+                match c {
+                    "mesos" => {}
+                    "docker" => docker = true,
+                    other => anyhow::bail!(
+                        "--containerizers: unknown containerizer '{other}'; use mesos, docker or docker,mesos"
+                    ),
+                }
+            }
+            let docker_socket = docker.then(|| {
+                a.docker_socket
+                    .strip_prefix("unix://")
+                    .unwrap_or(&a.docker_socket)
+                    .to_string()
+            });
             let options = mantle_server::agent::AgentOptions {
                 isolation,
+                docker_socket,
                 master: a.master,
                 ip: a.ip.to_string(),
                 port,
@@ -640,6 +675,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 marathon_port: (!a.no_marathon).then_some(a.marathon_port),
                 dns_ports: (!a.no_dns).then_some((a.dns_port, a.dns_http_port)),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
+                agent_args: match a.isolation {
+                    Some(i) => vec!["--isolation".into(), i],
+                    None => Vec::new(),
+                },
             };
             mantle_server::local::run(options).await
         }
@@ -705,6 +744,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 agents: a.agents,
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
+                isolation: a.isolation,
             };
             print(mantle_server::bench::launch(options).await?.render())
         }
@@ -716,6 +756,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 agents: a.agents,
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
+                isolation: a.isolation,
             };
             print(mantle_server::bench::dns(options).await?.render())
         }

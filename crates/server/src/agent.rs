@@ -117,6 +117,15 @@ pub struct AgentOptions {
     /// The program run as the built-in executor (normally this binary).
     pub executor_program: PathBuf,
     pub isolation: Isolation,
+    /// The Docker daemon's unix socket when the docker containerizer is enabled.
+    pub docker_socket: Option<String>,
+}
+
+impl AgentOptions {
+    /// The label value marking this agent's Docker containers.
+    pub fn docker_label(&self) -> String {
+        format!("agent-{}-{}", self.ip, self.port)
+    }
 }
 
 #[derive(Clone)]
@@ -174,6 +183,26 @@ pub async fn serve(
             }
             info!(layout = ?cg.layout(), root = %settings.root, "cgroups isolation");
             Some(std::sync::Arc::new(cg))
+        }
+    };
+    let docker = match &options.docker_socket {
+        None => None,
+        Some(socket) => {
+            let d = crate::docker::connect(socket)
+                .await
+                .map_err(|e| anyhow::anyhow!("--containerizers docker: {e}"))?;
+            // Nothing is recovered yet: every container this agent left behind is an orphan.
+            for name in crate::docker::containers_of(&d, &options.docker_label())
+                .await
+                .map_err(|e| anyhow::anyhow!("listing Docker containers: {e}"))?
+            {
+                warn!(container = %name, "removing an orphaned Docker container");
+                if let Err(e) = crate::docker::remove(&d, &name).await {
+                    warn!(container = %name, error = %e, "could not remove an orphaned container");
+                }
+            }
+            info!(%socket, "docker containerizer");
+            Some(d)
         }
     };
     let clock = Clock::new();
@@ -268,6 +297,14 @@ pub async fn serve(
             }
         }
         cg.remove_root();
+    }
+    if let Some(d) = &docker {
+        for name in crate::docker::containers_of(d, &options.docker_label())
+            .await
+            .unwrap_or_default()
+        {
+            let _ = crate::docker::remove(d, &name).await;
+        }
     }
     result?;
     Ok(())
@@ -595,8 +632,16 @@ exec "$@""#;
 fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::UnboundedSender<Cmd>) {
     let started = (|| -> std::io::Result<tokio::process::Child> {
         std::fs::create_dir_all(&spec.directory)?;
-        let stdout = std::fs::File::create(spec.directory.join("stdout"))?;
-        let stderr = std::fs::File::create(spec.directory.join("stderr"))?;
+        // O_APPEND: the executor, its tasks and the Docker log copier all write these files,
+        // and none may overwrite another's lines.
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(spec.directory.join(name))
+        };
+        let stdout = open("stdout")?;
+        let stderr = open("stderr")?;
         // The program and its arguments; with cgroups, a shell joins the container's cgroups
         // first and then execs it, so not even its first instruction runs outside them.
         let (program, args, env): (String, Vec<String>, Vec<(String, String)>) = match &spec.kind {
@@ -656,6 +701,12 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
             )
             .env("MESOS_ALLOCATION_ROLE", &spec.role)
             .env("MESOS_CONTAINER_ID", &spec.container_id)
+            .envs(options.docker_socket.iter().flat_map(|s| {
+                [
+                    ("MANTLE_DOCKER_SOCKET".to_string(), s.clone()),
+                    ("MANTLE_DOCKER_AGENT".to_string(), options.docker_label()),
+                ]
+            }))
             .env("LIBPROCESS_PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))

@@ -53,6 +53,18 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     /// The `mantle` binary, run as master and agents.
     pub program: PathBuf,
+    /// The agents' `--isolation`; with cgroups the report adds the machine's floor (fork+exec
+    /// and cgroup create/remove) measured in the same run.
+    pub isolation: Option<String>,
+}
+
+/// The bare cost of what a launch must do at least, measured on this machine.
+#[derive(Debug, Clone)]
+pub struct Floor {
+    /// `true` started and waited for, one after another.
+    pub fork_exec: Vec<Duration>,
+    /// A container's cgroups created with limits and removed again.
+    pub cgroup: Vec<Duration>,
 }
 
 /// The measured launch latencies, in launch order.
@@ -62,6 +74,8 @@ pub struct Report {
     pub latencies: Vec<Duration>,
     /// Wall time of the whole launch loop (offers, kills and all).
     pub elapsed: Duration,
+    pub isolation: Option<String>,
+    pub floor: Option<Floor>,
 }
 
 /// Summary statistics of a sample, in milliseconds.
@@ -123,9 +137,28 @@ impl Report {
         ] {
             out.push_str(&format!("  {name:<7}{v:>10.3} ms\n"));
         }
+        if let Some(f) = &self.floor {
+            if let (Some(fe), Some(cg)) = (Stats::of(&f.fork_exec), Stats::of(&f.cgroup)) {
+                let floor = fe.median + cg.median;
+                let rate = n as f64 / self.elapsed.as_secs_f64().max(1e-9);
+                let floor_rate = 1000.0 / floor.max(1e-9);
+                out.push_str(&format!(
+                    "floor on this machine ({} runs each): fork+exec of `true` median {:.3} ms, cgroups create+remove median {:.3} ms, together {:.3} ms\n",
+                    f.fork_exec.len(), fe.median, cg.median, floor
+                ));
+                out.push_str(&format!(
+                    "launches per second: {rate:.1} against a floor of {floor_rate:.1} per second, ratio {:.2}\n",
+                    rate / floor_rate
+                ));
+            }
+        }
         out.push_str(&format!(
-            "{n} tasks launched one at a time in {:.1} s: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
+            "{n} tasks launched one at a time in {:.1} s{}: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
             self.elapsed.as_secs_f64(),
+            self.isolation
+                .as_ref()
+                .map(|i| format!(" with --isolation {i}"))
+                .unwrap_or_default(),
             s.median,
             s.p99,
             s.max
@@ -206,6 +239,15 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
         marathon_port: None,
         dns_ports,
         program: o.program.clone(),
+        agent_args: match &o.isolation {
+            Some(i) => vec![
+                "--isolation".into(),
+                i.clone(),
+                "--cgroups-root".into(),
+                format!("mantle-bench/{}", std::process::id()),
+            ],
+            None => Vec::new(),
+        },
     };
     info!(work_dir = %o.work_dir.display(), master_port, agent_port, agents = o.agents, "starting bench cluster");
     let mut cluster = LocalCluster::start(&local)
@@ -235,11 +277,54 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
             o.work_dir.display()
         )
     })?;
+    let floor = match &o.isolation {
+        Some(i) if i.contains("cgroups/") => Some(measure_floor(latencies.len().min(1000)).await?),
+        _ => None,
+    };
     Ok(Report {
         agents: o.agents,
         latencies,
         elapsed,
+        isolation: o.isolation.clone(),
+        floor,
     })
+}
+
+/// Measures the floor of a cgroups launch: `runs` fork+execs of `true`, and `runs` containers'
+/// cgroups created with limits and removed, one after another.
+async fn measure_floor(runs: usize) -> anyhow::Result<Floor> {
+    let fork_exec = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Duration>> {
+        let mut v = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let st = std::process::Command::new("true").status()?;
+            if !st.success() {
+                bail!("`true` failed: {st}");
+            }
+            v.push(t.elapsed());
+        }
+        Ok(v)
+    })
+    .await??;
+    let cg = crate::cgroups::Cgroups::new(crate::cgroups::Settings {
+        root: format!("mantle-bench/floor-{}", std::process::id()),
+        enable_cfs: false,
+        pids_max: None,
+    })?;
+    let limits = crate::cgroups::Limits {
+        cpus: 0.1,
+        mem_mb: 64.0,
+    };
+    let mut cgroup = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let id = format!("floor-{i}");
+        let t = Instant::now();
+        cg.create(&id, limits)?;
+        cg.destroy(&id).await?;
+        cgroup.push(t.elapsed());
+    }
+    cg.remove_root();
+    Ok(Floor { fork_exec, cgroup })
 }
 
 async fn run_launches(
@@ -651,6 +736,8 @@ mod tests {
             agents: 1,
             latencies: ms(&[10, 20, 30]),
             elapsed: Duration::from_secs(2),
+            isolation: None,
+            floor: None,
         };
         let text = r.render();
         let median = text

@@ -36,6 +36,8 @@ enum Msg {
 
 struct Running {
     pgid: i32,
+    /// The Docker container running the task (docker containerizer), instead of a process.
+    docker: Option<String>,
     killing: bool,
     /// The task's health checker, stopped when the task ends.
     checker: Option<tokio::task::JoinHandle<()>>,
@@ -58,6 +60,12 @@ struct Executor {
     agent_host: String,
     /// Each task's last reported health, carried in its later updates (as Mesos does).
     health: BTreeMap<TaskId, bool>,
+    /// The agent's Docker daemon and its label, when the agent enables the docker
+    /// containerizer (`MANTLE_DOCKER_SOCKET`, `MANTLE_DOCKER_AGENT`); connected on first use.
+    docker_socket: Option<String>,
+    docker_agent: String,
+    docker: Option<bollard::Docker>,
+    container_id: String,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -132,6 +140,11 @@ pub async fn run() -> anyhow::Result<()> {
             .rsplit_once(':')
             .map_or(endpoint.clone(), |(h, _)| h.to_string()),
         health: BTreeMap::new(),
+        docker_socket: std::env::var("MANTLE_DOCKER_SOCKET").ok(),
+        docker_agent: std::env::var("MANTLE_DOCKER_AGENT").unwrap_or_default(),
+        docker: None,
+        container_id: std::env::var("MESOS_CONTAINER_ID")
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
     };
     let mut done_since: Option<tokio::time::Instant> = None;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -141,7 +154,7 @@ pub async fn run() -> anyhow::Result<()> {
             _ = term.recv() => {
                 // The agent is stopping us: take every task's process group along.
                 warn!("terminated; killing tasks");
-                ex.kill_all(Duration::ZERO);
+                ex.kill_all(Duration::ZERO).await;
                 return Ok(());
             }
         };
@@ -149,14 +162,17 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(Some(Msg::Event(ev))) => ex.on_event(ev).await,
             Ok(Some(Msg::StreamEnded)) | Ok(None) => {
                 warn!("agent stream ended; killing tasks and exiting");
-                ex.kill_all(Duration::ZERO);
+                ex.kill_all(Duration::ZERO).await;
                 return Ok(());
             }
             Ok(Some(Msg::Exited { task_id, code })) => ex.on_exit(task_id, code).await,
             Ok(Some(Msg::Health { task_id, verdict })) => ex.on_health(task_id, verdict).await,
             Ok(Some(Msg::KillNow { task_id })) => {
                 if let Some(r) = ex.running.get(&task_id) {
-                    signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+                    match (&r.docker, &ex.docker) {
+                        (Some(name), Some(d)) => crate::docker::kill(d, name).await,
+                        _ => signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL),
+                    }
                 }
             }
             Err(_) => {}
@@ -300,6 +316,10 @@ impl Executor {
             warn!(task_id = %task_id, "duplicate launch ignored");
             return;
         }
+        if let Some(spec) = crate::docker::spec_of(&task) {
+            self.launch_docker(task, spec).await;
+            return;
+        }
         let Some(command) = task.command.clone() else {
             self.send_update(
                 &task_id,
@@ -375,6 +395,7 @@ impl Executor {
                     task_id.clone(),
                     Running {
                         pgid,
+                        docker: None,
                         killing: false,
                         checker,
                         killed_unhealthy: false,
@@ -404,6 +425,127 @@ impl Executor {
         }
     }
 
+    /// Runs a DOCKER task as a container of the agent's Docker daemon.
+    async fn launch_docker(&mut self, task: TaskInfo, spec: Result<crate::docker::Spec, String>) {
+        let task_id = task.task_id.clone();
+        let failed = |m: String| (m, "REASON_CONTAINER_LAUNCH_FAILED");
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                let (m, r) = failed(e);
+                self.send_update(&task_id, TaskState::Failed, Some(m), Some(r))
+                    .await;
+                return;
+            }
+        };
+        if self.docker.is_none() {
+            let Some(socket) = self.docker_socket.clone() else {
+                let (m, r) = failed(
+                    "This agent does not run DOCKER containers; start it with --containerizers docker,mesos".into(),
+                );
+                self.send_update(&task_id, TaskState::Failed, Some(m), Some(r))
+                    .await;
+                return;
+            };
+            match crate::docker::connect(&socket).await {
+                Ok(d) => self.docker = Some(d),
+                Err(e) => {
+                    let (m, r) = failed(e);
+                    self.send_update(&task_id, TaskState::Failed, Some(m), Some(r))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let Some(docker) = self.docker.clone() else {
+            return;
+        };
+        self.send_update(&task_id, TaskState::Starting, None, None)
+            .await;
+        let n = self.running.values().filter(|r| r.docker.is_some()).count();
+        let name = if n == 0 {
+            format!("mesos-{}", self.container_id)
+        } else {
+            format!("mesos-{}-{n}", self.container_id)
+        };
+        let command = task.command.clone().unwrap_or_default();
+        let mut env: Vec<(String, String)> = command
+            .environment
+            .iter()
+            .flat_map(|e| e.variables.iter())
+            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+            .collect();
+        env.push(("MESOS_TASK_ID".into(), task_id.to_string()));
+        let sum = |name: &str| -> f64 {
+            task.resources
+                .iter()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .sum()
+        };
+        let labels = task
+            .extra
+            .get("labels")
+            .and_then(|l| l.get("labels"))
+            .and_then(|l| l.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                Some((
+                    l.get("key")?.as_str()?.to_string(),
+                    l.get("value")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                ))
+            })
+            .collect();
+        let launch = crate::docker::Launch {
+            name: &name,
+            agent_label: &self.docker_agent,
+            spec: &spec,
+            command: &command,
+            env,
+            sandbox: &self.sandbox,
+            labels,
+            cpus: sum("cpus"),
+            mem_mb: sum("mem"),
+        };
+        if let Err(e) = crate::docker::start(&docker, launch).await {
+            warn!(task_id = %task_id, error = %e, "docker launch failed");
+            let (m, r) = failed(e);
+            self.send_update(&task_id, TaskState::Failed, Some(m), Some(r))
+                .await;
+            return;
+        }
+        info!(task_id = %task_id, container = %name, image = %spec.image, "docker container started");
+        let logs = tokio::spawn(crate::docker::follow_logs(
+            docker.clone(),
+            name.clone(),
+            self.sandbox.clone(),
+        ));
+        self.running.insert(
+            task_id.clone(),
+            Running {
+                pgid: 0,
+                docker: Some(name.clone()),
+                killing: false,
+                checker: None,
+                killed_unhealthy: false,
+            },
+        );
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let code = crate::docker::wait(&docker, &name).await;
+            // Let the last lines reach the sandbox before the task is reported ended.
+            let _ = tokio::time::timeout(Duration::from_secs(2), logs).await;
+            let _ = tx.send(Msg::Exited { task_id, code });
+        });
+        self.send_update(&task.task_id, TaskState::Running, None, None)
+            .await;
+    }
+
     async fn kill(&mut self, task_id: &TaskId, grace: Option<Duration>) {
         let killing_state = self
             .framework
@@ -417,9 +559,16 @@ impl Executor {
         }
         r.killing = true;
         let pgid = r.pgid;
+        let container = r.docker.clone();
         if killing_state {
             self.send_update(task_id, TaskState::Killing, None, None)
                 .await;
+        }
+        if let (Some(name), Some(d)) = (container, self.docker.clone()) {
+            // Docker sends SIGTERM and SIGKILLs after the grace period itself.
+            let grace = grace.unwrap_or(DEFAULT_KILL_GRACE);
+            tokio::spawn(async move { crate::docker::stop(&d, &name, grace).await });
+            return;
         }
         signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
         let tx = self.tx.clone();
@@ -461,9 +610,14 @@ impl Executor {
         }
     }
 
-    fn kill_all(&mut self, _grace: Duration) {
+    async fn kill_all(&mut self, _grace: Duration) {
         for r in self.running.values() {
-            signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+            match (&r.docker, &self.docker) {
+                (Some(name), Some(d)) => {
+                    let _ = crate::docker::remove(d, name).await;
+                }
+                _ => signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL),
+            }
         }
     }
 
@@ -471,8 +625,15 @@ impl Executor {
         let Some(r) = self.running.remove(&task_id) else {
             return;
         };
-        // The task's whole group goes with it, so nothing outlives the task.
-        signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+        // The task's whole group (or container) goes with it, so nothing outlives the task.
+        match (&r.docker, &self.docker) {
+            (Some(name), Some(d)) => {
+                if let Err(e) = crate::docker::remove(d, name).await {
+                    warn!(container = %name, error = %e, "could not remove the container");
+                }
+            }
+            _ => signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL),
+        }
         if let Some(c) = &r.checker {
             c.abort();
         }

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cgroups;
 pub mod clock;
 pub mod dns;
+pub mod docker;
 pub mod executor;
 pub mod fetcher;
 pub mod health;

@@ -26,6 +26,8 @@ pub struct LocalOptions {
     /// DNS port (UDP and TCP) and HTTP API port of `mantle dns` on 127.0.0.1 (`None`: do not
     /// start it).
     pub dns_ports: Option<(u16, u16)>,
+    /// Extra flags for every agent (e.g. `--isolation cgroups/cpu,cgroups/mem`).
+    pub agent_args: Vec<String>,
 }
 
 impl LocalOptions {
@@ -187,6 +189,7 @@ impl LocalCluster {
                 args.push("--resources".into());
                 args.push(r.clone());
             }
+            args.extend(o.agent_args.iter().cloned());
             let name = format!("agent-{}", i + 1);
             self.procs.push(spawn(
                 &o.program,

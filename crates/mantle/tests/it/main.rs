@@ -12,6 +12,7 @@ mod bench;
 mod cli;
 mod containers;
 mod dns;
+mod docker;
 mod faults;
 mod fetcher;
 mod files;

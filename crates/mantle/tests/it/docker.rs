@@ -1,0 +1,181 @@
+//! The docker containerizer against a real Docker daemon: the one `scripts/install-test-deps.sh`
+//! starts on its own socket, with a busybox image imported locally. Without it these tests fail
+//! and say how to start it; they never skip.
+
+use crate::harness::{launch, sandbox_of, Cluster, Scheduler};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const SOCK: &str = "/run/mantle-test-docker/docker.sock";
+const IMAGE: &str = "mantle-test/busybox:latest";
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{SOCK}"))
+        .args(args)
+        .output()
+        .expect("the docker CLI (Debian's docker.io) is needed; run scripts/install-test-deps.sh");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}\n(start the test daemon with scripts/install-test-deps.sh)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Containers (running or not) labelled as the test agent's.
+fn containers_of(label: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=mantle.agent={label}"),
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+fn docker_task(offer: &Value, id: &str, cmd: &str, image: &str) -> Value {
+    json!({"name": id, "task_id": {"value": id}, "agent_id": offer["agent_id"],
+           "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                         {"name": "mem", "type": "SCALAR", "scalar": {"value": 64}}],
+           "command": {"value": cmd, "environment": {"variables": [{"name": "GREETING", "value": "hello-from-docker"}]}},
+           "labels": {"labels": [{"key": "team", "value": "infra"}]},
+           "container": {"type": "DOCKER", "docker": {"image": image, "network": "HOST"}}})
+}
+
+async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Terminal updates of `ids`, acknowledging everything on the way.
+async fn ends(s: &mut Scheduler, ids: &[&str], secs: u64) -> BTreeMap<String, Value> {
+    let mut ended = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while ended.len() < ids.len() {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {ended:?} ended"))
+            .unwrap();
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        let id = st["task_id"]["value"].as_str().unwrap_or("").to_string();
+        let terminal = [
+            "TASK_FINISHED",
+            "TASK_FAILED",
+            "TASK_KILLED",
+            "TASK_ERROR",
+            "TASK_LOST",
+        ];
+        if ids.contains(&id.as_str()) && terminal.contains(&st["state"].as_str().unwrap_or("")) {
+            ended.insert(id, st);
+        }
+    }
+    ended
+}
+
+#[tokio::test]
+async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
+    docker(&["image", "inspect", IMAGE]);
+    let mut cluster = Cluster::start(
+        1,
+        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+    );
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "docker-test"}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let tasks = vec![
+        docker_task(
+            &offer,
+            "web",
+            "echo $GREETING in $MESOS_SANDBOX; exec sleep 1000",
+            IMAGE,
+        ),
+        docker_task(&offer, "exits", "echo bye >&2; exit 3", IMAGE),
+        docker_task(&offer, "no-image", "true", "mantle-test/no-such-image:1"),
+    ];
+    assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
+    let mut ended = ends(&mut s, &["exits", "no-image"], 60).await;
+    let exits = ended.remove("exits").unwrap();
+    assert_eq!(exits["state"], "TASK_FAILED", "{exits}");
+    assert_eq!(exits["message"], "Command exited with status 3", "{exits}");
+    let sandbox = sandbox_of(&cluster, "127.0.0.2", "exits");
+    let stderr = std::fs::read_to_string(format!("{sandbox}/stderr")).unwrap();
+    assert!(stderr.lines().any(|l| l == "bye"), "{stderr}");
+    let missing = ended.remove("no-image").unwrap();
+    assert_eq!(missing["state"], "TASK_FAILED", "{missing}");
+    assert_eq!(
+        missing["reason"], "REASON_CONTAINER_LAUNCH_FAILED",
+        "{missing}"
+    );
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap()
+            .contains("Failed to pull image 'mantle-test/no-such-image:1'"),
+        "{missing}"
+    );
+
+    // The long-running one runs as a labelled container with its log in the sandbox.
+    let web_sandbox = sandbox_of(&cluster, "127.0.0.2", "web");
+    wait_until("web's greeting is in its sandbox", 20, || {
+        std::fs::read_to_string(format!("{web_sandbox}/stdout"))
+            .is_ok_and(|t| t.contains("hello-from-docker in /mnt/mesos/sandbox"))
+    })
+    .await;
+    let running = containers_of(&label);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let inspect: Value = serde_json::from_str(&docker(&["inspect", &running[0]])).unwrap();
+    assert_eq!(inspect[0]["Config"]["Labels"]["team"], "infra", "{inspect}");
+    assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], "host");
+    assert_eq!(inspect[0]["HostConfig"]["Memory"], 64 << 20);
+
+    // A kill stops and removes the container.
+    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "web"}}}))
+        .await;
+    let killed = ends(&mut s, &["web"], 30).await;
+    assert_eq!(killed["web"]["state"], "TASK_KILLED", "{killed:?}");
+    wait_until("web's container is removed", 20, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+
+    // An orphan: a container labelled as this agent's that no executor knows of. A restarted
+    // agent removes it.
+    let orphan = format!("mantle-orphan-{}", std::process::id());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &orphan,
+        "--network",
+        "host",
+        "--label",
+        &format!("mantle.agent={label}"),
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(containers_of(&label), vec![orphan.clone()]);
+    cluster.restart_agent(0);
+    wait_until("the orphan is removed", 20, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+}

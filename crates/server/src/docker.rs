@@ -1,0 +1,377 @@
+//! The `docker` containerizer: tasks whose `container.type` is `DOCKER` run as Docker
+//! containers through the Engine API (bollard), started by the built-in executor as Mesos's
+//! docker executor does. Containers are named `mesos-<container id>` and labelled with the
+//! agent that owns them, so a restarted agent finds its own and removes the orphans.
+
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use mantle_api::mesos::{CommandInfo, TaskInfo};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Label naming the agent a container belongs to (its value: the agent's `--cgroups-root`-like
+/// identity, `agent-<ip>-<port>`).
+pub const AGENT_LABEL: &str = "mantle.agent";
+/// Where the sandbox is mounted inside a container (as in Mesos).
+pub const SANDBOX_IN_CONTAINER: &str = "/mnt/mesos/sandbox";
+
+/// What a task asks of Docker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub image: String,
+    pub force_pull: bool,
+    /// `host_path:container_path[:ro]` binds.
+    pub binds: Vec<String>,
+    pub privileged: bool,
+}
+
+/// The task's Docker spec: `None` for a task that is not a Docker task, an error for one whose
+/// container cannot be run as asked.
+pub fn spec_of(task: &TaskInfo) -> Option<Result<Spec, String>> {
+    let c = task.extra.get("container")?;
+    if c.get("type").and_then(|t| t.as_str()) != Some("DOCKER") {
+        return None;
+    }
+    Some(parse(c))
+}
+
+fn parse(c: &serde_json::Value) -> Result<Spec, String> {
+    let d = c
+        .get("docker")
+        .ok_or("container.docker is required for a DOCKER container")?;
+    let image = d
+        .get("image")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+        .ok_or("container.docker.image is required")?
+        .to_string();
+    match d.get("network").and_then(|v| v.as_str()).unwrap_or("HOST") {
+        "HOST" => {}
+        other => {
+            return Err(format!(
+                "container.docker.network {other} is not supported by this agent; use HOST"
+            ))
+        }
+    }
+    let mut binds = Vec::new();
+    for (i, v) in c
+        .get("volumes")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let container_path = v
+            .get("container_path")
+            .and_then(|p| p.as_str())
+            .filter(|p| p.starts_with('/'))
+            .ok_or(format!(
+                "container.volumes[{i}].container_path must be an absolute path"
+            ))?;
+        let host_path = v
+            .get("host_path")
+            .and_then(|p| p.as_str())
+            .filter(|p| p.starts_with('/'))
+            .ok_or(format!(
+                "container.volumes[{i}].host_path must be an absolute path"
+            ))?;
+        let ro = match v.get("mode").and_then(|m| m.as_str()).unwrap_or("RW") {
+            "RW" => "",
+            "RO" => ":ro",
+            other => {
+                return Err(format!(
+                    "container.volumes[{i}].mode {other} is not RW or RO"
+                ))
+            }
+        };
+        if [container_path, host_path].iter().any(|p| p.contains(':')) {
+            return Err(format!("container.volumes[{i}] paths may not contain ':'"));
+        }
+        binds.push(format!("{host_path}:{container_path}{ro}"));
+    }
+    Ok(Spec {
+        image,
+        force_pull: d
+            .get("force_pull_image")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        binds,
+        privileged: d
+            .get("privileged")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
+}
+
+/// Connects to the Docker daemon at a unix socket and agrees on an API version.
+pub async fn connect(socket: &str) -> Result<Docker, String> {
+    let d = Docker::connect_with_unix(socket, 30, bollard::API_DEFAULT_VERSION)
+        .map_err(|e| format!("cannot use Docker at {socket}: {e}"))?;
+    let d = d
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("Docker at {socket} did not answer: {e}"))?;
+    d.ping()
+        .await
+        .map_err(|e| format!("Docker at {socket} did not answer: {e}"))?;
+    Ok(d)
+}
+
+/// The container's command: `sh -c <value>` for a shell command (the image's shell), the
+/// value and arguments as the entrypoint otherwise, or the image's own when there is none.
+fn command_of(c: &CommandInfo) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    match (&c.value, c.shell.unwrap_or(true)) {
+        (Some(v), true) if !v.is_empty() => (
+            Some(vec!["/bin/sh".into(), "-c".into()]),
+            Some(vec![v.clone()]),
+        ),
+        (Some(v), false) if !v.is_empty() => (
+            Some(vec![v.clone()]),
+            Some(c.arguments.iter().skip(1).cloned().collect()),
+        ),
+        _ => (None, (!c.arguments.is_empty()).then(|| c.arguments.clone())),
+    }
+}
+
+/// Everything the executor needs to run one Docker task.
+pub struct Launch<'a> {
+    pub name: &'a str,
+    pub agent_label: &'a str,
+    pub spec: &'a Spec,
+    pub command: &'a CommandInfo,
+    pub env: Vec<(String, String)>,
+    pub sandbox: &'a str,
+    pub labels: HashMap<String, String>,
+    pub cpus: f64,
+    pub mem_mb: f64,
+}
+
+/// Pulls the image when asked (or when it is missing), creates and starts the container.
+pub async fn start(docker: &Docker, l: Launch<'_>) -> Result<(), String> {
+    let have = docker.inspect_image(&l.spec.image).await.is_ok();
+    if l.spec.force_pull || !have {
+        let opts = CreateImageOptionsBuilder::new()
+            .from_image(&l.spec.image)
+            .build();
+        let mut pull = docker.create_image(Some(opts), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(e) = step {
+                return Err(format!("Failed to pull image '{}': {e}", l.spec.image));
+            }
+        }
+    }
+    let (entrypoint, cmd) = command_of(l.command);
+    let mut labels = l.labels;
+    labels.insert(AGENT_LABEL.into(), l.agent_label.into());
+    let mut binds = vec![format!("{}:{SANDBOX_IN_CONTAINER}", l.sandbox)];
+    binds.extend(l.spec.binds.iter().cloned());
+    let mut env: Vec<String> = l.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.push(format!("MESOS_SANDBOX={SANDBOX_IN_CONTAINER}"));
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(l.spec.image.clone()),
+        entrypoint,
+        cmd,
+        env: Some(env),
+        labels: Some(labels),
+        working_dir: Some(SANDBOX_IN_CONTAINER.into()),
+        host_config: Some(bollard::models::HostConfig {
+            network_mode: Some("host".into()),
+            binds: Some(binds),
+            privileged: Some(l.spec.privileged),
+            cpu_shares: Some(crate::cgroups::shares_for(l.cpus) as i64),
+            memory: Some(crate::cgroups::memory_for(l.mem_mb) as i64),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptionsBuilder::new().name(l.name).build();
+    docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| format!("Failed to create container: {e}"))?;
+    if let Err(e) = docker
+        .start_container(
+            l.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+    {
+        let _ = remove(docker, l.name).await;
+        return Err(format!("Failed to start container: {e}"));
+    }
+    Ok(())
+}
+
+/// Copies the container's stdout and stderr into the sandbox files until it ends.
+pub async fn follow_logs(docker: Docker, name: String, sandbox: String) {
+    use tokio::io::AsyncWriteExt;
+    let open = |f: &str| {
+        let path = format!("{sandbox}/{f}");
+        async move {
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await
+        }
+    };
+    let (Ok(mut out), Ok(mut err)) = (open("stdout").await, open("stderr").await) else {
+        return;
+    };
+    let opts = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .tail("all")
+        .build();
+    let mut logs = docker.logs(&name, Some(opts));
+    while let Some(chunk) = logs.next().await {
+        let _ = match chunk {
+            Ok(bollard::container::LogOutput::StdErr { message }) => err.write_all(&message).await,
+            Ok(other) => out.write_all(&other.into_bytes()).await,
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "container logs ended");
+                break;
+            }
+        };
+    }
+    let _ = out.flush().await;
+    let _ = err.flush().await;
+}
+
+/// Waits for the container to end; its exit code (or `None` when Docker could not tell).
+pub async fn wait(docker: &Docker, name: &str) -> Option<i32> {
+    let opts = WaitContainerOptionsBuilder::new()
+        .condition("not-running")
+        .build();
+    let mut w = docker.wait_container(name, Some(opts));
+    match w.next().await {
+        Some(Ok(r)) => Some(r.status_code as i32),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+            Some(code as i32)
+        }
+        _ => None,
+    }
+}
+
+/// Asks the container to stop: SIGTERM, then SIGKILL after `grace`.
+pub async fn stop(docker: &Docker, name: &str, grace: Duration) {
+    let opts = StopContainerOptionsBuilder::new()
+        .t(grace.as_secs().min(i32::MAX as u64) as i32)
+        .build();
+    let _ = docker.stop_container(name, Some(opts)).await;
+}
+
+/// SIGKILLs the container.
+pub async fn kill(docker: &Docker, name: &str) {
+    let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+    let _ = docker.kill_container(name, Some(opts)).await;
+}
+
+/// Removes the container, running or not.
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), String> {
+    let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+    docker
+        .remove_container(name, Some(opts))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Names of every container (running or not) labelled as belonging to `agent_label`.
+pub async fn containers_of(docker: &Docker, agent_label: &str) -> Result<Vec<String>, String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{AGENT_LABEL}={agent_label}")],
+    )]);
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn task(container: serde_json::Value) -> TaskInfo {
+        serde_json::from_value(
+            json!({"name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+            "resources": [], "command": {"value": "echo hi"}, "container": container}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_specs_are_read_and_checked() {
+        assert!(spec_of(&task(json!({"type": "MESOS"}))).is_none());
+        let s = spec_of(&task(
+            json!({"type": "DOCKER", "docker": {"image": "busybox", "force_pull_image": true},
+            "volumes": [{"container_path": "/data", "host_path": "/srv/data", "mode": "RO"}]}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.image, "busybox");
+        assert!(s.force_pull);
+        assert_eq!(s.binds, vec!["/srv/data:/data:ro".to_string()]);
+        for (c, needle) in [
+            (json!({"type": "DOCKER"}), "container.docker is required"),
+            (
+                json!({"type": "DOCKER", "docker": {"image": " "}}),
+                "image is required",
+            ),
+            (
+                json!({"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE"}}),
+                "BRIDGE is not supported",
+            ),
+            (
+                json!({"type": "DOCKER", "docker": {"image": "x"}, "volumes": [{"container_path": "rel", "host_path": "/a"}]}),
+                "container_path",
+            ),
+            (
+                json!({"type": "DOCKER", "docker": {"image": "x"}, "volumes": [{"container_path": "/a", "host_path": "/b", "mode": "RX"}]}),
+                "mode RX",
+            ),
+        ] {
+            let e = spec_of(&task(c)).unwrap().unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn commands_become_entrypoints_as_in_mesos() {
+        let shell: CommandInfo = serde_json::from_value(json!({"value": "echo hi"})).unwrap();
+        assert_eq!(
+            command_of(&shell),
+            (
+                Some(vec!["/bin/sh".into(), "-c".into()]),
+                Some(vec!["echo hi".into()])
+            )
+        );
+        let plain: CommandInfo = serde_json::from_value(
+            json!({"shell": false, "value": "/bin/echo", "arguments": ["echo", "a"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            command_of(&plain),
+            (Some(vec!["/bin/echo".into()]), Some(vec!["a".into()]))
+        );
+        let none: CommandInfo = serde_json::from_value(json!({"shell": false})).unwrap();
+        assert_eq!(command_of(&none), (None, None));
+    }
+}

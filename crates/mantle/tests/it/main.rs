@@ -17,3 +17,4 @@ mod local;
 mod marathon;
 mod pymesos;
 mod scheduler;
+mod webui;

@@ -63,11 +63,12 @@
   const appHash = (id) => `#/app/${appPath(id)}`;
   const taskHash = (id) => `#/task/${encodeURIComponent(id)}`;
 
+  // A table, or the `empty` text when there are no rows. Headings starting with # are numeric.
   function table(caption, head, rows, empty) {
     if (!rows.length) return h('p', { class: 'empty' }, empty);
     return h('table', {},
       h('caption', { class: 'muted' }, caption),
-      h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col', class: /^(Healthy|Running|Target|CPUs|Memory|Size|Tasks)$/.test(c) ? 'num' : null }, c)))),
+      h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col', class: c.startsWith('#') ? 'num' : null }, c.replace(/^#/, ''))))),
       h('tbody', {}, rows));
   }
 
@@ -283,7 +284,7 @@
         summary.textContent = `${data.apps.length} app${data.apps.length === 1 ? '' : 's'}` +
           Object.entries(counts).map(([k, v]) => `, ${v} ${k}`).join('');
         fill(list, table('Apps and groups',
-          ['Name', 'Type', 'Status', 'Healthy', 'Running', 'Target', 'CPUs', 'Memory'],
+          ['Name', 'Type', 'Status', '#Healthy', '#Running', '#Target', '#CPUs', '#Memory'],
           rows.map(serviceRow), 'No services yet. Create one to run a command on the cluster.'));
       },
     };
@@ -321,6 +322,7 @@
       }
     }
 
+    // Changes go out as PATCH, which never creates an app that was removed meanwhile.
     const base = `/marathon/v2/apps/${appPath(id)}`;
     const scale = (ev) => {
       ev.preventDefault();
@@ -332,13 +334,13 @@
         return;
       }
       scaleInput.removeAttribute('aria-invalid');
-      act(`Scale to ${n}`, 'PUT', base, { instances: n });
+      act(`Scale to ${n}`, 'PATCH', base, { instances: n });
     };
     const actions = h('form', { class: 'bar', onsubmit: scale, 'aria-label': 'Actions' },
       h('label', { for: 'scale-n' }, 'Instances'), scaleInput,
       h('button', { type: 'submit', id: 'scale-btn', class: 'primary' }, 'Scale'),
       h('button', { type: 'button', id: 'restart-btn', onclick: () => act('Restart', 'POST', `${base}/restart`) }, 'Restart'),
-      h('button', { type: 'button', id: 'suspend-btn', onclick: () => act('Suspend', 'PUT', base, { instances: 0 }) }, 'Suspend'),
+      h('button', { type: 'button', id: 'suspend-btn', onclick: () => act('Suspend', 'PATCH', base, { instances: 0 }) }, 'Suspend'),
       h('a', { class: 'button', href: `#/edit/${appPath(id)}`, id: 'edit-btn' }, 'Edit'),
       h('button', {
         type: 'button', class: 'danger', id: 'destroy-btn',
@@ -354,7 +356,7 @@
 
     function tasksTable() {
       const checks = (app.healthChecks || []).length > 0;
-      return table('Tasks', ['Task', 'Agent', 'Ports', 'Health', 'State', 'Started', ''],
+      return table(`Tasks of ${id}`, ['Task', 'Agent', 'Ports', 'Health', 'State', 'Started', 'Actions'],
         (app.tasks || []).map((t) => {
           const res = (t.healthCheckResults || [])[0];
           const health = !checks ? '—' : res ? (res.alive ? badge('healthy') : badge('unhealthy')) : badge('unknown');
@@ -402,8 +404,8 @@
           ['Launch delay', q.delay && q.delay.timeLeftSeconds > 0 ? `${q.delay.timeLeftSeconds} s left (backoff after failures)` : 'none'],
           ['Offers', `${s.processedOffersCount || 0} processed, ${s.unusedOffersCount || 0} not used`],
         ]),
-        table('Why offers were not used', ['Reason', 'Offers declined', 'Offers processed'],
-          reasons.map((r) => h('tr', {}, h('th', { scope: 'row' }, r.reason), h('td', {}, r.declined), h('td', {}, r.processed))),
+        table('Why offers were not used', ['Reason', '#Offers declined', '#Offers processed'],
+          reasons.map((r) => h('tr', {}, h('th', { scope: 'row' }, r.reason), h('td', { class: 'num' }, r.declined), h('td', { class: 'num' }, r.processed))),
           'No offer has been refused yet.'),
         table('Last unused offers', ['When', 'Agent', 'Reason'],
           (q.lastUnusedOffers || []).slice().reverse().map((o) => h('tr', {},
@@ -425,7 +427,7 @@
         h('td', {}, when(v), ' ', h('span', { class: 'mono muted' }, v)),
         h('td', {}, v === app.version ? h('span', { class: 'muted' }, 'current') : h('button', {
           type: 'button', 'data-key': `rollback:${v}`,
-          onclick: () => act(`Roll back to ${v}`, 'PUT', base, { version: v }),
+          onclick: () => act(`Roll back to ${v}`, 'PATCH', base, { version: v }),
         }, 'Roll back to this version')))), 'No versions.');
     }
 
@@ -479,8 +481,8 @@
     { key: 'disk', path: '/disk', label: 'Disk (MiB)', type: 'number', step: 'any' },
     { key: 'ports', path: '/portDefinitions', label: 'Host ports', type: 'number', step: '1', hint: 'How many ports to reserve ($PORT0, $PORT1, …).' },
     { key: 'hc-protocol', path: '/healthChecks', label: 'Health check', type: 'select',
-      options: [['', 'None'], ['COMMAND', 'Command (run by the executor)'], ['MESOS_TCP', 'TCP on $PORT0 (executor)'],
-        ['MESOS_HTTP', 'HTTP on $PORT0 (executor)'], ['TCP', 'TCP on $PORT0 (scheduler)'], ['HTTP', 'HTTP on $PORT0 (scheduler)']] },
+      hint: 'TCP and HTTP checks probe $PORT0; MESOS_ ones run next to the task.',
+      options: [['', 'None'], ['COMMAND', 'COMMAND'], ['MESOS_TCP', 'MESOS_TCP'], ['MESOS_HTTP', 'MESOS_HTTP'], ['TCP', 'TCP'], ['HTTP', 'HTTP']] },
     { key: 'hc-command', path: '/healthChecks/0/command', label: 'Check command', type: 'text', hint: 'Healthy while it exits with status 0.', when: ['COMMAND'] },
     { key: 'hc-path', path: '/healthChecks/0/path', label: 'Check path', type: 'text', when: ['HTTP', 'MESOS_HTTP'] },
     { key: 'hc-interval', path: '/healthChecks/0/intervalSeconds', label: 'Check every (s)', type: 'number', step: '1', when: ['COMMAND', 'MESOS_TCP', 'MESOS_HTTP', 'TCP', 'HTTP'] },
@@ -846,7 +848,7 @@
       const up = path !== sandbox ? h('button', { type: 'button', 'data-key': 'up', onclick: () => browse(path.slice(0, path.lastIndexOf('/'))) }, 'Up one directory') : null;
       if (!r.ok || !Array.isArray(r.data)) { fill(files, up, h('p', { class: 'notice bad' }, r.message)); return; }
       fill(files, h('p', {}, 'Directory: ', h('code', {}, `sandbox/${rel}`), ' ', up),
-        table('Files in the sandbox', ['Name', 'Size', 'Modified', 'Mode'], r.data.map((e) => {
+        table('Files in the sandbox', ['Name', '#Size', 'Modified', 'Mode'], r.data.map((e) => {
           const name = e.path.slice(e.path.lastIndexOf('/') + 1);
           const isDir = e.mode.startsWith('d');
           const full = `${path}/${name}`;
@@ -957,7 +959,7 @@
           }), 'No agents are registered.'));
         // DRF: a framework's dominant share is its largest share of any resource the cluster has
         // (allocated = used + offered, as the allocator counts it).
-        fill(frameworks, table('Frameworks and their dominant resource shares', ['Framework', 'ID', 'Role', 'Status', 'Tasks', 'Allocated', 'Dominant share (DRF)'],
+        fill(frameworks, table('Frameworks and their dominant resource shares', ['Framework', 'ID', 'Role', 'Status', '#Tasks', 'Allocated', 'Dominant share (DRF)'],
           (s.frameworks || []).map((f) => {
             const alloc = f.resources || {};
             let share = 0, kind = null;

@@ -1,8 +1,8 @@
 //! The web UI against a real cluster (master with `--marathon-url`, two agents, `mantle
 //! marathon`), in headless Chromium driven over W3C WebDriver by chromedriver: create an app
 //! from the form, watch it become healthy on the Services page, scale it, follow a task's
-//! stdout until a line printed after the page opened shows up, see a validation error at its
-//! field, and take a screenshot that must show real content. Also the master's proxies
+//! stdout until a line printed after the page opened shows up, review the diff of an edit,
+//! see a validation error at its field, and take a screenshot that must show real content. Also the master's proxies
 //! without a browser: confinement, 503 without a service scheduler, the SSE stream passing
 //! through unbuffered.
 //!
@@ -458,6 +458,27 @@ async fn webui_creates_scales_follows_logs_and_shows_validation_errors_in_chromi
         ticks(&browser.text("#log").await).is_empty(),
         "stderr holds no ticks"
     );
+
+    // Editing shows what would change before anything is sent.
+    browser.goto(&format!("{master}/#/edit/webui/ticker")).await;
+    browser.wait("#f-cmd", 10).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser
+        .js("return document.getElementById('f-mem').value")
+        .await
+        != "32"
+    {
+        assert!(Instant::now() < deadline, "the form shows the app's mem");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.type_into("#f-mem", "48").await;
+    browser.click("#editor-submit").await;
+    let diff = browser
+        .until("#diff", 10, "diff of the change", |t| !t.is_empty())
+        .await;
+    assert_eq!(diff.trim(), "/mem: 32 → 48", "only mem changes");
+    let app = plain::blocking_get_json(&format!("{}/v2/apps{APP}", sched.url));
+    assert_eq!(app["app"]["mem"], 32.0, "nothing is sent before Apply");
 
     // An invalid definition: Marathon's 422 lands next to the cpus field.
     browser.goto(&format!("{master}/#/new")).await;

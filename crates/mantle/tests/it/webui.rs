@@ -27,7 +27,12 @@ const TICKER: &str = "while true; do echo tick-$(date +%s%N); sleep 1; done";
 fn binary(var: &str, candidates: &[&str], package: &str) -> PathBuf {
     if let Ok(p) = std::env::var(var) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "{var}={} does not exist", p.display());
+        assert!(
+            p.is_file(),
+            "{var}={} does not exist (unset it to use Debian's {package} from \
+             scripts/install-test-deps.sh)",
+            p.display()
+        );
         return p;
     }
     for c in candidates {
@@ -41,6 +46,21 @@ fn binary(var: &str, candidates: &[&str], package: &str) -> PathBuf {
     );
 }
 
+/// Chromium and chromedriver.
+fn browser_binaries() -> (PathBuf, PathBuf) {
+    let chromium = binary(
+        "MANTLE_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        "chromium",
+    );
+    let chromedriver = binary(
+        "MANTLE_CHROMEDRIVER",
+        &["/usr/bin/chromedriver"],
+        "chromium-driver (chromedriver)",
+    );
+    (chromium, chromedriver)
+}
+
 /// chromedriver on a free 127.0.0.1 port and one Chromium session, both ended on drop
 /// (also when the test fails half-way).
 struct Browser {
@@ -52,16 +72,7 @@ struct Browser {
 
 impl Browser {
     async fn start(dir: &Path) -> Browser {
-        let chromium = binary(
-            "MANTLE_CHROMIUM",
-            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-            "chromium",
-        );
-        let chromedriver = binary(
-            "MANTLE_CHROMEDRIVER",
-            &["/usr/bin/chromedriver"],
-            "chromium-driver (chromedriver)",
-        );
+        let (chromium, chromedriver) = browser_binaries();
         let port = free_port("127.0.0.1");
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
@@ -326,6 +337,8 @@ fn png_stats(bytes: &[u8]) -> (u32, u32, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webui_creates_scales_follows_logs_and_shows_validation_errors_in_chromium() {
+    // Fail at once, before any cluster starts, when the browser is missing.
+    browser_binaries();
     let marathon_port = free_port("127.0.0.1");
     let marathon_url = format!("http://127.0.0.1:{marathon_port}");
     let cluster = Cluster::start_with(2, &[], &["--marathon-url", &marathon_url]);

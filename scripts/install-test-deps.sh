@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the dependencies of Mantle's integration tests: Debian's dnsutils
-# (dig, for the DNS tests) and the Python clients (pymesos, marathon-python)
-# in a private venv.
+# (dig, for the DNS tests), chromium and chromium-driver (the web UI's browser
+# tests), and the Python clients (pymesos, marathon-python) in a private venv.
 #
 #   MANTLE_TEST_VENV   venv path (default: <repo>/target/test-venv)
 #   MANTLE_PYTHON      interpreter used to create the venv (default: python3)
@@ -10,18 +10,30 @@
 # The tests run e.g. "$MANTLE_TEST_VENV/bin/python crates/mantle/tests/py/...".
 set -euo pipefail
 
-# Debian packages, installed only when their command is missing.
-if ! command -v dig >/dev/null 2>&1; then
-    echo "install-test-deps: installing dnsutils (dig)" >&2
-    SUDO=()
-    if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq dnsutils >/dev/null
-    if ! command -v dig >/dev/null 2>&1; then
-        echo "install-test-deps: FAILED: dig not found after installing dnsutils" >&2
+# Debian packages, installed only when their command is missing: dnsutils (dig, for the
+# DNS tests), chromium and chromium-driver (headless browser tests of the web UI).
+APT_UPDATED=0
+apt_install() {
+    local command="$1" package="$2"
+    if command -v "$command" >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "install-test-deps: installing $package ($command)" >&2
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+    if [[ "$APT_UPDATED" == 0 ]]; then
+        "${sudo[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$package" >/dev/null
+    if ! command -v "$command" >/dev/null 2>&1; then
+        echo "install-test-deps: FAILED: $command not found after installing $package" >&2
         exit 1
     fi
-fi
+}
+apt_install dig dnsutils
+apt_install chromium chromium
+apt_install chromedriver chromium-driver
 
 # Docker for the docker containerizer tests: Debian's docker.io and busybox-static, a test
 # daemon of our own (no bridge, no iptables: tests use host networking only) on its own socket,

@@ -82,6 +82,10 @@ struct MasterArgs {
     /// Seconds a disconnected agent is kept before its tasks are declared lost.
     #[arg(long, default_value_t = 75.0, value_parser = positive_secs)]
     agent_removal_timeout: f64,
+    /// The service scheduler's URL (`http://127.0.0.1:8080`), which the web UI reaches through
+    /// the master at `/marathon/v2/...`; without it those requests answer 503.
+    #[arg(long, env = "MANTLE_MASTER_MARATHON_URL")]
+    marathon_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -592,7 +596,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Ok(addr) = listener.local_addr() {
                 config.port = addr.port();
             }
-            mantle_server::master::serve(listener, config, shutdown_signal()).await
+            let marathon = a
+                .marathon_url
+                .as_deref()
+                .map(mantle_server::ui::parse_marathon_url)
+                .transpose()?;
+            let ui = mantle_server::ui::Ui::new(marathon)?;
+            mantle_server::master::serve(listener, config, ui, shutdown_signal()).await
         }
         Command::Agent(AgentCommand {
             list: Some(ListCommand::List { master, json }),

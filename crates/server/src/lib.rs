@@ -1,7 +1,7 @@
 //! The daemons' I/O shells: HTTP (axum), event streams, processes and the clock around the
 //! pure cores. One module per daemon: `master`, `agent`, `executor` (the built-in executor),
 //! `local` (a whole cluster of processes on one machine), and `bench` (a scheduler that
-//! measures launch latency against such a cluster).
+//! measures launch latency against such a cluster); `ui` is the web UI the master serves.
 //!
 //! Invariant: cores are only touched from one actor task per daemon; HTTP handlers talk to it
 //! over channels, so no core state sits behind a lock.
@@ -22,3 +22,4 @@ pub mod local;
 pub mod marathon;
 pub mod marathon_store;
 pub mod master;
+pub mod ui;

@@ -1,5 +1,6 @@
 //! `mantle local`: a whole cluster on one machine, one process per daemon (the master on
-//! 127.0.0.1, agents on 127.0.0.2, 127.0.0.3, ...), each with its own work dir. Ctrl-C or
+//! 127.0.0.1, agents on 127.0.0.2, 127.0.0.3, ...), each with its own work dir. The master
+//! serves the web UI and is told the service scheduler's URL for it. Ctrl-C or
 //! SIGTERM stops every process it started; agents kill their executors on the way out.
 //!
 //! `LocalCluster` is also used by `mantle bench`, which needs the same cluster of real
@@ -151,7 +152,7 @@ impl LocalCluster {
     async fn start_all(&mut self, o: &LocalOptions) -> anyhow::Result<()> {
         let master_dir = o.work_dir.join("master");
         std::fs::create_dir_all(&master_dir)?;
-        let args = vec![
+        let mut args = vec![
             "master".into(),
             "--ip".into(),
             "127.0.0.1".into(),
@@ -160,6 +161,11 @@ impl LocalCluster {
             "--work-dir".into(),
             master_dir.to_string_lossy().into_owned(),
         ];
+        if let Some(port) = o.marathon_port {
+            // The web UI reaches the service scheduler through the master.
+            args.push("--marathon-url".into());
+            args.push(format!("http://127.0.0.1:{port}"));
+        }
         self.procs.push(spawn(
             &o.program,
             "master",
@@ -310,6 +316,7 @@ pub async fn run(o: LocalOptions) -> anyhow::Result<()> {
     let master = o.master_url();
     let mut lines = vec![
         "Mantle local cluster is up.".to_string(),
+        format!("  web UI     {master}/  (open it in a browser)"),
         format!("  master     {master}  (Mesos v1 scheduler API: {master}/api/v1/scheduler, state: {master}/master/state)"),
     ];
     for i in 0..o.agents {

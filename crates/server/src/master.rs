@@ -1,11 +1,13 @@
 //! The master daemon: the v1 scheduler API, the agent protocol endpoints and the read
-//! endpoints over HTTP, driving one `mantle_master::Master` from a single actor task.
+//! endpoints over HTTP, driving one `mantle_master::Master` from a single actor task; it also
+//! serves the web UI and its proxies (`crate::ui`).
 
 use crate::clock::Clock;
 use crate::http::{self, EventStream};
+use crate::ui::{self, AgentEndpoint, Ui};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -66,6 +68,7 @@ struct AppState {
     leader: String,
     /// For proxying sandbox reads to agents.
     client: reqwest::Client,
+    ui: Ui,
 }
 
 /// Options of `mantle master`.
@@ -82,10 +85,12 @@ fn call_error(e: CallError) -> Response {
     }
 }
 
-/// Runs the master on an already bound listener until `shutdown` resolves.
+/// Runs the master on an already bound listener until `shutdown` resolves; `ui` holds what
+/// the web UI's proxies need (the service scheduler's URL).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
+    ui: Ui,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::new();
@@ -97,7 +102,12 @@ pub async fn serve(
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .build()?;
-    let state = AppState { tx, leader, client };
+    let state = AppState {
+        tx,
+        leader,
+        client,
+        ui,
+    };
     let app = router(state);
     // Event streams never end on their own, so shutdown does not wait for connections: the
     // listener closes and the process exits.
@@ -143,6 +153,14 @@ fn router(state: AppState) -> Router {
         .route("/tasks", get(tasks))
         .route("/master/redirect", get(redirect))
         .route("/redirect", get(redirect))
+        .route("/", get(ui::index))
+        .route("/ui/{name}", get(ui::ui_asset))
+        .route("/marathon", any(marathon_proxy))
+        .route("/marathon/", any(marathon_proxy))
+        .route("/marathon/{*rest}", any(marathon_proxy))
+        .route("/agent/{agent_id}/state", get(agent_state))
+        .route("/agent/{agent_id}/files/browse", get(agent_files_browse))
+        .route("/agent/{agent_id}/files/read", get(agent_files_read))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(|r, n| {
@@ -576,4 +594,64 @@ async fn redirect(State(state): State<AppState>) -> Response {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
+}
+
+/// `/marathon/...`: the web UI's way to the service scheduler (see `crate::ui`).
+async fn marathon_proxy(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ui::marathon_proxy(&state.ui, method, &uri, &headers, body).await
+}
+
+/// `/agent/{agent_id}/...`: one of an agent's read endpoints, for an agent this master knows.
+async fn agent_endpoint(
+    state: &AppState,
+    agent_id: String,
+    endpoint: AgentEndpoint,
+    query: &BTreeMap<String, String>,
+) -> Response {
+    if !ui::valid_agent_id(&agent_id) {
+        return ui::invalid_agent(&agent_id);
+    }
+    let id = agent_id.clone();
+    let addr = match ask(state, |reply| Cmd::Read {
+        f: Box::new(move |m: &Master| {
+            let addr = ui::agent_address(&m.view().slaves(), &id);
+            serde_json::json!(addr.map(|a| a.to_string()))
+        }),
+        reply,
+    })
+    .await
+    {
+        Ok(v) => v.as_str().and_then(|a| a.parse::<SocketAddr>().ok()),
+        Err(r) => return r,
+    };
+    match addr {
+        Some(addr) => ui::agent_proxy(&state.ui, addr, endpoint, query).await,
+        None => ui::unknown_agent(&agent_id),
+    }
+}
+
+async fn agent_state(State(state): State<AppState>, Path(agent_id): Path<String>) -> Response {
+    agent_endpoint(&state, agent_id, AgentEndpoint::State, &BTreeMap::new()).await
+}
+
+async fn agent_files_browse(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    agent_endpoint(&state, agent_id, AgentEndpoint::FilesBrowse, &q).await
+}
+
+async fn agent_files_read(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    agent_endpoint(&state, agent_id, AgentEndpoint::FilesRead, &q).await
 }

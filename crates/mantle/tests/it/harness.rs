@@ -51,6 +51,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     procs: Vec<Child>,
     agent_args: Vec<String>,
+    master_args: Vec<String>,
 }
 
 fn wait_http(url: &str) {
@@ -68,8 +69,9 @@ fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
-/// A master on 127.0.0.1:`port` with its work dir and log (appended to) under `dir`.
-fn spawn_master(dir: &std::path::Path, port: u16) -> Child {
+/// A master on 127.0.0.1:`port` with its work dir and log (appended to) under `dir`, and
+/// `extra` flags.
+fn spawn_master(dir: &std::path::Path, port: u16, extra: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -85,6 +87,7 @@ fn spawn_master(dir: &std::path::Path, port: u16) -> Child {
             "--work-dir",
         ])
         .arg(dir.join("master"))
+        .args(extra)
         .env("MANTLE_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(log)
@@ -133,11 +136,21 @@ fn spawn_agent(
 impl Cluster {
     /// A master on 127.0.0.1 and `agents` agents on 127.0.0.2.. with `extra_agent_args`.
     pub fn start(agents: usize, extra_agent_args: &[&str]) -> Cluster {
+        Cluster::start_with(agents, extra_agent_args, &[])
+    }
+
+    /// As `start`, with `extra_master_args` for the master (kept for `restart_master`).
+    pub fn start_with(
+        agents: usize,
+        extra_agent_args: &[&str],
+        extra_master_args: &[&str],
+    ) -> Cluster {
+        let master_args: Vec<String> = extra_master_args.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let master_port = free_port("127.0.0.1");
         let agent_port = free_port("127.0.0.2");
         let mut procs = Vec::new();
-        procs.push(spawn_master(dir.path(), master_port));
+        procs.push(spawn_master(dir.path(), master_port, &master_args));
         let master = format!("http://127.0.0.1:{master_port}");
         wait_http(&master);
         let agent_args: Vec<String> = extra_agent_args.iter().map(|s| s.to_string()).collect();
@@ -158,6 +171,7 @@ impl Cluster {
             dir,
             procs,
             agent_args,
+            master_args,
         };
         c.wait_agents(agents);
         c
@@ -169,7 +183,7 @@ impl Cluster {
         let old = &mut self.procs[0];
         old.kill().unwrap();
         old.wait().unwrap();
-        self.procs[0] = spawn_master(self.dir.path(), self.master_port);
+        self.procs[0] = spawn_master(self.dir.path(), self.master_port, &self.master_args);
         wait_http(&self.master);
     }
 

@@ -39,6 +39,25 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // stdout is read as it comes, so the test can wait for the banner `mantle local` prints
+    // once every process answered (a SIGTERM before it stops the start-up, printing nothing).
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let printed = printed.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                printed
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     let master = format!("http://127.0.0.1:{master_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -75,6 +94,13 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The master reaches the scheduler for the web UI (mantle local passes --marathon-url).
+    let (code, body) = crate::harness::plain::blocking_get(&format!("{master}/marathon/v2/info"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        crate::harness::plain::blocking_get(&format!("{master}/")).0,
+        200
+    );
     // The DNS server is part of the local cluster too.
     while std::net::TcpStream::connect(("127.0.0.1", dns_http_port)).is_err()
         || crate::harness::plain::blocking_get_json(&format!(
@@ -102,6 +128,15 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
         !processes_under(dir.path()).is_empty(),
         "the cluster runs from its work dir"
     );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !printed.lock().unwrap().contains("Press Ctrl-C") {
+        assert!(
+            Instant::now() < deadline,
+            "mantle local did not print its banner: {}",
+            printed.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -116,11 +151,15 @@ async fn mantle_local_runs_a_task_and_stops_without_orphans() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    reader.join().unwrap();
+    let out = printed.lock().unwrap().clone();
     assert!(
         out.contains(&format!("127.0.0.1:{master_port}")),
         "prints where things are: {out}"
+    );
+    assert!(
+        out.contains(&format!("web UI     http://127.0.0.1:{master_port}/")),
+        "prints the web UI's URL: {out}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let left = processes_under(dir.path());

@@ -21,3 +21,4 @@ mod local;
 mod marathon;
 mod pymesos;
 mod scheduler;
+mod webui;

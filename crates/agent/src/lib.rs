@@ -89,6 +89,40 @@ pub struct ContainerInfo {
     pub limits: ContainerLimits,
 }
 
+/// How long a recovered executor has to subscribe again after an agent restart before it is
+/// killed (Mesos's `--executor_reregistration_timeout` is 2 s; Mantle's executors retry every
+/// second, so a little more).
+pub const EXECUTOR_REREGISTRATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the agent checkpoints so that a restarted agent can take over its live executors:
+/// everything but connections, deadlines and history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub agent_id: Option<AgentId>,
+    pub frameworks: Vec<FrameworkInfo>,
+    pub executors: Vec<CheckpointedExecutor>,
+    /// Unacknowledged updates, oldest first per task.
+    pub updates: Vec<(FrameworkId, TaskStatus)>,
+}
+
+/// One running executor in a checkpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointedExecutor {
+    pub framework_id: FrameworkId,
+    pub info: ExecutorInfo,
+    pub builtin: bool,
+    pub container_id: String,
+    pub directory: String,
+    pub role: String,
+    /// Tasks handed to the executor, with their state and the statuses seen.
+    pub tasks: Vec<(TaskInfo, TaskState, Vec<TaskStatus>)>,
+    /// Launches not yet handed over: one entry per task or task group.
+    pub queued: Vec<Vec<TaskInfo>>,
+    pub queued_groups: Vec<bool>,
+    pub killed: Vec<TaskId>,
+    pub shutting_down: bool,
+}
+
 /// An effect for the shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -107,6 +141,9 @@ pub enum Output {
         /// What the fetcher puts in the sandbox first: the executor's `uris` for a custom
         /// executor, its tasks' for the built-in one; an error when they do not parse.
         uris: Result<Vec<mantle_api::mesos::CommandUri>, String>,
+        /// The framework asked for checkpointing (`FrameworkInfo.checkpoint`): its executor
+        /// waits for a restarted agent instead of ending with it.
+        checkpoint: bool,
     },
     /// A running container's limits changed (a task joined its executor).
     UpdateContainer {
@@ -128,6 +165,9 @@ pub enum CallError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The shell could not make the call durable (answered 503; the executor retries).
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -607,7 +647,13 @@ impl Agent {
                 .as_ref()
                 .map_or(Ok(Vec::new()), |c| c.uris())
         };
+        let checkpoint = self
+            .frameworks
+            .get(&framework_id)
+            .and_then(|f| f.checkpoint)
+            .unwrap_or(false);
         self.outputs.push(Output::LaunchExecutor {
+            checkpoint,
             uris,
             framework_id: framework_id.clone(),
             executor_id: executor.info.executor_id.clone(),
@@ -1011,6 +1057,25 @@ impl Agent {
                         status.task_id, call.executor_id
                     )));
                 }
+                let seen = e
+                    .tasks
+                    .get(&status.task_id)
+                    .into_iter()
+                    .chain(
+                        e.completed
+                            .iter()
+                            .filter(|t| t.info.task_id == status.task_id),
+                    )
+                    .any(|t| {
+                        t.statuses
+                            .iter()
+                            .any(|s| s.uuid.as_deref() == Some(uuid.as_str()))
+                    });
+                if seen {
+                    // A resend (an executor that lost its agent sends again what it could
+                    // not be sure of): the update is already in the stream.
+                    return Ok(());
+                }
                 if !e.tasks.contains_key(&status.task_id) {
                     // Already ended on the agent's authority (a container limitation, say):
                     // the executor's late word is acknowledged and dropped.
@@ -1183,6 +1248,118 @@ impl Agent {
         while self.completed_executors.len() > MAX_COMPLETED {
             self.completed_executors.pop_front();
         }
+    }
+
+    /// Everything a restarted agent needs to take over this one's executors.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            agent_id: self.agent_id.clone(),
+            frameworks: self.frameworks.values().cloned().collect(),
+            executors: self
+                .executors
+                .iter()
+                .map(|((f, _), e)| CheckpointedExecutor {
+                    framework_id: f.clone(),
+                    info: e.info.clone(),
+                    builtin: e.builtin,
+                    container_id: e.container_id.clone(),
+                    directory: e.directory.clone(),
+                    role: e.role.clone(),
+                    tasks: e
+                        .tasks
+                        .values()
+                        .map(|t| (t.info.clone(), t.state, t.statuses.clone()))
+                        .collect(),
+                    queued: e
+                        .queued
+                        .iter()
+                        .map(|p| Self::pending_tasks(p).to_vec())
+                        .collect(),
+                    queued_groups: e
+                        .queued
+                        .iter()
+                        .map(|p| matches!(p, Pending::Group(_)))
+                        .collect(),
+                    killed: e.killed.iter().cloned().collect(),
+                    shutting_down: e.shutdown_deadline.is_some(),
+                })
+                .collect(),
+            updates: self.pending_updates(),
+        }
+    }
+
+    /// An agent that takes over from a checkpoint. Executors for which `alive` says no are
+    /// treated as exited (their unfinished tasks end); the others get
+    /// `EXECUTOR_REREGISTRATION_TIMEOUT` to subscribe again. Unacknowledged updates are resent
+    /// once the agent has registered.
+    pub fn recover(config: Config, now: Now, cp: Checkpoint, alive: impl Fn(&str) -> bool) -> Self {
+        let mut a = Agent::new(config, now);
+        a.agent_id = cp.agent_id;
+        for f in cp.frameworks {
+            if let Some(id) = f.id.clone() {
+                a.frameworks.insert(id, f);
+            }
+        }
+        let mut dead = Vec::new();
+        for x in cp.executors {
+            let tasks = x
+                .tasks
+                .into_iter()
+                .map(|(info, state, statuses)| {
+                    (
+                        info.task_id.clone(),
+                        Task {
+                            info,
+                            state,
+                            statuses,
+                        },
+                    )
+                })
+                .collect();
+            let queued = x
+                .queued
+                .into_iter()
+                .zip(x.queued_groups.into_iter().chain(std::iter::repeat(false)))
+                .filter_map(|(ts, group)| match (group, ts.len()) {
+                    (_, 0) => None,
+                    (false, 1) => ts.into_iter().next().map(Pending::Task),
+                    _ => Some(Pending::Group(ts)),
+                })
+                .collect();
+            let live = alive(&x.container_id);
+            if !live {
+                dead.push(x.container_id.clone());
+            }
+            a.executors.insert(
+                (x.framework_id, x.info.executor_id.clone()),
+                Executor {
+                    info: x.info,
+                    builtin: x.builtin,
+                    container_id: x.container_id,
+                    directory: x.directory,
+                    conn: None,
+                    queued,
+                    tasks,
+                    completed: VecDeque::new(),
+                    killed: x.killed.into_iter().collect(),
+                    registration_deadline: live.then(|| now.mono + EXECUTOR_REREGISTRATION_TIMEOUT),
+                    shutdown_deadline: x.shutting_down.then(|| now.mono + EXECUTOR_SHUTDOWN_GRACE),
+                    role: x.role,
+                },
+            );
+        }
+        for (framework_id, status) in cp.updates {
+            let key = (framework_id, status.task_id.clone());
+            a.updates.entry(key).or_default().push_back(PendingUpdate {
+                status,
+                next_send: now.mono,
+                backoff: a.config.status_update_retry_min,
+            });
+        }
+        for container_id in dead {
+            a.executor_exited(now, &container_id, None);
+        }
+        a
     }
 
     /// Unacknowledged updates, oldest first per task (what a checkpoint must hold).

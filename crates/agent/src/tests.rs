@@ -366,3 +366,92 @@ fn registration_reports_tasks_in_the_state_of_their_oldest_unacknowledged_update
     }
     assert!(a.registration().tasks.is_empty());
 }
+
+#[test]
+fn a_checkpoint_round_trips_and_recovery_keeps_live_executors_and_ends_dead_ones() {
+    let mut a = agent();
+    let c1 = run_command_task(&mut a, "t1");
+    let c2 = run_command_task(&mut a, "t2");
+    for (conn, id) in [(7, "t1"), (8, "t2")] {
+        a.executor_subscribe(
+            conn,
+            &Call {
+                kind: CallType::Subscribe,
+                ..update(id, "TASK_RUNNING", U1)
+            },
+        )
+        .unwrap();
+        a.executor_call(at(1), update(id, "TASK_RUNNING", U1))
+            .unwrap();
+    }
+    a.take_outputs();
+    let text = serde_json::to_string(&a.checkpoint()).unwrap();
+    let cp: Checkpoint = serde_json::from_str(&text).unwrap();
+    assert_eq!(cp, a.checkpoint());
+    let config = a.config.clone();
+    // t1's executor survived the agent; t2's did not.
+    let mut b = Agent::recover(config, at(100), cp, |c| c == c1);
+    assert_eq!(b.agent_id(), Some(&AgentId::new("A1")));
+    let reg = b.registration();
+    let ids: Vec<&str> = reg.tasks.iter().map(|t| t.task.task_id.as_str()).collect();
+    assert!(ids.contains(&"t1") && ids.contains(&"t2"), "{ids:?}");
+    b.from_master(
+        at(100),
+        MasterToAgent::Registered {
+            agent_id: AgentId::new("A1"),
+            stream_id: "s2".into(),
+        },
+    );
+    let sent: Vec<TaskStatus> = b
+        .take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) => Some(status),
+            _ => None,
+        })
+        .collect();
+    // Both RUNNING updates were never acknowledged: both are resent, with their uuids.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent
+        .iter()
+        .all(|s| s.state == TaskState::Running && s.uuid.as_deref() == Some(U1)));
+    // The live executor subscribes again; a resent update it already gave is not doubled.
+    b.executor_subscribe(
+        9,
+        &Call {
+            kind: CallType::Subscribe,
+            ..update("t1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
+    b.executor_call(at(101), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    assert!(b
+        .take_outputs()
+        .iter()
+        .all(|o| !matches!(o, Output::ToMaster(AgentToMaster::StatusUpdate { .. }))));
+    // t2's end follows its RUNNING once that is acknowledged.
+    b.from_master(
+        at(102),
+        MasterToAgent::AckStatusUpdate {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t2"),
+            uuid: U1.into(),
+        },
+    );
+    let next: Vec<TaskStatus> = b
+        .take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ToMaster(AgentToMaster::StatusUpdate { status, .. }) => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].state, TaskState::Failed);
+    assert_eq!(
+        next[0].reason.as_deref(),
+        Some("REASON_EXECUTOR_TERMINATED")
+    );
+    let _ = c2;
+}

@@ -204,6 +204,10 @@ struct AgentArgs {
         env = "MANTLE_DOCKER_SOCKET"
     )]
     docker_socket: String,
+    /// After a restart: `reconnect` takes over the executors a previous run left (from the
+    /// checkpoint in the work dir), `cleanup` kills them and starts afresh.
+    #[arg(long, default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
+    recover: String,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -660,7 +664,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(&a.docker_socket)
                     .to_string()
             });
+            let recover = if a.recover == "cleanup" {
+                mantle_server::agent::Recover::Cleanup
+            } else {
+                mantle_server::agent::Recover::Reconnect
+            };
             let options = mantle_server::agent::AgentOptions {
+                recover,
                 isolation,
                 docker_socket,
                 master: a.master,

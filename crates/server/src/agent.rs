@@ -28,8 +28,11 @@ const MASTER_SILENCE_LIMIT: Duration = Duration::from_secs(20);
 /// How often containers are checked for a memory limitation (also checked at once when one of
 /// their tasks ends).
 const LIMIT_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// Most commands handled between two checkpoint writes.
+const MAX_BATCH: usize = 512;
 
 type Reply<T> = oneshot::Sender<T>;
+type CallReply = Reply<Result<(), CallError>>;
 
 enum Cmd {
     FromMaster(MasterToAgent),
@@ -119,6 +122,115 @@ pub struct AgentOptions {
     pub isolation: Isolation,
     /// The Docker daemon's unix socket when the docker containerizer is enabled.
     pub docker_socket: Option<String>,
+    pub recover: Recover,
+}
+
+/// What a starting agent does with what a previous run left (`--recover`, as Mesos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recover {
+    /// Take over the live executors from the checkpoint (strict: an unreadable checkpoint
+    /// stops the agent rather than lose track of what runs).
+    Reconnect,
+    /// Kill whatever the checkpoint names and start afresh.
+    Cleanup,
+}
+
+/// The checkpoint file: the core's `Checkpoint` and the executors' pids, written atomically
+/// (temporary file, fsync, rename, fsync of the directory) whenever it changes.
+struct CheckpointStore {
+    dir: PathBuf,
+    last: std::cell::RefCell<Vec<u8>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointFile {
+    core: mantle_agent::Checkpoint,
+    pids: BTreeMap<String, i32>,
+}
+
+impl CheckpointStore {
+    fn file(&self) -> PathBuf {
+        self.dir.join("agent.json")
+    }
+
+    fn read(&self) -> anyhow::Result<Option<CheckpointFile>> {
+        let path = self.file();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let cp = serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the checkpoint {} is unreadable ({e}); move it away or start with --recover cleanup",
+                        path.display()
+                    )
+                })?;
+                *self.last.borrow_mut() = bytes;
+                Ok(Some(cp))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn write(
+        &self,
+        core: &mantle_agent::Checkpoint,
+        pids: &BTreeMap<String, i32>,
+    ) -> std::io::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Ref<'a> {
+            core: &'a mantle_agent::Checkpoint,
+            pids: &'a BTreeMap<String, i32>,
+        }
+        let bytes = serde_json::to_vec(&Ref { core, pids }).map_err(std::io::Error::other)?;
+        if *self.last.borrow() == bytes {
+            return Ok(());
+        }
+        use std::io::Write;
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join("agent.json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.file())?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        *self.last.borrow_mut() = bytes;
+        Ok(())
+    }
+}
+
+/// Whether `pid` is a live (not zombie) executor of container `container_id`: its environment
+/// names the container, so a recycled pid is never taken for it.
+fn executor_alive(pid: i32, container_id: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
+    if matches!(state, None | Some("Z") | Some("X")) {
+        return false;
+    }
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let want = format!("MESOS_CONTAINER_ID={container_id}");
+    env.split(|b| *b == 0).any(|v| v == want.as_bytes())
+}
+
+/// Watches a recovered executor (not this process's child, so it cannot be waited for) and
+/// reports its exit.
+fn watch_recovered(container_id: String, pid: i32, tx: mpsc::UnboundedSender<Cmd>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if !executor_alive(pid, &container_id) {
+                let _ = tx.send(Cmd::ExecExited {
+                    container_id,
+                    status: None,
+                });
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
 }
 
 impl AgentOptions {
@@ -170,12 +282,48 @@ pub async fn serve(
     let sandbox_root = options.work_dir.join("slaves");
     std::fs::create_dir_all(&sandbox_root)?;
     let sandbox_root = std::fs::canonicalize(&sandbox_root)?;
+    // What a previous run of this agent left: executors to take over, or to kill.
+    let store = CheckpointStore {
+        dir: options.work_dir.join("meta"),
+        last: std::cell::RefCell::new(Vec::new()),
+    };
+    let previous = store.read()?;
+    let mut recovered: BTreeMap<String, i32> = BTreeMap::new();
+    let previous = match (previous, options.recover) {
+        (Some(cp), Recover::Reconnect) => {
+            for (cid, pid) in &cp.pids {
+                if executor_alive(*pid, cid) {
+                    recovered.insert(cid.clone(), *pid);
+                }
+            }
+            info!(
+                executors = cp.core.executors.len(),
+                alive = recovered.len(),
+                "recovering from the checkpoint"
+            );
+            Some(cp.core)
+        }
+        (Some(cp), Recover::Cleanup) => {
+            for (cid, pid) in &cp.pids {
+                if executor_alive(*pid, cid) {
+                    warn!(container_id = %cid, pid, "--recover cleanup: killing an executor");
+                    kill_group(*pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            None
+        }
+        (None, _) => None,
+    };
     let cgroups = match &options.isolation {
         Isolation::Posix => None,
         Isolation::Cgroups(settings) => {
             let cg = crate::cgroups::Cgroups::new(settings.clone())?;
-            // Nothing is recovered yet: whatever a previous run of this agent left is orphaned.
-            for id in cg.containers() {
+            // Whatever a previous run left that is not being recovered is an orphan.
+            for id in cg
+                .containers()
+                .into_iter()
+                .filter(|id| !recovered.contains_key(id))
+            {
                 warn!(container_id = %id, "destroying an orphaned container");
                 if let Err(e) = cg.destroy(&id).await {
                     warn!(container_id = %id, error = %e, "could not destroy an orphaned container");
@@ -191,10 +339,18 @@ pub async fn serve(
             let d = crate::docker::connect(socket)
                 .await
                 .map_err(|e| anyhow::anyhow!("--containerizers docker: {e}"))?;
-            // Nothing is recovered yet: every container this agent left behind is an orphan.
+            // Every container this agent left behind that no recovered executor owns is an
+            // orphan.
             for name in crate::docker::containers_of(&d, &options.docker_label())
                 .await
                 .map_err(|e| anyhow::anyhow!("listing Docker containers: {e}"))?
+                .into_iter()
+                .filter(|n| {
+                    !recovered.keys().any(|cid| {
+                        n.strip_prefix("mesos-")
+                            .is_some_and(|r| r.starts_with(cid.as_str()))
+                    })
+                })
             {
                 warn!(container = %name, "removing an orphaned Docker container");
                 if let Err(e) = crate::docker::remove(&d, &name).await {
@@ -207,24 +363,28 @@ pub async fn serve(
     };
     let clock = Clock::new();
     let seed = clock.now().wall_secs.to_bits() ^ u64::from(options.port);
-    let agent = Agent::new(
-        Config {
-            hostname: options.ip.clone(),
-            port: options.port,
-            resources: options.resources.clone(),
-            attributes: options.attributes.clone(),
-            sandbox_root: sandbox_root.to_string_lossy().into_owned(),
-            status_update_retry_min: options.status_update_retry,
-            seed,
-        },
-        clock.now(),
-    );
+    let config = Config {
+        hostname: options.ip.clone(),
+        port: options.port,
+        resources: options.resources.clone(),
+        attributes: options.attributes.clone(),
+        sandbox_root: sandbox_root.to_string_lossy().into_owned(),
+        status_update_retry_min: options.status_update_retry,
+        seed,
+    };
+    let agent = match previous {
+        Some(cp) => Agent::recover(config, clock.now(), cp, |cid| recovered.contains_key(cid)),
+        None => Agent::new(config, clock.now()),
+    };
     let (tx, rx) = mpsc::unbounded_channel();
+    for (cid, pid) in &recovered {
+        watch_recovered(cid.clone(), *pid, tx.clone());
+    }
     let (to_master_tx, to_master_rx) = mpsc::unbounded_channel();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let pids = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i32>::new()));
+    let pids = std::sync::Arc::new(std::sync::Mutex::new(recovered.clone()));
     tokio::spawn(actor(
         agent,
         clock,
@@ -234,6 +394,7 @@ pub async fn serve(
         options.clone(),
         pids.clone(),
         cgroups.clone(),
+        Some(store),
     ));
     tokio::spawn(master_link(
         client.clone(),
@@ -326,11 +487,20 @@ async fn actor(
     options: AgentOptions,
     pids: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i32>>>,
     cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
+    checkpoints: Option<CheckpointStore>,
 ) {
     let mut execs: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut next_conn: ConnId = 1;
+    // Executor calls answered once the checkpoint that holds them is written.
+    let mut deferred: Vec<(CallReply, Result<(), CallError>)> = Vec::new();
     // Containers with cgroups, and the memory limit each was given (for messages).
     let mut limited: BTreeMap<String, mantle_agent::ContainerLimits> = BTreeMap::new();
+    if cgroups.is_some() {
+        // Recovered containers are watched for limitations as before the restart.
+        for c in agent.containers() {
+            limited.insert(c.container_id, c.limits);
+        }
+    }
     let fetcher = crate::fetcher::Fetcher::new(options.work_dir.join("fetcher-cache"));
     if cgroups.is_some() {
         let tick = tx.clone();
@@ -382,6 +552,16 @@ async fn actor(
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                // Take what else is waiting too: one checkpoint write covers the whole batch
+                // (group commit).
+                let mut batch = vec![cmd];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
+                for cmd in batch {
                 let now = clock.now();
                 match cmd {
                     Cmd::FromMaster(m) => agent.from_master(now, m),
@@ -409,7 +589,7 @@ async fn actor(
                                 check_oom(&mut agent, &mut limited, &cid, now);
                             }
                         }
-                        let _ = reply.send(agent.executor_call(now, call));
+                        deferred.push((reply, agent.executor_call(now, call)));
                     }
                     Cmd::ExecGone { conn } => { execs.remove(&conn); agent.executor_disconnected(conn); }
                     Cmd::ExecStarted { container_id, pid } => {
@@ -446,12 +626,30 @@ async fn actor(
                     }
                     Cmd::Containers(reply) => { let _ = reply.send(agent.containers()); }
                 }
+                }
             }
             _ = sleep => {}
         }
         let now = clock.now();
         if agent.next_deadline().is_some_and(|d| now.mono >= d) {
             agent.tick(now);
+        }
+        // Durable before it is acknowledged or acted on: an executor's update is answered, and
+        // anything is sent to the master, only once the checkpoint holding it is written.
+        if let Some(store) = &checkpoints {
+            let pids_now = pids.lock().map(|m| m.clone()).unwrap_or_default();
+            if let Err(e) = store.write(&agent.checkpoint(), &pids_now) {
+                // Nothing is acknowledged that is not on disk: executors retry their updates.
+                warn!(error = %e, "cannot write the agent checkpoint");
+                for (reply, _) in deferred.drain(..) {
+                    let _ = reply.send(Err(CallError::ServiceUnavailable(format!(
+                        "Agent cannot checkpoint: {e}"
+                    ))));
+                }
+            }
+        }
+        for (reply, result) in deferred.drain(..) {
+            let _ = reply.send(result);
         }
         for out in agent.take_outputs() {
             match out {
@@ -517,6 +715,7 @@ async fn actor(
                     role,
                     limits,
                     uris,
+                    checkpoint,
                 } => {
                     let mut procs_files = Vec::new();
                     if let Some(cg) = &cgroups {
@@ -549,6 +748,7 @@ async fn actor(
                         kind,
                         role,
                         procs_files,
+                        checkpoint,
                     };
                     let uris = match uris {
                         Ok(u) => u,
@@ -616,6 +816,7 @@ struct LaunchSpec {
     role: String,
     /// `cgroup.procs` files the executor joins before it runs (cgroups isolation).
     procs_files: Vec<String>,
+    checkpoint: bool,
 }
 
 /// Writes the shell's own pid into every `cgroup.procs` listed (colon-separated) in
@@ -693,7 +894,8 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
             .env("MESOS_AGENT_ID", &spec.agent_id)
             .env("MESOS_SLAVE_PID", format!("slave(1)@{endpoint}"))
             .env("MESOS_AGENT_ENDPOINT", &endpoint)
-            .env("MESOS_CHECKPOINT", "0")
+            .env("MESOS_CHECKPOINT", if spec.checkpoint { "1" } else { "0" })
+            .env("MESOS_RECOVERY_TIMEOUT", "15mins")
             .env("MESOS_HTTP_COMMAND_EXECUTOR", "1")
             .env(
                 "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
@@ -841,6 +1043,7 @@ fn exec_error(e: CallError) -> Response {
     match e {
         CallError::BadRequest(m) => http::error(StatusCode::BAD_REQUEST, m),
         CallError::Forbidden(m) => http::error(StatusCode::FORBIDDEN, m),
+        CallError::ServiceUnavailable(m) => http::error(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
 

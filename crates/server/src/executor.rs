@@ -66,6 +66,8 @@ struct Executor {
     docker_agent: String,
     docker: Option<bollard::Docker>,
     container_id: String,
+    /// Updates the agent has not taken yet (it was away), oldest first.
+    outbox: Vec<Call>,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -94,36 +96,13 @@ pub async fn run() -> anyhow::Result<()> {
         update: None,
         message: None,
     };
-    let resp = client
-        .post(&url)
-        .json(&sub)
-        .header("Accept", "application/json")
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        anyhow::bail!(
-            "agent refused SUBSCRIBE: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-    }
-    let stream_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut stream = resp.bytes_stream();
-        let mut decoder = Decoder::new(64 * 1024 * 1024);
-        while let Some(Ok(chunk)) = stream.next().await {
-            decoder.feed(&chunk);
-            while let Ok(Some(record)) = decoder.next_record() {
-                match serde_json::from_slice::<Event>(&record) {
-                    Ok(ev) => {
-                        let _ = stream_tx.send(Msg::Event(ev));
-                    }
-                    Err(e) => warn!(error = %e, "undecodable event from agent"),
-                }
-            }
-        }
-        let _ = stream_tx.send(Msg::StreamEnded);
-    });
+    subscribe(&client, &url, &sub, tx.clone()).await?;
+    // With checkpointing, a lost agent is waited for (it may be restarting) this long.
+    let checkpoint = std::env::var("MESOS_CHECKPOINT").is_ok_and(|v| v == "1");
+    let recovery_timeout = std::env::var("MESOS_RECOVERY_TIMEOUT")
+        .ok()
+        .and_then(|v| parse_mesos_duration(&v))
+        .unwrap_or(Duration::from_secs(15 * 60));
     let mut ex = Executor {
         client,
         url,
@@ -145,8 +124,12 @@ pub async fn run() -> anyhow::Result<()> {
         docker: None,
         container_id: std::env::var("MESOS_CONTAINER_ID")
             .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
+        outbox: Vec::new(),
     };
     let mut done_since: Option<tokio::time::Instant> = None;
+    // Since when the agent has been gone, while waiting for it to come back.
+    let mut lost_since: Option<tokio::time::Instant> = None;
+    let mut last_try = tokio::time::Instant::now();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let msg = tokio::select! {
@@ -160,10 +143,14 @@ pub async fn run() -> anyhow::Result<()> {
         };
         match msg {
             Ok(Some(Msg::Event(ev))) => ex.on_event(ev).await,
-            Ok(Some(Msg::StreamEnded)) | Ok(None) => {
+            Ok(Some(Msg::StreamEnded)) | Ok(None) if !checkpoint => {
                 warn!("agent stream ended; killing tasks and exiting");
                 ex.kill_all(Duration::ZERO).await;
                 return Ok(());
+            }
+            Ok(Some(Msg::StreamEnded)) | Ok(None) => {
+                warn!("agent stream ended; waiting for the agent to come back");
+                lost_since.get_or_insert_with(tokio::time::Instant::now);
             }
             Ok(Some(Msg::Exited { task_id, code })) => ex.on_exit(task_id, code).await,
             Ok(Some(Msg::Health { task_id, verdict })) => ex.on_health(task_id, verdict).await,
@@ -177,7 +164,33 @@ pub async fn run() -> anyhow::Result<()> {
             }
             Err(_) => {}
         }
-        // Exit once something ran and everything has ended and been acknowledged.
+        if let Some(since) = lost_since {
+            if since.elapsed() >= recovery_timeout {
+                warn!("the agent did not come back within the recovery timeout; killing tasks");
+                ex.kill_all(Duration::ZERO).await;
+                return Ok(());
+            }
+            if last_try.elapsed() >= Duration::from_secs(1) {
+                last_try = tokio::time::Instant::now();
+                if subscribe(&ex.client, &ex.url, &sub, ex.tx.clone())
+                    .await
+                    .is_ok()
+                {
+                    info!("subscribed again to the restarted agent");
+                    lost_since = None;
+                    ex.flush_outbox().await;
+                }
+            }
+        } else if !ex.outbox.is_empty() && last_try.elapsed() >= Duration::from_secs(1) {
+            last_try = tokio::time::Instant::now();
+            ex.flush_outbox().await;
+        }
+        // Exit once something ran and everything has ended and been acknowledged, and no
+        // update still waits for the agent.
+        if lost_since.is_some() || !ex.outbox.is_empty() {
+            done_since = None;
+            continue;
+        }
         let idle = ex.running.is_empty() && (!ex.launched.is_empty() || ex.shutting_down);
         if idle {
             let since = *done_since.get_or_insert_with(tokio::time::Instant::now);
@@ -189,6 +202,64 @@ pub async fn run() -> anyhow::Result<()> {
             done_since = None;
         }
     }
+}
+
+/// Posts SUBSCRIBE and feeds the event stream to `tx` (ending with `StreamEnded`).
+async fn subscribe(
+    client: &reqwest::Client,
+    url: &str,
+    sub: &Call,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<()> {
+    let resp = client
+        .post(url)
+        .json(sub)
+        .header("Accept", "application/json")
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "agent refused SUBSCRIBE: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    tokio::spawn(async move {
+        let mut stream = resp.bytes_stream();
+        let mut decoder = Decoder::new(64 * 1024 * 1024);
+        while let Some(Ok(chunk)) = stream.next().await {
+            decoder.feed(&chunk);
+            while let Ok(Some(record)) = decoder.next_record() {
+                match serde_json::from_slice::<Event>(&record) {
+                    Ok(ev) => {
+                        let _ = tx.send(Msg::Event(ev));
+                    }
+                    Err(e) => warn!(error = %e, "undecodable event from agent"),
+                }
+            }
+        }
+        let _ = tx.send(Msg::StreamEnded);
+    });
+    Ok(())
+}
+
+/// Parses a Mesos duration such as `15mins`, `2secs` or `100ms`.
+fn parse_mesos_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "secs" | "s" => n,
+        "mins" => n * 60.0,
+        "hrs" => n * 3600.0,
+        "days" => n * 86400.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 fn signal_group(pgid: i32, signal: nix::sys::signal::Signal) {
@@ -278,18 +349,43 @@ impl Executor {
             update: Some(CallUpdate { status }),
             message: None,
         };
-        for attempt in 0..5u32 {
-            match self.client.post(&self.url).json(&call).send().await {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => {
-                    warn!(status = %r.status(), "agent rejected an update");
-                    return;
-                }
-                Err(e) => {
-                    warn!(error = %e, attempt, "cannot send update to agent");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
+        if !self.outbox.is_empty() {
+            // Keep the order: behind the ones still waiting.
+            self.outbox.push(call);
+            return;
+        }
+        if !self.post_update(&call).await {
+            self.outbox.push(call);
+        }
+    }
+
+    /// Posts an update; false when it must be sent again later (the agent is unreachable or
+    /// could not make it durable).
+    async fn post_update(&self, call: &Call) -> bool {
+        match self.client.post(&self.url).json(call).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                warn!(status = %r.status(), "agent could not take an update yet");
+                false
             }
+            Ok(r) => {
+                warn!(status = %r.status(), "agent rejected an update");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot send an update to the agent; keeping it");
+                false
+            }
+        }
+    }
+
+    /// Sends the updates kept while the agent was away, in order, until one fails.
+    async fn flush_outbox(&mut self) {
+        while let Some(call) = self.outbox.first().cloned() {
+            if !self.post_update(&call).await {
+                return;
+            }
+            self.outbox.remove(0);
         }
     }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn fw() -> Value {
-    json!({"user": "root", "name": "containers-test", "capabilities": [{"type": "PARTITION_AWARE"}]})
+    json!({"user": "root", "name": "containers-test", "checkpoint": true, "capabilities": [{"type": "PARTITION_AWARE"}]})
 }
 
 /// Fails loudly when the tests cannot use cgroups at all.
@@ -213,28 +213,67 @@ async fn a_kill_leaves_no_process_of_the_task_even_outside_its_process_group() {
 }
 
 #[tokio::test]
-async fn a_restarted_agent_destroys_the_containers_it_cannot_recover() {
+async fn a_restarted_agent_keeps_its_recovered_containers_and_destroys_orphans() {
     let (mut cluster, root) = cgroups_cluster("orphans");
     let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
-    let marker = format!("{}.{}", 8000 + std::process::id() % 1000, 23);
-    let cmd = format!("sleep {marker}");
+    let kept_marker = format!("{}.{}", 8000 + std::process::id() % 1000, 23);
+    let cmd = format!("sleep {kept_marker}");
     assert_eq!(
-        s.call(launch(&offer, vec![task(&offer, "orphan", &cmd, 0.1)]))
+        s.call(launch(&offer, vec![task(&offer, "kept", &cmd, 0.1)]))
             .await
             .0,
         202
     );
-    s.await_state("orphan", "TASK_RUNNING", 10).await;
+    s.await_state("kept", "TASK_RUNNING", 10).await;
     let container = statistics(&cluster).await[0]["container_id"]
         .as_str()
         .unwrap()
         .to_string();
-    // SIGKILL the agent: the executor and its task live on in their cgroup.
+    let kept_pid = processes_with(&format!("sleep {kept_marker}"));
+    assert_eq!(kept_pid.len(), 1);
+    // An orphan: a cgroup under this agent's root that no checkpoint names, with a process.
+    let orphan_marker = format!("{}.{}", 8000 + std::process::id() % 1000, 29);
+    let mut orphan = std::process::Command::new("sleep")
+        .arg(&orphan_marker)
+        .spawn()
+        .unwrap();
+    for ctrl in ["cpu", "cpuacct", "memory", "pids", "freezer"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(&root)
+            .join("orphan-x");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+    }
+    // SIGKILL the agent and start it again: the executor and its task live on and are taken
+    // over; the orphan is destroyed.
     cluster.restart_agent(0);
-    wait_until("the orphan is destroyed", 15, || {
-        processes_with(&format!("sleep {marker}")).is_empty()
+    let reaped = tokio::task::spawn_blocking(move || orphan.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!reaped.success(), "the orphan was killed");
+    wait_until("the orphan's cgroup is removed", 15, || {
+        !memory_cgroup(&root, "orphan-x").exists()
     })
     .await;
-    assert!(!memory_cgroup(&root, &container).exists());
+    assert_eq!(processes_with(&format!("sleep {kept_marker}")), kept_pid);
+    assert!(memory_cgroup(&root, &container).exists());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let stats = statistics(&cluster).await;
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    assert_eq!(stats[0]["container_id"], container.as_str());
+    // The recovered container is still the agent's to kill.
+    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "kept"}}}))
+        .await;
+    s.await_state("kept", "TASK_KILLED", 20).await;
+    wait_until("the kept task is gone", 10, || {
+        processes_with(&format!("sleep {kept_marker}")).is_empty()
+    })
+    .await;
+    wait_until("its cgroup is removed", 10, || {
+        !memory_cgroup(&root, &container).exists()
+    })
+    .await;
 }

@@ -203,6 +203,24 @@ impl Cluster {
         wait_http(&format!("http://127.0.0.{}:{}", i + 2, self.agent_port));
     }
 
+    /// The process ID of agent `i`.
+    pub fn agent_pid(&self, i: usize) -> u32 {
+        self.procs[i + 1].id()
+    }
+
+    /// Starts agent `i` again after it was killed (reaping the old process first).
+    pub fn start_agent_again(&mut self, i: usize) {
+        let _ = self.procs[i + 1].wait();
+        self.procs[i + 1] = spawn_agent(
+            self.dir.path(),
+            i,
+            self.master_port,
+            self.agent_port,
+            &self.agent_args,
+        );
+        wait_http(&format!("http://127.0.0.{}:{}", i + 2, self.agent_port));
+    }
+
     /// Kills the master with SIGKILL and leaves it down (`restart_master` brings one back).
     pub fn kill_master(&mut self) {
         let old = &mut self.procs[0];

@@ -20,5 +20,6 @@ mod harness;
 mod local;
 mod marathon;
 mod pymesos;
+mod recovery;
 mod scheduler;
 mod webui;

@@ -1,0 +1,161 @@
+//! Agent checkpointing and recovery with real processes: an agent killed with SIGKILL while it
+//! runs 200 tasks is started again and takes them all over, same processes, none restarted;
+//! an update produced while it was down reaches the scheduler.
+
+use crate::harness::{Cluster, Scheduler};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const TASKS: usize = 200;
+
+/// Pids of processes whose command line is exactly `sleep <marker>`.
+fn sleepers(marker: &str) -> Vec<i32> {
+    let want = format!("sleep {marker}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).replace('\0', " ").trim_end() == want {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_recovers_its_200_tasks_and_delivers_updates_from_its_downtime() {
+    let mut cluster = Cluster::start(1, &[]);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "recovery-test", "checkpoint": true,
+               "capabilities": [{"type": "PARTITION_AWARE"}]}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let marker = format!("{}.{}", 6000 + std::process::id() % 1000, 31);
+    let tasks: Vec<Value> = (0..TASKS)
+        .map(|i| {
+            json!({"name": format!("r{i}"), "task_id": {"value": format!("r{i}")}, "agent_id": offer["agent_id"],
+                   "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.01}},
+                                 {"name": "mem", "type": "SCALAR", "scalar": {"value": 4}}],
+                   "command": {"value": format!("exec sleep {marker}")}})
+        })
+        .collect();
+    let accept = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}]}});
+    assert_eq!(s.call(accept).await.0, 202);
+    // Every task RUNNING (acknowledging everything).
+    let mut running = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while running.len() < TASKS {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {TASKS} running\n{}", running.len(), cluster.logs()))
+            .unwrap();
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        assert!(
+            ["TASK_STARTING", "TASK_RUNNING"].contains(&st["state"].as_str().unwrap()),
+            "{st}"
+        );
+        if st["state"] == "TASK_RUNNING" {
+            running.insert(st["task_id"]["value"].as_str().unwrap().to_string());
+        }
+    }
+    let before = sleepers(&marker);
+    assert_eq!(before.len(), TASKS);
+
+    // SIGKILL the agent; while it is down, one task ends (its executor keeps the update).
+    let agent_pid = cluster.agent_pid(0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let victim = before[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted = Instant::now();
+    cluster.start_agent_again(0);
+
+    // The one ended task's update arrives; no other task gets any terminal update.
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut failed = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while failed.is_none() {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no update for the task that ended; saw {seen:?}\n{}",
+                    cluster.logs()
+                )
+            })
+            .unwrap();
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        let id = st["task_id"]["value"].as_str().unwrap().to_string();
+        seen.entry(id.clone())
+            .or_default()
+            .push(st["state"].as_str().unwrap().to_string());
+        if st["state"] == "TASK_FAILED" {
+            failed = Some((id, st));
+        }
+    }
+    let recovery = restarted.elapsed();
+    let (failed_id, st) = failed.unwrap();
+    assert_eq!(st["source"], "SOURCE_EXECUTOR", "{st}");
+    assert!(st["message"].as_str().unwrap().contains("signal 9"), "{st}");
+    // Let anything else that would come, come.
+    let rest = s.drain(3.0).await;
+    for ev in rest.iter().filter(|e| e["type"] == "UPDATE") {
+        let st = &ev["update"]["status"];
+        s.ack(st).await;
+        seen.entry(st["task_id"]["value"].as_str().unwrap().to_string())
+            .or_default()
+            .push(st["state"].as_str().unwrap().to_string());
+    }
+    for (id, states) in &seen {
+        if id != &failed_id {
+            assert!(
+                states.iter().all(|x| x == "TASK_RUNNING"),
+                "{id} got {states:?} after the agent restarted"
+            );
+        }
+    }
+    // Every other task is the same process as before.
+    let after = sleepers(&marker);
+    let expected: Vec<i32> = before[1..].to_vec();
+    assert_eq!(
+        after, expected,
+        "the surviving tasks are the very same processes"
+    );
+    // The master still counts them all as running, on the same agent.
+    let tasks = cluster.state()["frameworks"][0]["tasks"].clone();
+    let running_now = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .count();
+    assert_eq!(running_now, TASKS - 1, "{tasks}");
+    eprintln!(
+        "recovery: {TASKS} tasks; from restarting the agent to the downtime update delivered: {:.2} s",
+        recovery.as_secs_f64()
+    );
+}

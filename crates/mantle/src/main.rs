@@ -208,6 +208,10 @@ struct AgentArgs {
     /// checkpoint in the work dir), `cleanup` kills them and starts afresh.
     #[arg(long, default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
     recover: String,
+    /// Run each task as its user (the command's `user`, else the framework's); needs root.
+    /// Off by default: every task runs as the agent's user.
+    #[arg(long)]
+    switch_user: bool,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -627,9 +631,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}:{}", a.ip, a.port))?;
             let port = listener.local_addr().map(|x| x.port()).unwrap_or(a.port);
-            let (cgroups, pids) = mantle_server::agent::parse_isolation(&a.isolation)
+            let isolators = mantle_server::agent::parse_isolation(&a.isolation)
                 .map_err(|e| anyhow::anyhow!("--isolation: {e}"))?;
-            let isolation = if cgroups {
+            let pids = isolators.pids;
+            if isolators.pid_namespace && !std::path::Path::new("/usr/bin/unshare").exists() {
+                anyhow::bail!("--isolation namespaces/pid needs util-linux's /usr/bin/unshare");
+            }
+            let isolation = if isolators.cgroups {
                 let root = a
                     .cgroups_root
                     .clone()
@@ -670,6 +678,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mantle_server::agent::Recover::Reconnect
             };
             let options = mantle_server::agent::AgentOptions {
+                pid_namespace: isolators.pid_namespace,
+                switch_user: a.switch_user,
                 recover,
                 isolation,
                 docker_socket,

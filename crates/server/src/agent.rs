@@ -78,23 +78,35 @@ pub enum Isolation {
     Cgroups(crate::cgroups::Settings),
 }
 
+/// The isolators `--isolation` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Isolators {
+    pub cgroups: bool,
+    pub pids: bool,
+    /// `namespaces/pid`: a pid and mount namespace per executor, with its own /proc and /tmp.
+    pub pid_namespace: bool,
+}
+
 /// Parses `--isolation` (Mesos's isolator names): `posix/cpu,posix/mem` (the default) or
-/// `cgroups/cpu,cgroups/mem` (plus `cgroups/pids`). Returns whether cgroups are wanted and
-/// whether a pids limit is.
-pub fn parse_isolation(text: &str) -> Result<(bool, bool), String> {
+/// `cgroups/cpu,cgroups/mem` (plus `cgroups/pids`), either with `namespaces/pid`.
+pub fn parse_isolation(text: &str) -> Result<Isolators, String> {
     let mut cgroups = None;
-    let mut pids = false;
+    let mut out = Isolators::default();
     for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if name == "namespaces/pid" || name == "filesystem/linux" {
+            out.pid_namespace = true;
+            continue;
+        }
         let c = match name {
             "posix/cpu" | "posix/mem" => false,
             "cgroups/cpu" | "cgroups/mem" => true,
             "cgroups/pids" => {
-                pids = true;
+                out.pids = true;
                 true
             }
             other => {
                 return Err(format!(
-                "unknown isolator '{other}'; use posix/cpu,posix/mem or cgroups/cpu,cgroups/mem[,cgroups/pids]"
+                "unknown isolator '{other}'; use posix/cpu,posix/mem or cgroups/cpu,cgroups/mem[,cgroups/pids], optionally with namespaces/pid"
             ))
             }
         };
@@ -103,7 +115,8 @@ pub fn parse_isolation(text: &str) -> Result<(bool, bool), String> {
         }
         cgroups = Some(c);
     }
-    Ok((cgroups.unwrap_or(false), pids))
+    out.cgroups = cgroups.unwrap_or(false);
+    Ok(out)
 }
 
 /// Options of `mantle agent`.
@@ -120,6 +133,10 @@ pub struct AgentOptions {
     /// The program run as the built-in executor (normally this binary).
     pub executor_program: PathBuf,
     pub isolation: Isolation,
+    /// `namespaces/pid`: each executor in its own pid and mount namespace.
+    pub pid_namespace: bool,
+    /// Run tasks as their `user` (the task's command user, else the framework's).
+    pub switch_user: bool,
     /// The Docker daemon's unix socket when the docker containerizer is enabled.
     pub docker_socket: Option<String>,
     pub recover: Recover,
@@ -828,6 +845,19 @@ done
 unset IFS MANTLE_CGROUP_PROCS
 exec "$@""#;
 
+/// util-linux's `unshare`, used for `namespaces/pid`.
+const UNSHARE: &str = "/usr/bin/unshare";
+
+/// Run inside the new namespaces: a private /tmp (the sandbox's `tmp/`), then the executor in
+/// its sandbox. When the sandbox itself lies under /tmp, the new /tmp hides it, so it is bound
+/// back at its own path through a descriptor opened before (`--no-canonicalize`, or mount
+/// would resolve the descriptor's link to the hidden path).
+const NAMESPACE_SCRIPT: &str = r#"S="$MESOS_SANDBOX"
+mkdir -p "$S/tmp" && chmod 1777 "$S/tmp" && exec 3<"$S" && mount --bind "$S/tmp" /tmp || { echo "mantle: cannot set up the private /tmp" >&2; exit 125; }
+case "$S" in /tmp/*) mkdir -p "$S" && mount --no-canonicalize --bind /proc/self/fd/3 "$S" || { echo "mantle: cannot keep the sandbox visible" >&2; exit 125; };; esac
+exec 3<&-
+cd "$S" && exec "$@""#;
+
 /// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`
 /// environment executor libraries expect (Mesos `executorEnvironment`), and reports its exit.
 fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::UnboundedSender<Cmd>) {
@@ -867,6 +897,31 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                 }
             }
         };
+        // With namespaces/pid: util-linux's unshare gives the executor a pid namespace (it is
+        // pid 1 there, so nothing it starts outlives it) and a mount namespace with its own
+        // /proc, and a shell bind-mounts the sandbox's tmp/ over /tmp before exec'ing it.
+        let (program, args) = if options.pid_namespace {
+            let mut a: Vec<String> = [
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "/bin/sh",
+                "-c",
+                NAMESPACE_SCRIPT,
+                "mantle-namespaces",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.push(program);
+            a.extend(args);
+            (UNSHARE.to_string(), a)
+        } else {
+            (program, args)
+        };
         let mut cmd = if spec.procs_files.is_empty() {
             let mut c = tokio::process::Command::new(&program);
             c.args(&args);
@@ -903,6 +958,10 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
             )
             .env("MESOS_ALLOCATION_ROLE", &spec.role)
             .env("MESOS_CONTAINER_ID", &spec.container_id)
+            .env(
+                "MANTLE_SWITCH_USER",
+                if options.switch_user { "1" } else { "0" },
+            )
             .envs(options.docker_socket.iter().flat_map(|s| {
                 [
                     ("MANTLE_DOCKER_SOCKET".to_string(), s.clone()),

@@ -21,6 +21,9 @@ use tracing::{info, warn};
 
 use crate::health::{self, Verdict};
 
+/// util-linux's setpriv, which switches a task to its user.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 /// Grace period between SIGTERM and SIGKILL when the task has no kill policy (Mesos: 3 s).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for acknowledgements of terminal updates before exiting anyway.
@@ -68,6 +71,8 @@ struct Executor {
     container_id: String,
     /// Updates the agent has not taken yet (it was away), oldest first.
     outbox: Vec<Call>,
+    /// Run tasks as their user (`MANTLE_SWITCH_USER=1`).
+    switch_user: bool,
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
@@ -125,6 +130,7 @@ pub async fn run() -> anyhow::Result<()> {
         container_id: std::env::var("MESOS_CONTAINER_ID")
             .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
         outbox: Vec::new(),
+        switch_user: std::env::var("MANTLE_SWITCH_USER").is_ok_and(|v| v == "1"),
     };
     let mut done_since: Option<tokio::time::Instant> = None;
     // Since when the agent has been gone, while waiting for it to come back.
@@ -426,17 +432,66 @@ impl Executor {
             .await;
             return;
         };
+        // The user to run as, with --switch-user: the command's, else the framework's.
+        let user = if self.switch_user {
+            let name = command
+                .user
+                .clone()
+                .or_else(|| self.framework.as_ref().map(|f| f.user.clone()))
+                .unwrap_or_default();
+            match nix::unistd::User::from_name(&name) {
+                Ok(Some(u)) => Some(u),
+                Ok(None) | Err(_) => {
+                    self.send_update(
+                        &task_id,
+                        TaskState::Failed,
+                        Some(format!(
+                            "Failed to launch: user '{name}' does not exist on this agent"
+                        )),
+                        Some("REASON_CONTAINER_LAUNCH_FAILED"),
+                    )
+                    .await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         self.send_update(&task_id, TaskState::Starting, None, None)
             .await;
         let value = command.value.clone().unwrap_or_default();
-        let mut cmd = if command.shell.unwrap_or(true) {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(&value);
-            c
+        let (program, args): (String, Vec<String>) = if command.shell.unwrap_or(true) {
+            ("/bin/sh".into(), vec!["-c".into(), value.clone()])
         } else {
-            let mut c = tokio::process::Command::new(&value);
-            c.args(command.arguments.iter().skip(1));
-            c
+            (
+                value.clone(),
+                command.arguments.iter().skip(1).cloned().collect(),
+            )
+        };
+        let mut cmd = match &user {
+            // util-linux's setpriv drops to the user with its own groups, so nothing of root's
+            // stays with the task; the sandbox becomes the user's, as in Mesos.
+            Some(u) => {
+                if let Err(e) = nix::unistd::chown(self.sandbox.as_str(), Some(u.uid), Some(u.gid))
+                {
+                    warn!(task_id = %task_id, error = %e, "cannot give the sandbox to the task's user");
+                }
+                let mut c = tokio::process::Command::new(SETPRIV);
+                c.arg(format!("--reuid={}", u.uid))
+                    .arg(format!("--regid={}", u.gid))
+                    .arg("--init-groups")
+                    .arg("--")
+                    .arg(&program)
+                    .args(&args)
+                    .env("USER", &u.name)
+                    .env("HOME", &u.dir);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(&program);
+                c.args(&args);
+                c
+            }
         };
         if let Some(env) = &command.environment {
             for v in &env.variables {

@@ -277,3 +277,80 @@ async fn a_restarted_agent_keeps_its_recovered_containers_and_destroys_orphans()
     })
     .await;
 }
+
+#[tokio::test]
+async fn namespaces_give_tasks_their_own_proc_and_tmp_and_tasks_run_as_their_user() {
+    require_root();
+    let root = root("ns");
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--isolation",
+            "cgroups/cpu,cgroups/mem,namespaces/pid",
+            "--cgroups-root",
+            &root,
+            "--switch-user",
+        ],
+    );
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let marker = format!("ns-marker-{}", std::process::id());
+    let cmd = format!(
+        "id -u > uid.txt; echo $$ > pid.txt; ls /proc | grep -c '^[0-9]' > procs.txt; echo x > /tmp/{marker}"
+    );
+    let mut as_nobody = task(&offer, "nobody-task", &cmd, 0.1);
+    as_nobody["command"]["user"] = json!("nobody");
+    let mut ghost = task(&offer, "ghost-task", "true", 0.1);
+    ghost["command"]["user"] = json!("no-such-user-here");
+    assert_eq!(s.call(launch(&offer, vec![as_nobody, ghost])).await.0, 202);
+    let mut ended = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ended.len() < 2 {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {ended:?}\n{}", cluster.logs()))
+            .unwrap();
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        if ["TASK_FINISHED", "TASK_FAILED"].contains(&st["state"].as_str().unwrap()) {
+            ended.insert(st["task_id"]["value"].as_str().unwrap().to_string(), st);
+        }
+    }
+    assert_eq!(ended["nobody-task"]["state"], "TASK_FINISHED", "{ended:?}");
+    let ghost = &ended["ghost-task"];
+    assert_eq!(ghost["state"], "TASK_FAILED");
+    assert_eq!(ghost["reason"], "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(
+        ghost["message"]
+            .as_str()
+            .unwrap()
+            .contains("user 'no-such-user-here' does not exist"),
+        "{ghost}"
+    );
+    let sandbox = crate::harness::sandbox_of(&cluster, "127.0.0.2", "nobody-task");
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{sandbox}/{f}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("uid.txt"), "65534", "the task ran as nobody");
+    let pid: u32 = read("pid.txt").parse().unwrap();
+    assert!(
+        pid < 10,
+        "the task's shell is pid {pid}: not in a namespace of its own"
+    );
+    let procs: u32 = read("procs.txt").parse().unwrap();
+    assert!(procs < 10, "the task sees {procs} processes in /proc");
+    assert!(std::path::Path::new(&sandbox)
+        .join("tmp")
+        .join(&marker)
+        .exists());
+    assert!(
+        !std::path::Path::new("/tmp").join(&marker).exists(),
+        "/tmp was not private"
+    );
+}

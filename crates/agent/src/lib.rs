@@ -87,6 +87,7 @@ pub struct ContainerInfo {
     pub name: String,
     pub source: String,
     pub limits: ContainerLimits,
+    pub directory: String,
 }
 
 /// How long a recovered executor has to subscribe again after an agent restart before it is
@@ -1388,6 +1389,7 @@ impl Agent {
                     .unwrap_or_default()
                     .to_string(),
                 limits: Self::limits_of(e),
+                directory: e.directory.clone(),
             })
             .collect()
     }

@@ -61,6 +61,20 @@ enum Command {
     /// The built-in executor, started by agents (not for direct use).
     #[command(hide = true)]
     Executor,
+    /// Copies standard input to a sandbox log file with size-based rotation (started by
+    /// agents, not for direct use).
+    #[command(hide = true)]
+    LogWriter(LogWriterArgs),
+}
+
+#[derive(Args)]
+struct LogWriterArgs {
+    #[arg(long)]
+    file: PathBuf,
+    #[arg(long)]
+    max_size: u64,
+    #[arg(long)]
+    keep: u32,
 }
 
 #[derive(Args)]
@@ -208,6 +222,22 @@ struct AgentArgs {
     /// checkpoint in the work dir), `cleanup` kills them and starts afresh.
     #[arg(long, default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
     recover: String,
+    /// Rotate each executor's stdout and stderr past this many bytes, keeping `--sandbox-log-keep`
+    /// old files (0: never rotate).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    sandbox_log_max_size: u64,
+    #[arg(long, default_value_t = 5)]
+    sandbox_log_keep: u32,
+    /// Seconds after which a finished sandbox is removed (shortened as the disk fills; Mesos's
+    /// `--gc_delay`, one week).
+    #[arg(long, default_value_t = 7.0 * 86400.0, value_parser = positive_secs_any)]
+    gc_delay: f64,
+    /// Fraction of the disk to keep free (Mesos's `--gc_disk_headroom`).
+    #[arg(long, default_value_t = 0.1)]
+    gc_disk_headroom: f64,
+    /// Seconds between disk checks and sandbox collections.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
+    disk_watch_interval: f64,
     /// Run each task as its user (the command's `user`, else the framework's); needs root.
     /// Off by default: every task runs as the agent's user.
     #[arg(long)]
@@ -508,6 +538,19 @@ struct BenchLaunchArgs {
     isolation: Option<String>,
 }
 
+/// A number of seconds, at most ten years.
+fn positive_secs_any(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > 10.0 * 365.0 * 86400.0 {
+        return Err(format!(
+            "'{s}' must be a number of seconds between 0 and ten years"
+        ));
+    }
+    Ok(v)
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -677,7 +720,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 mantle_server::agent::Recover::Reconnect
             };
+            if !(0.0..1.0).contains(&a.gc_disk_headroom) {
+                anyhow::bail!("--gc-disk-headroom must be at least 0 and less than 1");
+            }
             let options = mantle_server::agent::AgentOptions {
+                log_max_size: a.sandbox_log_max_size,
+                log_keep: a.sandbox_log_keep,
+                gc_delay: Duration::from_secs_f64(a.gc_delay),
+                gc_disk_headroom: a.gc_disk_headroom,
+                disk_watch_interval: Duration::from_secs_f64(a.disk_watch_interval),
                 pid_namespace: isolators.pid_namespace,
                 switch_user: a.switch_user,
                 recover,
@@ -791,6 +842,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(mantle_server::bench::dns(options).await?.render())
         }
         Command::Executor => mantle_server::executor::run().await,
+        Command::LogWriter(a) => mantle_server::sandbox::write_rotating(
+            std::io::stdin().lock(),
+            &a.file,
+            a.max_size,
+            a.keep,
+        )
+        .with_context(|| format!("writing {}", a.file.display())),
         Command::Sim(a) => {
             let mut options = mantle_sim::Options::default();
             options.steps = a.steps.unwrap_or(options.steps);

@@ -135,6 +135,16 @@ pub struct AgentOptions {
     pub isolation: Isolation,
     /// `namespaces/pid`: each executor in its own pid and mount namespace.
     pub pid_namespace: bool,
+    /// Rotate an executor's `stdout`/`stderr` past this many bytes (0: never).
+    pub log_max_size: u64,
+    /// Rotated log files kept per stream.
+    pub log_keep: u32,
+    /// Finished sandboxes are removed after this long (less as the disk fills).
+    pub gc_delay: Duration,
+    /// Fraction of the disk to keep free; with it, sandboxes age out faster.
+    pub gc_disk_headroom: f64,
+    /// How often disk usage is checked and old sandboxes removed.
+    pub disk_watch_interval: Duration,
     /// Run tasks as their `user` (the task's command user, else the framework's).
     pub switch_user: bool,
     /// The Docker daemon's unix socket when the docker containerizer is enabled.
@@ -412,6 +422,11 @@ pub async fn serve(
         pids.clone(),
         cgroups.clone(),
         Some(store),
+    ));
+    tokio::spawn(sandbox_gc(
+        options.clone(),
+        sandbox_root.clone(),
+        tx.clone(),
     ));
     tokio::spawn(master_link(
         client.clone(),
@@ -845,6 +860,74 @@ done
 unset IFS MANTLE_CGROUP_PROCS
 exec "$@""#;
 
+/// Starts a `mantle log-writer` for `file` and returns the pipe to give the executor as that
+/// stream. The writer is its own process, so it outlives an agent restart as the executor
+/// does, and it ends when every writer of the pipe has.
+fn log_writer(options: &AgentOptions, file: &Path) -> std::io::Result<Stdio> {
+    let mut child = std::process::Command::new(&options.executor_program)
+        .arg("log-writer")
+        .arg("--file")
+        .arg(file)
+        .arg("--max-size")
+        .arg(options.log_max_size.to_string())
+        .arg("--keep")
+        .arg(options.log_keep.to_string())
+        .env("MANTLE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pipe = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("log writer has no stdin"))?;
+    // Reap it when it ends.
+    tokio::task::spawn_blocking(move || child.wait());
+    Ok(Stdio::from(pipe))
+}
+
+/// Removes finished sandboxes as they age out (`sandbox::max_age`), checking every
+/// `disk_watch_interval`.
+async fn sandbox_gc(options: AgentOptions, root: PathBuf, tx: mpsc::UnboundedSender<Cmd>) {
+    let mut every = tokio::time::interval(options.disk_watch_interval);
+    loop {
+        every.tick().await;
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Cmd::Containers(reply)).is_err() {
+            return;
+        }
+        let Ok(live) = rx.await else { return };
+        let live: Vec<PathBuf> = live
+            .into_iter()
+            .map(|c| PathBuf::from(c.directory))
+            .collect();
+        let root2 = root.clone();
+        let (gc_delay, headroom) = (options.gc_delay, options.gc_disk_headroom);
+        let removed = tokio::task::spawn_blocking(move || {
+            let usage = crate::sandbox::disk_usage(&root2);
+            let age = crate::sandbox::max_age(gc_delay, headroom, usage);
+            let dirs = crate::sandbox::run_dirs(&root2);
+            let gone = crate::sandbox::to_collect(
+                std::time::SystemTime::now(),
+                &dirs,
+                &|p| live.iter().any(|l| l == p),
+                age,
+            );
+            for d in &gone {
+                if let Err(e) = std::fs::remove_dir_all(d) {
+                    warn!(dir = %d.display(), error = %e, "cannot remove an old sandbox");
+                }
+            }
+            gone.len()
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            info!(removed, "removed old sandboxes");
+        }
+    }
+}
+
 /// util-linux's `unshare`, used for `namespaces/pid`.
 const UNSHARE: &str = "/usr/bin/unshare";
 
@@ -871,8 +954,14 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                 .append(true)
                 .open(spec.directory.join(name))
         };
-        let stdout = open("stdout")?;
-        let stderr = open("stderr")?;
+        let (stdout, stderr) = if options.log_max_size > 0 {
+            (
+                log_writer(options, &spec.directory.join("stdout"))?,
+                log_writer(options, &spec.directory.join("stderr"))?,
+            )
+        } else {
+            (Stdio::from(open("stdout")?), Stdio::from(open("stderr")?))
+        };
         // The program and its arguments; with cgroups, a shell joins the container's cgroups
         // first and then execs it, so not even its first instruction runs outside them.
         let (program, args, env): (String, Vec<String>, Vec<(String, String)>) = match &spec.kind {
@@ -970,8 +1059,8 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
             }))
             .env("LIBPROCESS_PORT", "0")
             .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0)
             .kill_on_drop(false);
         cmd.spawn()

@@ -155,3 +155,64 @@ async fn sandboxes_are_browsable_through_agent_and_master_and_never_leak() {
     let (code, _, _) = get(format!("{}/files/read", cluster.master)).await;
     assert_eq!(code, 400);
 }
+
+#[tokio::test]
+async fn logs_rotate_by_size_and_finished_sandboxes_are_collected() {
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--sandbox-log-max-size",
+            "1000",
+            "--sandbox-log-keep",
+            "2",
+            "--gc-delay",
+            "2",
+            "--disk-watch-interval",
+            "0.5",
+        ],
+    );
+    let mut s =
+        Scheduler::subscribe(&cluster.master, json!({"user": "root", "name": "gc-test"})).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    // 60 lines of 100 bytes, one write each, then a pause so the sandbox can be looked at.
+    let cmd = "for i in $(seq 1 60); do printf '%099d\\n' $i; done; sleep 1";
+    assert_eq!(
+        s.call(launch(&offer, vec![task(&offer, "chatty", cmd, 0.1)]))
+            .await
+            .0,
+        202
+    );
+    s.await_state("chatty", "TASK_RUNNING", 15).await;
+    let sandbox = sandbox_of(&cluster, "127.0.0.2", "chatty");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let size = |f: &str| {
+        std::fs::metadata(format!("{sandbox}/{f}"))
+            .map(|m| m.len())
+            .ok()
+    };
+    assert!(
+        size("stdout").is_some_and(|n| n <= 1000),
+        "{:?}",
+        size("stdout")
+    );
+    assert!(
+        size("stdout.1").is_some_and(|n| n > 0 && n <= 1000),
+        "{:?}",
+        size("stdout.1")
+    );
+    assert!(size("stdout.2").is_some(), "two old files are kept");
+    assert!(size("stdout.3").is_none(), "no more than two are kept");
+    // The newest lines are in the current file.
+    let current = std::fs::read_to_string(format!("{sandbox}/stdout")).unwrap();
+    assert!(current.lines().any(|l| l.ends_with("60")), "{current}");
+    s.await_state("chatty", "TASK_FINISHED", 15).await;
+    // Finished, and older than the 2 s delay: its sandbox goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::path::Path::new(&sandbox).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished sandbox was not collected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,223 @@
+//! Sandbox upkeep: size-based rotation of `stdout`/`stderr` (the `mantle log-writer` process
+//! that sits between an executor and its log file, so it outlives an agent restart like the
+//! executor does), and garbage collection of finished sandboxes by age and disk headroom
+//! (Mesos's `--gc_delay` and `--gc_disk_headroom`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Rotates `path` to `path.1`, `path.1` to `path.2`, ... dropping `path.<keep>`.
+fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+    let numbered = |i: u32| PathBuf::from(format!("{}.{i}", path.display()));
+    if keep == 0 {
+        return std::fs::remove_file(path).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        });
+    }
+    let _ = std::fs::remove_file(numbered(keep));
+    for i in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(i), numbered(i + 1));
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+/// Copies `input` to `path` until end of input, rotating the file before it would pass
+/// `max_size` bytes (keeping `keep` old files). Data is split at the last line end that fits,
+/// or anywhere when a line is longer than the room left.
+pub fn write_rotating(
+    mut input: impl Read,
+    path: &Path,
+    max_size: u64,
+    keep: u32,
+) -> std::io::Result<()> {
+    let max_size = max_size.max(1);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
+    let mut out = open()?;
+    let mut size = out.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let room = max_size.saturating_sub(size) as usize;
+            if room == 0 {
+                drop(out);
+                rotate(path, keep)?;
+                out = open()?;
+                size = 0;
+                continue;
+            }
+            let take = if data.len() <= room {
+                data.len()
+            } else {
+                // Up to the last line end that fits; a fresh file takes what fits.
+                match data[..room].iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None if size == 0 => room,
+                    None => {
+                        drop(out);
+                        rotate(path, keep)?;
+                        out = open()?;
+                        size = 0;
+                        continue;
+                    }
+                }
+            };
+            out.write_all(&data[..take])?;
+            size += take as u64;
+            data = &data[take..];
+        }
+    }
+}
+
+/// How old a finished sandbox may get before it is removed, given the disk's usage (0 to 1):
+/// Mesos's `gc_delay * max(0, 1 - headroom - usage)`.
+pub fn max_age(gc_delay: Duration, headroom: f64, usage: f64) -> Duration {
+    let factor = (1.0 - headroom - usage).clamp(0.0, 1.0);
+    gc_delay.mul_f64(if factor.is_finite() { factor } else { 0.0 })
+}
+
+/// The run directories (`.../executors/<id>/runs/<container>`) under `root`, with the time each
+/// was last written to.
+pub fn run_dirs(root: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut out = Vec::new();
+    let list = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for agent in list(root) {
+        for fw in list(&agent.join("frameworks")) {
+            for ex in list(&fw.join("executors")) {
+                for run in list(&ex.join("runs")) {
+                    // The newest of the directory and its logs: a task that still writes is
+                    // never old.
+                    let mtime = ["", "stdout", "stderr"]
+                        .iter()
+                        .filter_map(|f| {
+                            let p = if f.is_empty() {
+                                run.clone()
+                            } else {
+                                run.join(f)
+                            };
+                            std::fs::metadata(p).and_then(|m| m.modified()).ok()
+                        })
+                        .max()
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    out.push((run, mtime));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Which of `dirs` to remove at `now`: those not `in_use` and older than `age`.
+pub fn to_collect(
+    now: SystemTime,
+    dirs: &[(PathBuf, SystemTime)],
+    in_use: &dyn Fn(&Path) -> bool,
+    age: Duration,
+) -> Vec<PathBuf> {
+    dirs.iter()
+        .filter(|(p, _)| !in_use(p))
+        .filter(|(_, m)| now.duration_since(*m).unwrap_or(Duration::ZERO) > age)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Fraction of the filesystem holding `path` that is used.
+pub fn disk_usage(path: &Path) -> f64 {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(s) if s.blocks() > 0 => 1.0 - s.blocks_available() as f64 / s.blocks() as f64,
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn logs_rotate_by_size_and_keep_so_many() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("stdout");
+        // 10 writes of 100 bytes into files of at most 250 bytes, keeping 2 old ones.
+        let data: Vec<u8> = (0..10u8)
+            .flat_map(|i| std::iter::repeat_n(b'a' + i, 100))
+            .collect();
+        struct Chunks(Vec<u8>);
+        impl Read for Chunks {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(100).min(buf.len());
+                let rest = self.0.split_off(n);
+                buf[..n].copy_from_slice(&self.0);
+                self.0 = rest;
+                Ok(n)
+            }
+        }
+        write_rotating(Chunks(data), &path, 250, 2).unwrap();
+        let read = |p: &str| std::fs::read(d.path().join(p)).unwrap();
+        // Writes without line ends are not split while the file has something: files of
+        // two 100-byte writes each, the newest holding the last two.
+        assert_eq!(read("stdout").len(), 200);
+        assert!(read("stdout").starts_with(b"iiii") && read("stdout").ends_with(b"jjjj"));
+        assert!(read("stdout.1").starts_with(b"gggg"));
+        assert!(read("stdout.2").starts_with(b"eeee"));
+        assert!(!d.path().join("stdout.3").exists());
+        // With line ends, files end at one.
+        let lines = tempfile::tempdir().unwrap();
+        let p2 = lines.path().join("stdout");
+        let text: Vec<u8> = (0..20)
+            .flat_map(|i| format!("line-{i:03}\n").into_bytes())
+            .collect();
+        write_rotating(&text[..], &p2, 50, 10).unwrap();
+        for f in ["stdout", "stdout.1", "stdout.2"] {
+            let t = std::fs::read_to_string(lines.path().join(f)).unwrap();
+            assert!(t.ends_with('\n') && t.len() <= 50, "{f}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn sandboxes_age_out_faster_as_the_disk_fills() {
+        let week = Duration::from_secs(7 * 86400);
+        assert_eq!(max_age(week, 0.1, 0.0), week.mul_f64(0.9));
+        assert_eq!(max_age(week, 0.1, 0.5), week.mul_f64(0.4));
+        assert_eq!(max_age(week, 0.1, 0.95), Duration::ZERO);
+        assert_eq!(max_age(week, 0.1, f64::NAN), Duration::ZERO);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let dirs = vec![
+            (PathBuf::from("/old"), SystemTime::UNIX_EPOCH),
+            (PathBuf::from("/busy"), SystemTime::UNIX_EPOCH),
+            (PathBuf::from("/new"), now),
+        ];
+        let gone = to_collect(
+            now,
+            &dirs,
+            &|p| p == Path::new("/busy"),
+            Duration::from_secs(10),
+        );
+        assert_eq!(gone, vec![PathBuf::from("/old")]);
+    }
+}

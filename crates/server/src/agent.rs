@@ -668,9 +668,11 @@ async fn actor(
         }
         // Durable before it is acknowledged or acted on: an executor's update is answered, and
         // anything is sent to the master, only once the checkpoint holding it is written.
+        let mut durable = true;
         if let Some(store) = &checkpoints {
             let pids_now = pids.lock().map(|m| m.clone()).unwrap_or_default();
             if let Err(e) = store.write(&agent.checkpoint(), &pids_now) {
+                durable = false;
                 // Nothing is acknowledged that is not on disk: executors retry their updates.
                 warn!(error = %e, "cannot write the agent checkpoint");
                 for (reply, _) in deferred.drain(..) {
@@ -686,6 +688,16 @@ async fn actor(
         for out in agent.take_outputs() {
             match out {
                 Output::ToMaster(message) => {
+                    // An update that is not on disk is not sent: it stays queued in the core and
+                    // goes out on its next retry, once a checkpoint holding it is written.
+                    if !durable
+                        && matches!(
+                            message,
+                            mantle_api::internal::AgentToMaster::StatusUpdate { .. }
+                        )
+                    {
+                        continue;
+                    }
                     if let (Some(agent_id), Some(stream_id)) = (agent.agent_id(), agent.stream_id())
                     {
                         let envelope = AgentEnvelope {
@@ -932,13 +944,16 @@ async fn sandbox_gc(options: AgentOptions, root: PathBuf, tx: mpsc::UnboundedSen
 const UNSHARE: &str = "/usr/bin/unshare";
 
 /// Run inside the new namespaces: a private /tmp (the sandbox's `tmp/`), then the executor in
-/// its sandbox. When the sandbox itself lies under /tmp, the new /tmp hides it, so it is bound
-/// back at its own path through a descriptor opened before (`--no-canonicalize`, or mount
-/// would resolve the descriptor's link to the hidden path).
-const NAMESPACE_SCRIPT: &str = r#"S="$MESOS_SANDBOX"
-mkdir -p "$S/tmp" && chmod 1777 "$S/tmp" && exec 3<"$S" && mount --bind "$S/tmp" /tmp || { echo "mantle: cannot set up the private /tmp" >&2; exit 125; }
-case "$S" in /tmp/*) mkdir -p "$S" && mount --no-canonicalize --bind /proc/self/fd/3 "$S" || { echo "mantle: cannot keep the sandbox visible" >&2; exit 125; };; esac
-exec 3<&-
+/// its sandbox. The new /tmp hides whatever lay under the old one, so the executor program's
+/// directory and the sandbox, when they lie under /tmp, are bound back at their own paths
+/// through descriptors opened before (`--no-canonicalize`, or mount would resolve the
+/// descriptor's link to the hidden path).
+const NAMESPACE_SCRIPT: &str = r#"S="$MESOS_SANDBOX"; P="$(dirname "$1")"
+fail() { echo "mantle: $1" >&2; exit 125; }
+mkdir -p "$S/tmp" && chmod 1777 "$S/tmp" && exec 3<"$S" 4<"$P" && mount --bind "$S/tmp" /tmp || fail "cannot set up the private /tmp"
+case "$P" in /tmp/*) { mkdir -p "$P" && mount --no-canonicalize --bind /proc/self/fd/4 "$P"; } || fail "cannot keep $P visible";; esac
+case "$S" in /tmp/*) { mkdir -p "$S" && mount --no-canonicalize --bind /proc/self/fd/3 "$S"; } || fail "cannot keep the sandbox visible";; esac
+exec 3<&- 4<&-
 cd "$S" && exec "$@""#;
 
 /// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`
@@ -1087,10 +1102,15 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
         }
         Err(e) => {
             warn!(executor_id = %spec.executor_id, error = %e, "failed to start executor");
-            let _ = tx.send(Cmd::ExecExited {
+            // Sandbox not writable, disk full, program missing: the tasks fail saying so.
+            launch_failed(
+                &tx,
                 container_id,
-                status: None,
-            });
+                format!(
+                    "Failed to start the executor in {}: {e}",
+                    spec.directory.display()
+                ),
+            );
         }
     }
 }

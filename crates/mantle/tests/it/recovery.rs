@@ -159,3 +159,93 @@ async fn a_killed_agent_recovers_its_200_tasks_and_delivers_updates_from_its_dow
         recovery.as_secs_f64()
     );
 }
+
+/// Unmounts a tmpfs when dropped (lazily, so a process still inside cannot keep it).
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_updates_back_until_they_are_durable_and_loses_none() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
+        "this test mounts a tmpfs and needs root"
+    );
+    let mut cluster = Cluster::start(
+        1,
+        &[
+            "--status-update-retry",
+            "0.5",
+            "--sandbox-log-max-size",
+            "0",
+        ],
+    );
+    // Move the agent onto a 4 MiB tmpfs: stop it, mount over its work dir, start it again.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cluster.agent_pid(0) as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let work = cluster.dir.path().join("agent0");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "cannot mount a tmpfs");
+    let _mount = Tmpfs(work.clone());
+    cluster.start_agent_again(0);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "disk-test", "checkpoint": true}),
+    )
+    .await;
+    let offer = loop {
+        let o = s.next("OFFERS", 15).await["offers"]["offers"][0].clone();
+        if o["hostname"] == "127.0.0.2" {
+            break o;
+        }
+    };
+    let t = json!({"name": "d1", "task_id": {"value": "d1"}, "agent_id": offer["agent_id"],
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+        "command": {"value": "sleep 3"}});
+    let accept = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [t]}}]}});
+    assert_eq!(s.call(accept).await.0, 202);
+    s.await_state("d1", "TASK_RUNNING", 15).await;
+    // Fill the disk while the task runs: its end cannot be checkpointed, so it is not sent.
+    let fill = work.join("fill");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", fill.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let held = s.drain(6.0).await;
+    let updates: Vec<&Value> = held.iter().filter(|e| e["type"] == "UPDATE").collect();
+    assert!(
+        updates.is_empty(),
+        "an update went out while the disk was full: {updates:?}"
+    );
+    // Space again: the task's end arrives, once.
+    std::fs::remove_file(&fill).unwrap();
+    let st = s.await_state("d1", "TASK_FINISHED", 30).await;
+    assert_eq!(st["source"], "SOURCE_EXECUTOR");
+    let after = s.drain(3.0).await;
+    assert!(
+        after
+            .iter()
+            .all(|e| e["type"] != "UPDATE" || e["update"]["status"]["task_id"]["value"] != "d1"),
+        "d1 was reported again: {after:?}"
+    );
+}

@@ -57,13 +57,13 @@ impl Master {
         let agent_id = match &reg.agent_id {
             Some(id) => id.clone(),
             None => {
-                // A new agent at the address of a disconnected one replaces it.
+                // A new agent at the address of a known one replaces it: two agents cannot
+                // listen on one address, so the old one restarted without its state (its
+                // stream may not even have ended yet, behind a partition).
                 let stale: Vec<AgentId> = self
                     .agents
                     .values()
-                    .filter(|a| {
-                        a.hostname == reg.hostname && a.port == reg.port && a.conn.is_none()
-                    })
+                    .filter(|a| a.hostname == reg.hostname && a.port == reg.port)
                     .map(|a| a.id.clone())
                     .collect();
                 for id in stale {

@@ -114,6 +114,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Orders the records by key, so that two snapshots of one state compare equal.
+    pub fn sort(&mut self) {
+        self.agents.sort_by(|a, b| a.id.cmp(&b.id));
+        self.frameworks.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        self.tasks.sort_by(|a, b| {
+            (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
+        });
+    }
+
     /// Applies `w` to this snapshot (what a store does; used by tests and the simulator).
     pub fn apply(&mut self, w: &Write) {
         match w {
@@ -139,6 +148,7 @@ impl Snapshot {
                 .tasks
                 .retain(|r| !(&r.framework_id == f && &r.info.task_id == t)),
         }
+        self.sort();
     }
 }
 
@@ -192,6 +202,48 @@ pub(crate) fn task_record(t: &Task, unreachable: bool) -> TaskRecord {
 }
 
 impl Master {
+    /// The whole registry as this master's state describes it: what the `Persist` outputs so
+    /// far must have left in the store (a check for tests and the simulator). Frameworks
+    /// removed longer ago than `completed_frameworks` remembers are left out.
+    pub fn registry_snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for a in self.agents.values() {
+            s.agents.push(agent_record(a, AgentStanding::Admitted));
+        }
+        for (_, u) in &self.unreachable_agents {
+            s.agents.push(AgentRecord {
+                standing: AgentStanding::Unreachable {
+                    since: u.since,
+                    kill_on_return: u.kill_on_return.iter().cloned().collect(),
+                },
+                ..u.record.clone()
+            });
+        }
+        for g in self.gone_agents.values() {
+            s.agents.push(AgentRecord {
+                standing: AgentStanding::Gone { since: g.since },
+                ..g.record.clone()
+            });
+        }
+        for f in self.frameworks.values() {
+            s.frameworks.push(framework_record(f));
+        }
+        for f in &self.completed_frameworks {
+            let mut r = framework_record(f);
+            r.failover_deadline = None;
+            r.removed_time = Some(f.unregistered_time.unwrap_or(f.registered_time));
+            s.frameworks.push(r);
+        }
+        for t in self.tasks.values() {
+            s.tasks.push(task_record(t, false));
+        }
+        for t in self.unreachable_tasks.values() {
+            s.tasks.push(task_record(t, true));
+        }
+        s.sort();
+        s
+    }
+
     pub(crate) fn dirty_agent(&mut self, id: &AgentId) {
         self.dirty.agents.insert(id.clone());
     }

@@ -22,4 +22,5 @@ pub mod local;
 pub mod marathon;
 pub mod marathon_store;
 pub mod master;
+pub mod master_store;
 pub mod ui;

@@ -210,7 +210,7 @@ impl Master {
         for a in self.agents.values() {
             s.agents.push(agent_record(a, AgentStanding::Admitted));
         }
-        for (_, u) in &self.unreachable_agents {
+        for u in self.unreachable_agents.values() {
             s.agents.push(AgentRecord {
                 standing: AgentStanding::Unreachable {
                     since: u.since,

@@ -659,6 +659,17 @@ impl Master {
                     info!(framework_id = %framework_id, task_id = %key.1, "kill of an unreachable task recorded for the agent's return");
                 }
             }
+            None if self.frameworks.get(framework_id).is_some_and(|f| {
+                f.completed_tasks
+                    .iter()
+                    .any(|t| t.info.task_id == kill.task_id)
+            }) =>
+            {
+                // It has ended and its framework was told so: an "unknown" answer now would
+                // follow a terminal state with a non-terminal one (found by the simulator,
+                // seed 94: a duplicated KILL arriving after TASK_GONE).
+                info!(framework_id = %framework_id, task_id = %kill.task_id, "ignoring KILL of a completed task");
+            }
             None => {
                 let pa = self
                     .frameworks

@@ -955,13 +955,12 @@ fn a_restarted_master_recovers_from_its_registry_and_agents_and_frameworks_come_
 
 #[test]
 fn failover_deadlines_survive_a_master_restart() {
-    let mut reg = registry::Snapshot::default();
     let mut m = master();
     let a = register_agent(&mut m, 100, "127.0.0.2");
     let sub = subscribe(&mut m, 1, json!({"failover_timeout": 100.0}));
     events(&mut m, 1);
     run_task(&mut m, at(1), &sub, &a, "t1");
-    reg = m.registry_snapshot();
+    let mut reg = m.registry_snapshot();
     m.framework_disconnected(at(10), 1);
     persist(&mut m, &mut reg);
     assert_eq!(reg, m.registry_snapshot());

@@ -509,7 +509,8 @@ impl Agent {
                     }
                 }
             }
-            MasterToAgent::Ping => {}
+            // Mesos's PongSlaveMessage: tells the master this agent is alive and listening.
+            MasterToAgent::Ping => self.outputs.push(Output::ToMaster(AgentToMaster::Pong)),
         }
     }
 

@@ -100,7 +100,11 @@ pub enum MasterToAgent {
         executor_id: ExecutorId,
         data: String,
     },
-    /// Keeps the stream alive; an agent that hears nothing for several intervals reconnects.
+    /// Keeps the stream alive and asks for a `PONG`: the master sends one every
+    /// `min(5 s, --agent-ping-timeout)`; an agent that hears nothing for several intervals
+    /// reconnects, and a master that hears no `PONG` (nor any other message) from an agent
+    /// that has answered before for `--agent-ping-timeout` x `--max-agent-ping-timeouts`
+    /// marks it unreachable (Mesos `PingSlaveMessage`).
     Ping,
 }
 
@@ -130,6 +134,11 @@ pub enum AgentToMaster {
         #[serde(default)]
         status: Option<i32>,
     },
+    /// The answer to a `PING` (Mesos `PongSlaveMessage`), posted like every other message
+    /// with the agent's current stream ID. Any accepted message counts as a sign of life; an
+    /// agent that has never sent `PONG` on its current registration is taken not to answer
+    /// pings at all and is judged only by its stream ending.
+    Pong,
 }
 
 /// Body of `POST /api/internal/agent/message`.

@@ -93,9 +93,30 @@ struct MasterArgs {
     /// Role weights, e.g. `web=2,batch=1`.
     #[arg(long, default_value = "")]
     weights: String,
-    /// Seconds a disconnected agent is kept before its tasks are declared lost.
-    #[arg(long, default_value_t = 75.0, value_parser = positive_secs)]
-    agent_removal_timeout: f64,
+    /// Seconds between pings an agent must answer (Mesos --agent_ping_timeout); an agent
+    /// silent for this times --max-agent-ping-timeouts, or disconnected that long, is marked
+    /// unreachable.
+    #[arg(long, default_value_t = 15.0, value_parser = positive_secs)]
+    agent_ping_timeout: f64,
+    /// Missed pings before an agent is unreachable (Mesos --max_agent_ping_timeouts).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_agent_ping_timeouts: u32,
+    /// Seconds agents known to the registry have to re-register with a restarted master
+    /// (Mesos --agent_reregister_timeout).
+    #[arg(long, default_value_t = 600.0, value_parser = positive_secs)]
+    agent_reregister_timeout: f64,
+    /// At most this many agents marked unreachable per period, e.g. `1/10mins` (Mesos
+    /// --agent_removal_rate_limit); no limit by default.
+    #[arg(long)]
+    agent_removal_rate_limit: Option<String>,
+    /// Share of agents (0 to 1) that may be silent at once before the master assumes it is
+    /// the one cut off and marks none unreachable.
+    #[arg(long, default_value_t = 0.5)]
+    agent_removal_limit: f64,
+    /// Seconds an unreachable agent may come back with its tasks; later it is gone (Mesos
+    /// --registry_max_agent_age, two weeks).
+    #[arg(long, default_value_t = 14.0 * 86400.0, value_parser = positive_age)]
+    registry_max_agent_age: f64,
     /// The service scheduler's URL (`http://127.0.0.1:8080`), which the web UI reaches through
     /// the master at `/marathon/v2/...`; without it those requests answer 503.
     #[arg(long, env = "MANTLE_MASTER_MARATHON_URL")]
@@ -563,6 +584,19 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Seconds, up to ten years (for ages kept in the registry).
+fn positive_age(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > 10.0 * 365.0 * 86400.0 {
+        return Err(format!(
+            "'{s}' must be a number of seconds, more than 0, at most ten years"
+        ));
+    }
+    Ok(v)
+}
+
 fn parse_weights(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
     let mut out = std::collections::BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -639,7 +673,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create --work-dir {}", dir.display()))?;
             let mut config = mantle_master::Config::new(a.ip, a.port, rand_seed());
             config.allocation_interval = Duration::from_secs_f64(a.allocation_interval);
-            config.agent_removal_timeout = Duration::from_secs_f64(a.agent_removal_timeout);
+            config.agent_ping_timeout = Duration::from_secs_f64(a.agent_ping_timeout);
+            config.max_agent_ping_timeouts = a.max_agent_ping_timeouts;
+            config.agent_reregister_timeout = Duration::from_secs_f64(a.agent_reregister_timeout);
+            config.agent_removal_interval = a
+                .agent_removal_rate_limit
+                .as_deref()
+                .map(mantle_master::parse_rate)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--agent-removal-rate-limit: {e}"))?;
+            if !(0.0..=1.0).contains(&a.agent_removal_limit) {
+                anyhow::bail!("--agent-removal-limit must be between 0 and 1");
+            }
+            config.agent_removal_limit = a.agent_removal_limit;
+            config.registry_max_agent_age = Duration::from_secs_f64(a.registry_max_agent_age);
             config.weights = parse_weights(&a.weights)?;
             let listener = tokio::net::TcpListener::bind((a.ip, a.port))
                 .await
@@ -653,7 +700,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(mantle_server::ui::parse_marathon_url)
                 .transpose()?;
             let ui = mantle_server::ui::Ui::new(marathon)?;
-            mantle_server::master::serve(listener, config, ui, shutdown_signal()).await
+            mantle_server::master::serve(listener, config, &dir, ui, shutdown_signal()).await
         }
         Command::Agent(AgentCommand {
             list: Some(ListCommand::List { master, json }),

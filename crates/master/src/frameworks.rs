@@ -98,7 +98,7 @@ impl Master {
         }
         let stream_id = self.new_stream_id();
         let framework_id = match info.id.clone() {
-            Some(id) if self.completed_frameworks.iter().any(|f| f.id == id) => {
+            Some(id) if self.framework_removed(&id) => {
                 return Err(CallError::Forbidden(format!(
                     "Framework {id} has been removed"
                 )));
@@ -133,6 +133,7 @@ impl Master {
             existing.active = true;
             existing.recovered = false;
             existing.failover_deadline = None;
+            existing.failover_deadline_wall = None;
             existing.unregistered_time = None;
             existing.reregistered_time = Some(now.wall_secs);
             existing.next_heartbeat = now.mono + heartbeat;
@@ -163,6 +164,7 @@ impl Master {
                     reregistered_time: None,
                     unregistered_time: None,
                     failover_deadline: None,
+                    failover_deadline_wall: None,
                     next_heartbeat: now.mono + heartbeat,
                     offers: BTreeSet::new(),
                     tasks: BTreeSet::new(),
@@ -171,6 +173,7 @@ impl Master {
                 },
             );
         }
+        self.dirty_framework(&framework_id);
         let subscribed = Subscribed {
             framework_id: framework_id.clone(),
             heartbeat_interval_seconds: heartbeat.as_secs_f64(),
@@ -364,6 +367,7 @@ impl Master {
             f.info = info;
             f.roles = roles.clone();
         }
+        self.dirty_framework(framework_id);
         self.allocator
             .update_framework(framework_id, &roles, &suppressed);
         self.allocation_pending = true;
@@ -392,7 +396,9 @@ impl Master {
             .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
             .unwrap_or(Duration::ZERO);
         f.failover_deadline = Some(now.mono.saturating_add(timeout));
+        f.failover_deadline_wall = Some(now.wall_secs + timeout.as_secs_f64().min(1e12));
         info!(framework_id = %framework_id, failover_timeout = ?timeout, "framework disconnected");
+        self.dirty.frameworks.insert(framework_id.clone());
         let offers: Vec<_> = f.offers.iter().cloned().collect();
         for id in offers {
             self.remove_offer(&id, None, false);
@@ -401,6 +407,11 @@ impl Master {
         if timeout.is_zero() {
             self.remove_framework(now, &framework_id, "failover timeout");
         }
+    }
+
+    /// Whether a framework was removed (torn down or timed out): it may not come back.
+    pub(crate) fn framework_removed(&self, id: &FrameworkId) -> bool {
+        self.removed_frameworks.contains(id)
     }
 
     pub(crate) fn expire_frameworks(&mut self, now: Now) {
@@ -461,6 +472,24 @@ impl Master {
         }
         f.active = false;
         f.unregistered_time.get_or_insert(now.wall_secs);
+        // Its tasks on unreachable agents end with it; they are killed if their agent returns.
+        let unreachable: Vec<_> = self
+            .unreachable_tasks
+            .keys()
+            .filter(|(fid, _)| fid == framework_id)
+            .cloned()
+            .collect();
+        for key in unreachable {
+            if let Some(t) = self.unreachable_tasks.remove(&key) {
+                if let Some(u) = self.unreachable_agents.get_mut(&t.info.agent_id) {
+                    u.kill_on_return.insert(key.clone());
+                    self.dirty.agents.insert(t.info.agent_id.clone());
+                }
+            }
+            self.dirty.tasks.insert(key);
+        }
+        self.removed_frameworks.insert(framework_id.clone());
+        self.dirty_framework(framework_id);
         self.completed_frameworks.push_back(f);
         while self.completed_frameworks.len() > MAX_COMPLETED_FRAMEWORKS {
             self.completed_frameworks.pop_front();

@@ -14,6 +14,7 @@ mod agents;
 mod audit;
 mod frameworks;
 mod operator;
+pub mod registry;
 mod state;
 mod tasks;
 mod validation;
@@ -41,11 +42,24 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// Longest refusal honoured (Mesos caps `refuse_seconds` at a year).
 pub const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
-/// How often the master pings agents on their stream.
+/// How often the master pings agents on their stream at most (it pings every
+/// `min(this, agent_ping_timeout)`), which also keeps the stream from looking silent to the
+/// agent (which gives up after 20 s).
 pub const DEFAULT_AGENT_PING_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a disconnected agent is kept before its tasks are declared lost (Mesos: ping
-/// timeout 15 s x 5 misses).
-pub const DEFAULT_AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(75);
+/// Mesos `--agent_ping_timeout`.
+pub const DEFAULT_AGENT_PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// Mesos `--max_agent_ping_timeouts`.
+pub const DEFAULT_MAX_AGENT_PING_TIMEOUTS: u32 = 5;
+/// Mesos `--agent_reregister_timeout`: how long agents known to the registry have to
+/// re-register with a restarted master.
+pub const DEFAULT_AGENT_REREGISTER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Mesos `--registry_max_agent_age`: how long an unreachable agent may come back.
+pub const DEFAULT_REGISTRY_MAX_AGENT_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Share of the admitted agents that may be overdue at once before the master assumes it is
+/// the one cut off and marks none unreachable (`--agent-removal-limit`).
+pub const DEFAULT_AGENT_REMOVAL_LIMIT: f64 = 0.5;
+/// Gone agents remembered (so that one coming back has its tasks killed).
+pub const MAX_GONE_AGENTS: usize = 1000;
 /// Completed tasks kept per framework for the state endpoints (Mesos
 /// `--max_completed_tasks_per_framework` is 1000).
 pub const MAX_COMPLETED_TASKS: usize = 1000;
@@ -68,7 +82,14 @@ pub struct Config {
     pub allocation_interval: Duration,
     pub heartbeat_interval: Duration,
     pub agent_ping_interval: Duration,
-    pub agent_removal_timeout: Duration,
+    pub agent_ping_timeout: Duration,
+    pub max_agent_ping_timeouts: u32,
+    pub agent_reregister_timeout: Duration,
+    /// At most one agent marked unreachable per this interval (Mesos
+    /// `--agent_removal_rate_limit` N/period is an interval of period/N); none by default.
+    pub agent_removal_interval: Option<Duration>,
+    pub agent_removal_limit: f64,
+    pub registry_max_agent_age: Duration,
     pub weights: BTreeMap<String, f64>,
     pub seed: u64,
 }
@@ -83,11 +104,60 @@ impl Config {
             allocation_interval: DEFAULT_ALLOCATION_INTERVAL,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             agent_ping_interval: DEFAULT_AGENT_PING_INTERVAL,
-            agent_removal_timeout: DEFAULT_AGENT_REMOVAL_TIMEOUT,
+            agent_ping_timeout: DEFAULT_AGENT_PING_TIMEOUT,
+            max_agent_ping_timeouts: DEFAULT_MAX_AGENT_PING_TIMEOUTS,
+            agent_reregister_timeout: DEFAULT_AGENT_REREGISTER_TIMEOUT,
+            agent_removal_interval: None,
+            agent_removal_limit: DEFAULT_AGENT_REMOVAL_LIMIT,
+            registry_max_agent_age: DEFAULT_REGISTRY_MAX_AGENT_AGE,
             weights: BTreeMap::new(),
             seed,
         }
     }
+
+    /// How long an agent may stay silent before it is unreachable: `agent_ping_timeout` x
+    /// `max_agent_ping_timeouts` (75 s by default).
+    pub fn agent_unreachable_after(&self) -> Duration {
+        self.agent_ping_timeout
+            .saturating_mul(self.max_agent_ping_timeouts.max(1))
+    }
+
+    /// How often agents are pinged.
+    pub fn ping_every(&self) -> Duration {
+        self.agent_ping_interval
+            .min(self.agent_ping_timeout)
+            .max(Duration::from_millis(10))
+    }
+}
+
+/// Parses a Mesos rate such as `1/10mins`, `2/1hrs` or `1/20secs` into the interval between
+/// two events.
+pub fn parse_rate(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a rate like 1/10mins, 2/1hrs or 1/30secs");
+    let (n, per) = s.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per = per.trim();
+    let split = per
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (amount, unit) = per.split_at(split);
+    let amount: f64 = if amount.is_empty() {
+        1.0
+    } else {
+        amount.parse().map_err(|_| bad())?
+    };
+    let unit_secs = match unit {
+        "ms" | "msecs" => 0.001,
+        "s" | "secs" | "sec" => 1.0,
+        "mins" | "min" | "m" => 60.0,
+        "hrs" | "hr" | "h" => 3600.0,
+        "days" | "day" | "d" => 86400.0,
+        _ => return Err(bad()),
+    };
+    if n == 0 || !amount.is_finite() || amount <= 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(amount * unit_secs / f64::from(n)).map_err(|_| bad())
 }
 
 /// An effect for the shell to carry out.
@@ -104,6 +174,10 @@ pub enum Output {
     },
     /// End an agent's stream.
     CloseAgent { conn: ConnId },
+    /// Make a registry change durable. All `Persist` outputs of a step come first, and the
+    /// shell commits them (in one transaction) before it carries out any other output of the
+    /// step or answers the request behind it.
+    Persist(registry::Write),
 }
 
 /// A rejected call: the shell turns it into an HTTP status with `message` as the body.
@@ -137,6 +211,8 @@ pub(crate) struct Framework {
     pub(crate) reregistered_time: Option<f64>,
     pub(crate) unregistered_time: Option<f64>,
     pub(crate) failover_deadline: Option<Duration>,
+    /// `failover_deadline` in Unix seconds, for the registry.
+    pub(crate) failover_deadline_wall: Option<f64>,
     pub(crate) next_heartbeat: Duration,
     pub(crate) offers: BTreeSet<OfferId>,
     pub(crate) tasks: BTreeSet<TaskId>,
@@ -163,8 +239,15 @@ pub(crate) struct Agent {
     pub(crate) registered_time: f64,
     pub(crate) reregistered_time: Option<f64>,
     pub(crate) version: String,
+    /// While disconnected (or not yet re-registered after a master restart): when it is due
+    /// to be marked unreachable.
     pub(crate) removal_deadline: Option<Duration>,
     pub(crate) next_ping: Duration,
+    /// When the master last heard from it, once it has answered a ping on this registration
+    /// (`None`: it does not answer pings, so only its stream ending counts).
+    pub(crate) last_pong: Option<Duration>,
+    /// Known from the registry, not re-registered since this master started.
+    pub(crate) recovered: bool,
     pub(crate) offers: BTreeSet<OfferId>,
     pub(crate) tasks: BTreeSet<(FrameworkId, TaskId)>,
 }
@@ -193,19 +276,46 @@ pub(crate) struct Task {
     pub(crate) released: bool,
 }
 
+/// An agent marked unreachable, kept until it returns or `registry_max_agent_age` passes.
+#[derive(Debug, Clone)]
+pub(crate) struct UnreachableAgent {
+    pub(crate) record: registry::AgentRecord,
+    /// Unix seconds.
+    pub(crate) since: f64,
+    pub(crate) since_mono: Duration,
+    pub(crate) kill_on_return: BTreeSet<(FrameworkId, TaskId)>,
+}
+
+/// An agent that may not come back with its tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct GoneAgent {
+    pub(crate) record: registry::AgentRecord,
+    pub(crate) since: f64,
+}
+
 /// The master's whole state.
 pub struct Master {
     pub(crate) config: Config,
     pub(crate) master_id: String,
     pub(crate) start_time: f64,
-    /// Monotonic time of the start: until `agent_removal_timeout` after it, an agent ID the
-    /// master does not know may be one that ran before a restart and has yet to re-register.
-    pub(crate) started: Duration,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) allocator: Allocator,
     pub(crate) frameworks: BTreeMap<FrameworkId, Framework>,
     pub(crate) completed_frameworks: VecDeque<Framework>,
+    /// Every framework removed, also those no longer in `completed_frameworks`.
+    pub(crate) removed_frameworks: BTreeSet<FrameworkId>,
     pub(crate) agents: BTreeMap<AgentId, Agent>,
+    pub(crate) unreachable_agents: BTreeMap<AgentId, UnreachableAgent>,
+    pub(crate) gone_agents: BTreeMap<AgentId, GoneAgent>,
+    /// Tasks of partition-aware frameworks on unreachable agents.
+    pub(crate) unreachable_tasks: BTreeMap<(FrameworkId, TaskId), Task>,
+    /// Overdue agents are not marked unreachable before this time (rate limit, or the master
+    /// holding back because most agents are silent at once).
+    pub(crate) removal_hold_until: Duration,
+    /// Until this time, an agent ID the master does not know may be one that ran before a
+    /// restart (only without a registry).
+    pub(crate) recovering_until: Option<Duration>,
+    pub(crate) dirty: registry::Dirty,
     pub(crate) offers: BTreeMap<OfferId, Offer>,
     pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), Task>,
     pub(crate) next_framework: u64,
@@ -225,12 +335,18 @@ impl Master {
         Master {
             master_id,
             start_time: now.wall_secs,
-            started: now.mono,
             rng,
             allocator,
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
+            removed_frameworks: BTreeSet::new(),
             agents: BTreeMap::new(),
+            unreachable_agents: BTreeMap::new(),
+            gone_agents: BTreeMap::new(),
+            unreachable_tasks: BTreeMap::new(),
+            removal_hold_until: Duration::ZERO,
+            recovering_until: Some(now.mono + config.agent_unreachable_after()),
+            dirty: registry::Dirty::default(),
             offers: BTreeMap::new(),
             tasks: BTreeMap::new(),
             next_framework: 0,
@@ -266,9 +382,16 @@ impl Master {
         }
     }
 
-    /// Effects produced since the last call, in order.
+    /// Effects produced since the last call, in order: the registry writes first, then the
+    /// rest (see `Output::Persist`).
     pub fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.outputs)
+        let mut out: Vec<Output> = self
+            .registry_writes()
+            .into_iter()
+            .map(Output::Persist)
+            .collect();
+        out.append(&mut self.outputs);
+        out
     }
 
     /// The earliest time `tick` has work to do.
@@ -289,9 +412,15 @@ impl Master {
             if a.conn.is_some() {
                 d = d.min(a.next_ping);
             }
-            if let Some(x) = a.removal_deadline {
-                d = d.min(x);
+            if let Some(x) = self.overdue_at(a) {
+                d = d.min(x.max(self.removal_hold_until));
             }
+        }
+        for u in self.unreachable_agents.values() {
+            d = d.min(
+                u.since_mono
+                    .saturating_add(self.config.registry_max_agent_age),
+            );
         }
         if let Some(x) = self.allocator.next_filter_expiry() {
             // A filter expiring matters only at the next batch allocation, not before.
@@ -323,7 +452,7 @@ impl Master {
                 }
             }
         }
-        let ping = self.config.agent_ping_interval;
+        let ping = self.config.ping_every();
         for a in self.agents.values_mut() {
             if let Some(conn) = a.conn {
                 if now.mono >= a.next_ping {

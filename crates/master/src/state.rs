@@ -126,7 +126,12 @@ impl StateView<'_> {
             "roles": f.roles,
             "role": f.roles.first().cloned().unwrap_or_else(|| "*".into()),
             "tasks": tasks,
-            "unreachable_tasks": [],
+            "unreachable_tasks": m
+                .unreachable_tasks
+                .iter()
+                .filter(|((fid, _), _)| fid == &f.id)
+                .map(|(_, t)| task_json(t))
+                .collect::<Vec<_>>(),
             "completed_tasks": completed,
             "offers": offers,
             "executors": executors,
@@ -244,13 +249,16 @@ impl StateView<'_> {
             "leader_info": serde_json::to_value(m.master_info()).unwrap_or(Value::Null),
             "activated_slaves": m.agents.values().filter(|a| a.conn.is_some()).count(),
             "deactivated_slaves": m.agents.values().filter(|a| a.conn.is_none()).count(),
-            "unreachable_slaves": 0,
+            "unreachable_slaves": m.unreachable_agents.len(),
             "flags": {
                 "allocation_interval": format!("{}secs", c.allocation_interval.as_secs_f64()),
                 "hostname": c.hostname,
                 "ip": c.ip.to_string(),
                 "port": c.port.to_string(),
-                "agent_ping_timeout": format!("{}secs", c.agent_ping_interval.as_secs_f64()),
+                "agent_ping_timeout": format!("{}secs", c.agent_ping_timeout.as_secs_f64()),
+                "max_agent_ping_timeouts": c.max_agent_ping_timeouts.to_string(),
+                "agent_reregister_timeout": format!("{}secs", c.agent_reregister_timeout.as_secs_f64()),
+                "registry": "redb",
             },
         })
     }

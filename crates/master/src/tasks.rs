@@ -442,6 +442,7 @@ impl Master {
         let mut staging = TaskStatus::new(info.task_id.clone(), TaskState::Staging);
         staging.timestamp = Some(now.wall_secs);
         let key = (framework_id.clone(), info.task_id.clone());
+        self.dirty_task(framework_id, &info.task_id);
         if let Some(a) = self.agents.get_mut(&info.agent_id) {
             a.tasks.insert(key.clone());
         }
@@ -490,14 +491,18 @@ impl Master {
         let key = (framework_id.clone(), status.task_id.clone());
         if let Some(task) = self.tasks.get_mut(&key) {
             let was_terminal = task.state.is_terminal();
-            if !was_terminal {
+            if !was_terminal && task.state != status.state {
                 task.state = status.state;
+                self.dirty.tasks.insert(key.clone());
             }
             task.statuses.push(status.clone());
             if task.statuses.len() > MAX_STATUSES_PER_TASK {
                 task.statuses.remove(1);
             }
             if status.state.is_terminal() {
+                if task.terminal_uuid != status.uuid {
+                    self.dirty.tasks.insert(key.clone());
+                }
                 task.terminal_uuid = status.uuid.clone();
                 if !task.released {
                     task.released = true;
@@ -524,6 +529,7 @@ impl Master {
         let Some(task) = self.tasks.remove(&key) else {
             return;
         };
+        self.dirty_task(framework_id, task_id);
         if let Some(a) = self.agents.get_mut(&task.info.agent_id) {
             a.tasks.remove(&key);
         }
@@ -642,6 +648,28 @@ impl Master {
                 );
             }
             Some(_) => {}
+            None if self.unreachable_tasks.contains_key(&key) => {
+                // Its agent is unreachable: the kill is carried out if it comes back.
+                if let Some(t) = self.unreachable_tasks.remove(&key) {
+                    if let Some(u) = self.unreachable_agents.get_mut(&t.info.agent_id) {
+                        u.kill_on_return.insert(key.clone());
+                        self.dirty.agents.insert(t.info.agent_id.clone());
+                    }
+                    self.dirty.tasks.insert(key.clone());
+                    info!(framework_id = %framework_id, task_id = %key.1, "kill of an unreachable task recorded for the agent's return");
+                }
+            }
+            None if self.frameworks.get(framework_id).is_some_and(|f| {
+                f.completed_tasks
+                    .iter()
+                    .any(|t| t.info.task_id == kill.task_id)
+            }) =>
+            {
+                // It has ended and its framework was told so: an "unknown" answer now would
+                // follow a terminal state with a non-terminal one (found by the simulator,
+                // seed 94: a duplicated KILL arriving after TASK_GONE).
+                info!(framework_id = %framework_id, task_id = %kill.task_id, "ignoring KILL of a completed task");
+            }
             None => {
                 let pa = self
                     .frameworks
@@ -687,26 +715,55 @@ impl Master {
             }
             s
         };
+        let from = (framework_id.clone(), TaskId::new(""));
         if r.tasks.is_empty() {
-            for ((f, _), t) in self.tasks.range((framework_id.clone(), TaskId::new(""))..) {
-                if f != framework_id {
-                    break;
+            // Every task the master knows, unreachable ones included.
+            for map in [&self.tasks, &self.unreachable_tasks] {
+                for ((f, _), t) in map.range(from.clone()..) {
+                    if f != framework_id {
+                        break;
+                    }
+                    updates.push(latest(self, t));
                 }
-                updates.push(latest(self, t));
             }
         } else {
             for rt in r.tasks {
                 let key = (framework_id.clone(), rt.task_id.clone());
-                if let Some(t) = self.tasks.get(&key) {
+                if let Some(t) = self
+                    .tasks
+                    .get(&key)
+                    .or_else(|| self.unreachable_tasks.get(&key))
+                {
                     updates.push(latest(self, t));
                     continue;
                 }
-                // An agent we do not know may be one that ran before this master started and
-                // has not re-registered yet (there is no registry to tell): like Mesos for a
-                // recovering agent, do not answer yet; the framework asks again later.
+                // An unknown task on an unreachable agent may still run there (Mesos answers
+                // TASK_UNREACHABLE for partition-aware frameworks, TASK_LOST otherwise).
+                if let Some(a) = rt
+                    .agent_id
+                    .as_ref()
+                    .filter(|a| self.unreachable_agents.contains_key(*a))
+                {
+                    updates.push(self.master_status(
+                        now,
+                        &rt.task_id,
+                        Some(a),
+                        if pa {
+                            TaskState::Unreachable
+                        } else {
+                            TaskState::Lost
+                        },
+                        "REASON_RECONCILIATION",
+                        "Reconciliation: Task is on an unreachable agent",
+                    ));
+                    continue;
+                }
+                // Without a registry, an agent we do not know may be one that ran before this
+                // master started and has not re-registered yet: like Mesos for a recovering
+                // agent, do not answer yet; the framework asks again later.
                 let recovering = rt.agent_id.as_ref().is_some_and(|a| {
                     !self.agents.contains_key(a)
-                        && now.mono < self.started + self.config.agent_removal_timeout
+                        && self.recovering_until.is_some_and(|u| now.mono < u)
                 });
                 if recovering {
                     continue;

@@ -562,3 +562,501 @@ fn a_staging_task_the_re_registering_agent_does_not_report_is_dropped() {
     assert_eq!(states, vec![TaskState::Dropped]);
     m.audit().unwrap();
 }
+
+// --- Agent health, partitions, the registry and framework failover (issue #5) ---
+
+fn at_ms(ms: u64) -> Now {
+    Now::at(Duration::from_millis(ms))
+}
+
+fn reg_at(
+    host: &str,
+    id: Option<AgentId>,
+    tasks: Vec<mantle_api::internal::TaskSnapshot>,
+) -> RegisterAgent {
+    RegisterAgent {
+        agent_id: id,
+        hostname: host.into(),
+        port: 5051,
+        resources: mantle_api::resources_to_wire(
+            &Resources::parse("cpus:2;mem:1024;ports:[31000-31009]").unwrap(),
+            None,
+        ),
+        attributes: vec![],
+        frameworks: vec![],
+        tasks,
+        executors: vec![],
+        version: "test".into(),
+    }
+}
+
+fn send(m: &mut Master, now: Now, agent: &(AgentId, String), message: AgentToMaster) {
+    m.agent_message(
+        now,
+        AgentEnvelope {
+            agent_id: agent.0.clone(),
+            stream_id: agent.1.clone(),
+            message,
+        },
+    )
+    .unwrap();
+}
+
+fn pong(m: &mut Master, now: Now, agent: &(AgentId, String)) {
+    send(m, now, agent, AgentToMaster::Pong);
+}
+
+/// Launches `task_id` (1 cpu) on the first offer and reports it RUNNING; returns its
+/// `TaskSnapshot` as the agent would report it.
+fn run_task(
+    m: &mut Master,
+    now: Now,
+    sub: &Subscription,
+    agent: &(AgentId, String),
+    task_id: &str,
+) -> mantle_api::internal::TaskSnapshot {
+    let offer = first_offer(m, 1);
+    m.call(
+        now,
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, task_id, 1.0)),
+    )
+    .unwrap();
+    let task = m
+        .take_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::ToAgent {
+                message: MasterToAgent::RunTask { task, .. },
+                ..
+            } => Some(task),
+            _ => None,
+        })
+        .expect("RUN_TASK");
+    let mut s = TaskStatus::new(TaskId::new(task_id), TaskState::Running);
+    s.uuid = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    send(
+        m,
+        now,
+        agent,
+        AgentToMaster::StatusUpdate {
+            framework_id: sub.framework_id.clone(),
+            status: s,
+        },
+    );
+    events(m, 1);
+    mantle_api::internal::TaskSnapshot {
+        framework_id: sub.framework_id.clone(),
+        executor_id: None,
+        task,
+        state: TaskState::Running,
+    }
+}
+
+fn updates(m: &mut Master, conn: ConnId) -> Vec<TaskStatus> {
+    events(m, conn)
+        .into_iter()
+        .filter_map(|e| e.update.map(|u| u.status))
+        .collect()
+}
+
+#[test]
+fn a_silent_agent_goes_unreachable_and_comes_back_running_for_a_partition_aware_framework() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    pong(&mut m, at(0), &a);
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    // Pings go out every 5 s; the agent stops answering after t=1 (its RUNNING update).
+    m.tick(at(75));
+    assert!(
+        updates(&mut m, 1).is_empty(),
+        "75 s of silence is not yet 15 s x 5"
+    );
+    m.tick(at(76));
+    let ev = events(&mut m, 1);
+    let s: Vec<&TaskStatus> = ev
+        .iter()
+        .filter_map(|e| e.update.as_ref().map(|u| &u.status))
+        .collect();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].state, TaskState::Unreachable);
+    assert_eq!(s[0].reason.as_deref(), Some("REASON_AGENT_REMOVED"));
+    assert!(ev.iter().any(|e| e.kind == EventType::Failure));
+    assert_eq!(m.view().state()["unreachable_slaves"], 1);
+    m.audit().unwrap();
+    // Reconciliation answers TASK_UNREACHABLE, implicitly and explicitly.
+    m.call(
+        at(77),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, json!({"type": "RECONCILE"})),
+    )
+    .unwrap();
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unreachable);
+    // It comes back with the task: the task is RUNNING again and nothing is killed.
+    m.agent_register(
+        at(90),
+        101,
+        reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+    )
+    .unwrap();
+    let outs = m.take_outputs();
+    assert!(!outs.iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::KillTask { .. },
+            ..
+        }
+    )));
+    let back: Vec<TaskStatus> = outs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { event, .. } => event.update.map(|u| u.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].state, TaskState::Running);
+    assert_eq!(m.view().state()["unreachable_slaves"], 0);
+    assert_eq!(m.view().tasks()["tasks"][0]["state"], "TASK_RUNNING");
+    m.audit().unwrap();
+}
+
+#[test]
+fn pongs_keep_an_agent_reachable_and_an_agent_that_never_pongs_is_judged_by_its_stream() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    register_agent(&mut m, 200, "127.0.0.3");
+    let sub = partition_aware(&mut m);
+    pong(&mut m, at(0), &a);
+    run_task(&mut m, at(1), &sub, &a, "t1");
+    for t in (10..300).step_by(10) {
+        pong(&mut m, at(t), &a);
+        m.tick(at(t));
+    }
+    // Neither the ponging agent nor the one that never answered a ping is unreachable.
+    assert!(updates(&mut m, 1).is_empty());
+    assert_eq!(m.view().slaves()["slaves"].as_array().unwrap().len(), 2);
+    // Pings go out every 5 s.
+    m.tick(at(305));
+    assert!(m.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            conn: 200,
+            message: MasterToAgent::Ping
+        }
+    )));
+}
+
+#[test]
+fn non_partition_aware_tasks_go_lost_and_are_killed_if_the_agent_returns() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, json!({}));
+    events(&mut m, 1);
+    pong(&mut m, at(0), &a);
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    m.tick(at(80));
+    let s = updates(&mut m, 1);
+    assert_eq!(s[0].state, TaskState::Lost);
+    assert_eq!(s[0].reason.as_deref(), Some("REASON_AGENT_REMOVED"));
+    m.agent_register(
+        at(90),
+        101,
+        reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+    )
+    .unwrap();
+    assert!(m.take_outputs().iter().any(|o| matches!(o, Output::ToAgent { conn: 101, message: MasterToAgent::KillTask { task_id, .. } } if task_id.as_str() == "t1")));
+    // Not adopted: it holds nothing.
+    assert!(m.view().tasks()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "TASK_LOST"));
+    m.audit().unwrap();
+}
+
+#[test]
+fn marking_agents_unreachable_is_rate_limited() {
+    let mut m = Master::new(
+        Config {
+            agent_removal_interval: Some(Duration::from_secs(60)),
+            ..Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 7)
+        },
+        at(0),
+    );
+    let agents: Vec<_> = (0..5)
+        .map(|i| register_agent(&mut m, 100 + i, &format!("127.0.0.{}", i + 2)))
+        .collect();
+    for a in &agents {
+        pong(&mut m, at(0), a);
+    }
+    // Two of five go silent (40%: not "most"); the others keep answering.
+    for t in (5..=200).step_by(5) {
+        for a in &agents[2..] {
+            pong(&mut m, at(t), a);
+        }
+        m.tick(at(t));
+        let unreachable = m.view().state()["unreachable_slaves"].as_u64().unwrap();
+        let expected = match t {
+            0..=74 => 0,
+            75..=134 => 1,
+            _ => 2,
+        };
+        assert_eq!(unreachable, expected, "at t={t}");
+    }
+}
+
+#[test]
+fn when_most_agents_fall_silent_at_once_the_master_marks_none() {
+    let mut m = master();
+    let agents: Vec<_> = (0..3)
+        .map(|i| register_agent(&mut m, 100 + i, &format!("127.0.0.{}", i + 2)))
+        .collect();
+    let sub = partition_aware(&mut m);
+    run_task(&mut m, at(0), &sub, &agents[0], "t1");
+    let host = m.view().tasks()["tasks"][0]["slave_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // All answer a ping a little apart, then fall silent, as when the master itself is cut
+    // off.
+    for (i, a) in agents.iter().enumerate() {
+        pong(&mut m, at_ms(1_000 * i as u64), a);
+    }
+    for t in (5..=600).step_by(5) {
+        m.tick(at(t));
+    }
+    assert!(updates(&mut m, 1).is_empty());
+    assert_eq!(m.view().state()["unreachable_slaves"], 0);
+    // The master's link comes back: the agents without the task answer, the one with it
+    // stays silent and is marked.
+    for a in agents.iter().filter(|a| a.0.as_str() != host) {
+        pong(&mut m, at(601), a);
+    }
+    m.tick(at(606));
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unreachable);
+    // A single silent agent is never "most agents": with one agent it is marked too.
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    pong(&mut m, at(0), &a);
+    m.tick(at(76));
+    assert_eq!(m.view().state()["unreachable_slaves"], 1);
+}
+
+#[test]
+fn an_unreachable_agent_past_the_max_age_is_gone_and_its_tasks_are_killed_on_return() {
+    let mut m = Master::new(
+        Config {
+            registry_max_agent_age: Duration::from_secs(1000),
+            ..Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 7)
+        },
+        at(0),
+    );
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = partition_aware(&mut m);
+    pong(&mut m, at(0), &a);
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    m.tick(at(76));
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unreachable);
+    m.tick(at(1076));
+    // Forgotten: reconciliation says unknown.
+    let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "t1"}}]}});
+    m.call(
+        at(1077),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, body),
+    )
+    .unwrap();
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unknown);
+    m.agent_register(
+        at(1100),
+        101,
+        reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+    )
+    .unwrap();
+    assert!(m.take_outputs().iter().any(|o| matches!(o, Output::ToAgent { message: MasterToAgent::KillTask { task_id, .. }, .. } if task_id.as_str() == "t1")));
+    m.audit().unwrap();
+}
+
+/// Applies every `Persist` output to `reg` and returns the rest.
+fn persist(m: &mut Master, reg: &mut registry::Snapshot) -> Vec<Output> {
+    let mut rest = Vec::new();
+    for o in m.take_outputs() {
+        match o {
+            Output::Persist(w) => reg.apply(&w),
+            o => rest.push(o),
+        }
+    }
+    rest
+}
+
+#[test]
+fn a_restarted_master_recovers_from_its_registry_and_agents_and_frameworks_come_back() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(
+        &mut m,
+        1,
+        json!({"capabilities": [{"type": "PARTITION_AWARE"}], "failover_timeout": 3600.0}),
+    );
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    // What the writes so far left in the registry (the helpers above drained them).
+    let reg = m.registry_snapshot();
+    assert_eq!(reg.tasks.len(), 1);
+    assert_eq!(reg.tasks[0].state, TaskState::Running);
+    assert_eq!(reg.agents.len(), 1);
+    assert_eq!(reg.frameworks.len(), 1);
+    // kill -9 and restart at t=100, from the JSON the store keeps.
+    let json = serde_json::to_string(&reg).unwrap();
+    let mut m = Master::recover(
+        Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 8),
+        at(100),
+        serde_json::from_str(&json).unwrap(),
+    );
+    m.audit().unwrap();
+    // The framework re-subscribes with its ID and reconciles at once: RUNNING.
+    let mut info = json!({"user": "u", "name": "fw", "failover_timeout": 3600.0,
+        "capabilities": [{"type": "PARTITION_AWARE"}]});
+    info["id"] = json!({"value": sub.framework_id.as_str()});
+    let s: Subscribe = serde_json::from_value(json!({"framework_info": info})).unwrap();
+    let sub2 = m
+        .subscribe(at(101), 2, Some(sub.framework_id.clone()), s)
+        .unwrap();
+    assert_eq!(sub2.framework_id, sub.framework_id);
+    m.call(
+        at(101),
+        Some(&sub2.stream_id),
+        call(&sub.framework_id, json!({"type": "RECONCILE"})),
+    )
+    .unwrap();
+    let s = updates(&mut m, 2);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].state, TaskState::Running);
+    // The agent re-registers with its task: nothing is killed, lost or announced.
+    m.agent_register(
+        at(102),
+        101,
+        reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+    )
+    .unwrap();
+    let outs = m.take_outputs();
+    assert!(outs.iter().all(|o| !matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::KillTask { .. } | MasterToAgent::ShutdownFramework { .. },
+            ..
+        }
+    )));
+    assert!(updates(&mut m, 2).is_empty());
+    assert_eq!(m.view().tasks()["tasks"][0]["state"], "TASK_RUNNING");
+    m.audit().unwrap();
+}
+
+#[test]
+fn failover_deadlines_survive_a_master_restart() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, json!({"failover_timeout": 100.0}));
+    events(&mut m, 1);
+    run_task(&mut m, at(1), &sub, &a, "t1");
+    let mut reg = m.registry_snapshot();
+    m.framework_disconnected(at(10), 1);
+    persist(&mut m, &mut reg);
+    assert_eq!(reg, m.registry_snapshot());
+    // Restart at t=50: the framework must still go at t=110, not at 50 + 100.
+    let mut m = Master::recover(
+        Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 8),
+        at(50),
+        reg.clone(),
+    );
+    m.agent_register(at(51), 101, reg_at("127.0.0.2", Some(a.0.clone()), vec![]))
+        .unwrap();
+    m.take_outputs();
+    m.tick(at(109));
+    assert_eq!(
+        m.view().frameworks()["frameworks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    m.tick(at(111));
+    assert_eq!(
+        m.view().frameworks()["frameworks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // A removed framework may not come back, after another restart either.
+    persist(&mut m, &mut reg);
+    let mut m = Master::recover(
+        Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 9),
+        at(200),
+        reg,
+    );
+    let mut info = json!({"user": "u", "name": "fw"});
+    info["id"] = json!({"value": sub.framework_id.as_str()});
+    let s: Subscribe = serde_json::from_value(json!({"framework_info": info})).unwrap();
+    assert!(matches!(
+        m.subscribe(at(201), 3, Some(sub.framework_id.clone()), s),
+        Err(CallError::Forbidden(_))
+    ));
+}
+
+#[test]
+fn a_scheduler_that_re_subscribes_in_time_keeps_its_tasks_and_one_that_does_not_loses_them() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, json!({"failover_timeout": 60.0}));
+    events(&mut m, 1);
+    run_task(&mut m, at(1), &sub, &a, "t1");
+    m.framework_disconnected(at(10), 1);
+    m.tick(at(60));
+    let mut info = json!({"user": "u", "name": "fw", "failover_timeout": 60.0});
+    info["id"] = json!({"value": sub.framework_id.as_str()});
+    let s: Subscribe = serde_json::from_value(json!({"framework_info": info})).unwrap();
+    m.subscribe(at(65), 2, Some(sub.framework_id.clone()), s)
+        .unwrap();
+    m.tick(at(200));
+    assert!(!m.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::KillTask { .. } | MasterToAgent::ShutdownFramework { .. },
+            ..
+        }
+    )));
+    assert_eq!(m.view().tasks()["tasks"][0]["state"], "TASK_RUNNING");
+    m.framework_disconnected(at(210), 2);
+    m.tick(at(269));
+    assert!(!m.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::ShutdownFramework { .. },
+            ..
+        }
+    )));
+    m.tick(at(270));
+    assert!(m.take_outputs().iter().any(|o| matches!(
+        o,
+        Output::ToAgent {
+            message: MasterToAgent::ShutdownFramework { .. },
+            ..
+        }
+    )));
+    assert_eq!(
+        m.view().frameworks()["completed_frameworks"][0]["TASK_KILLED"],
+        1
+    );
+}
+
+#[test]
+fn rates_parse_as_mesos_writes_them() {
+    assert_eq!(parse_rate("1/10mins"), Ok(Duration::from_secs(600)));
+    assert_eq!(parse_rate("2/1hrs"), Ok(Duration::from_secs(1800)));
+    assert_eq!(parse_rate("1/20secs"), Ok(Duration::from_secs(20)));
+    assert!(parse_rate("0/1mins").is_err());
+    assert!(parse_rate("1/10years").is_err());
+    assert!(parse_rate("x").is_err());
+}

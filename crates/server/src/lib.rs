@@ -22,5 +22,6 @@ pub mod local;
 pub mod marathon;
 pub mod marathon_store;
 pub mod master;
+pub mod master_store;
 pub mod sandbox;
 pub mod ui;

@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::http::{self, EventStream};
+use crate::master_store::Registry;
 use crate::ui::{self, AgentEndpoint, Ui};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -85,20 +86,34 @@ fn call_error(e: CallError) -> Response {
     }
 }
 
-/// Runs the master on an already bound listener until `shutdown` resolves; `ui` holds what
-/// the web UI's proxies need (the service scheduler's URL).
+/// Runs the master on an already bound listener until `shutdown` resolves, with its registry
+/// in `work_dir` (`registry.redb`, created if missing: a master with an empty registry starts
+/// empty, one with records recovers from them); `ui` holds what the web UI's proxies need
+/// (the service scheduler's URL). Returns an error if the registry cannot be read or a write
+/// to it fails (the master stops rather than act on state it could not make durable).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
+    work_dir: &std::path::Path,
     ui: Ui,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::new();
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = format!("{}:{}", config.hostname, config.port);
-    let master = Master::new(config, clock.now());
+    let path = work_dir.join("registry.redb");
+    let registry = Registry::open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the registry {}: {e}", path.display()))?;
+    let snapshot = registry.load()?;
+    info!(
+        agents = snapshot.agents.len(),
+        frameworks = snapshot.frameworks.len(),
+        tasks = snapshot.tasks.len(),
+        "registry loaded"
+    );
+    let master = Master::recover(config, clock.now(), snapshot);
     info!(master_id = master.id(), addr = %leader, "master started");
-    tokio::spawn(actor(master, clock, rx, tx.clone()));
+    let actor = tokio::spawn(actor(master, registry, clock, rx, tx.clone()));
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .build()?;
@@ -113,6 +128,9 @@ pub async fn serve(
     // listener closes and the process exits.
     tokio::select! {
         r = axum::serve(listener, app) => r?,
+        r = actor => {
+            r??;
+        }
         _ = shutdown => info!("master stopping"),
     }
     Ok(())
@@ -169,12 +187,16 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A reply held back until the step's registry writes are durable.
+type Deferred = Box<dyn FnOnce() + Send>;
+
 async fn actor(
     mut master: Master,
+    registry: Registry,
     clock: Clock,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     tx: mpsc::UnboundedSender<Cmd>,
-) {
+) -> anyhow::Result<()> {
     let mut frameworks: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut agents: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut operators: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
@@ -182,6 +204,7 @@ async fn actor(
     let heartbeat = std::time::Duration::from_secs_f64(master.operator_heartbeat_secs());
     let mut next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
     let mut next_conn: ConnId = 1;
+    let mut deferred: Vec<Deferred> = Vec::new();
     loop {
         let mut deadline = clock.instant(master.next_deadline());
         if !operators.is_empty() {
@@ -189,7 +212,7 @@ async fn actor(
         }
         tokio::select! {
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break };
+                let Some(cmd) = cmd else { return Ok(()) };
                 let now = clock.now();
                 match cmd {
                     Cmd::Subscribe { call, reply } => {
@@ -205,13 +228,14 @@ async fn actor(
                                 frameworks.insert(conn, stx);
                                 let gone = tx.clone();
                                 let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::FrameworkGone { conn }); });
-                                let _ = reply.send(Ok((sub, stream)));
+                                deferred.push(Box::new(move || { let _ = reply.send(Ok((sub, stream))); }));
                             }
                             Err(e) => { let _ = reply.send(Err(e)); }
                         }
                     }
                     Cmd::Call { stream_id, call, reply } => {
-                        let _ = reply.send(master.call(now, stream_id.as_deref(), call));
+                        let r = master.call(now, stream_id.as_deref(), call);
+                        deferred.push(Box::new(move || { let _ = reply.send(r); }));
                     }
                     Cmd::FrameworkGone { conn } => {
                         frameworks.remove(&conn);
@@ -226,13 +250,14 @@ async fn actor(
                                 agents.insert(conn, stx);
                                 let gone = tx.clone();
                                 let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::AgentGone { conn }); });
-                                let _ = reply.send(Ok((stream_id, stream)));
+                                deferred.push(Box::new(move || { let _ = reply.send(Ok((stream_id, stream))); }));
                             }
                             Err(e) => { let _ = reply.send(Err(e)); }
                         }
                     }
                     Cmd::AgentMessage { envelope, reply } => {
-                        let _ = reply.send(master.agent_message(now, envelope));
+                        let r = master.agent_message(now, envelope);
+                        deferred.push(Box::new(move || { let _ = reply.send(r); }));
                     }
                     Cmd::AgentGone { conn } => {
                         agents.remove(&conn);
@@ -277,8 +302,26 @@ async fn actor(
                 broadcast(&mut operators, &[OperatorEvent::heartbeat()]);
             }
         }
-        for out in master.take_outputs() {
+        let outputs = master.take_outputs();
+        // The step's registry writes come first; they must be durable before anything they
+        // justify is sent or acknowledged.
+        let writes: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = registry.apply(&writes) {
+            tracing::error!(error = %e, "registry write failed; stopping the master");
+            return Err(e.into());
+        }
+        for reply in deferred.drain(..) {
+            reply();
+        }
+        for out in outputs {
             match out {
+                Output::Persist(_) => {}
                 Output::ToFramework { conn, event } => {
                     deliver(&mut frameworks, conn, http::frame(&event))
                 }

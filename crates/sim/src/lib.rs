@@ -15,7 +15,8 @@
 //! no cluster decision: every decision is made by the cores themselves.
 //!
 //! Restarts modelled, as the shells behave today:
-//! - the master restarts empty (it has no registry yet); agents re-register with their IDs and
+//! - the master restarts from its registry (the `Persist` outputs applied so far, through
+//!   JSON as the redb store keeps them); agents re-register with their IDs and
 //!   tasks, the service scheduler re-subscribes with its framework ID;
 //! - the service scheduler restarts from its persisted records (what `marathon_store.rs`
 //!   keeps: framework ID, apps, versions, instances, deployments), round-tripped through JSON

@@ -152,6 +152,9 @@ pub(crate) struct Conn {
 
 pub(crate) struct MasterNode {
     pub(crate) core: Option<Master>,
+    /// The master's durable registry: every `Persist` output applied when the step that
+    /// produced it ends (before its other outputs act), as `master_store.rs` commits them.
+    registry: mantle_master::registry::Snapshot,
     inc: u32,
     tick_at: Option<Ms>,
 }
@@ -424,6 +427,7 @@ impl World {
             quiet_since: 0,
             master: MasterNode {
                 core: Some(master),
+                registry: Default::default(),
                 inc: 0,
                 tick_at: None,
             },
@@ -1583,6 +1587,7 @@ impl World {
                 | mantle_master::Output::CloseAgent { conn } => {
                     self.close_master_end(conn);
                 }
+                mantle_master::Output::Persist(w) => self.master.registry.apply(&w),
             }
         }
         true
@@ -1870,8 +1875,16 @@ impl World {
                 self.master.inc += 1;
                 let cfg =
                     mantle_master::Config::new(std::net::Ipv4Addr::new(10, 0, 0, 254), 5050, seed);
-                self.master.core = Some(Master::new(cfg, now_of(self.now)));
-                self.trace(format!("master restarts (incarnation {})", self.master.inc));
+                // Round-tripped through JSON, as the store keeps it.
+                let snapshot = serde_json::to_string(&self.master.registry)
+                    .ok()
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default();
+                self.master.core = Some(Master::recover(cfg, now_of(self.now), snapshot));
+                self.trace(format!(
+                    "master restarts from its registry (incarnation {})",
+                    self.master.inc
+                ));
             }
             Node::Marathon => {
                 if self.marathon.core.is_some() {
@@ -1956,6 +1969,7 @@ fn agent_msg_short(m: &mantle_api::internal::AgentToMaster) -> String {
             status,
             ..
         } => format!("EXITED {executor_id} {status:?}"),
+        A::Pong => "PONG".into(),
     }
 }
 

@@ -688,6 +688,7 @@ async fn actor(
         for out in agent.take_outputs() {
             match out {
                 Output::ToMaster(message) => {
+                    debug!(?message, "to master");
                     // An update that is not on disk is not sent: it stays queued in the core and
                     // goes out on its next retry, once a checkpoint holding it is written.
                     if !durable

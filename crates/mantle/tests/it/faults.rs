@@ -212,3 +212,82 @@ async fn an_agent_re_registers_with_a_restarted_master_and_keeps_its_task() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_agent_goes_unreachable_and_its_tasks_come_back_when_it_resumes() {
+    // Goal: the master's pings find an agent that stopped answering (SIGSTOP), partition-aware
+    // frameworks see TASK_UNREACHABLE, and when the agent resumes its task is back untouched.
+    let cluster = Cluster::start_with(
+        1,
+        &[],
+        &[
+            "--agent-ping-timeout",
+            "0.5",
+            "--max-agent-ping-timeouts",
+            "3",
+        ],
+    );
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "partition-test", "checkpoint": true,
+               "capabilities": [{"type": "PARTITION_AWARE"}]}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let (code, body) = s
+        .call(launch(
+            &offer,
+            vec![task(&offer, "paused", "sleep 600", 0.1)],
+        ))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.await_state("paused", "TASK_RUNNING", 15).await;
+    // Let the agent answer a few pings first: the master judges by pings only agents that
+    // have answered one (others only by their connection).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(0) as i32);
+    /// Resumes the agent however the test ends, so it can shut its executors down.
+    struct Resume(nix::unistd::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(agent);
+    let gone = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| {
+                let alog = std::fs::read_to_string(cluster.dir.path().join("agent0.log"))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = alog
+                    .lines()
+                    .filter(|l| {
+                        l.contains("to master")
+                            || l.contains("mantle_agent")
+                            || l.contains("WARN")
+                            || l.contains("master")
+                    })
+                    .collect();
+                panic!("no TASK_UNREACHABLE\nAGENT:\n{}", lines.join("\n"))
+            })
+            .unwrap();
+        if ev["type"] == "UPDATE" && ev["update"]["status"]["state"] == "TASK_UNREACHABLE" {
+            break ev["update"]["status"].clone();
+        }
+    };
+    let noticed = gone.elapsed();
+    drop(resume);
+    assert_eq!(st["source"], "SOURCE_MASTER", "{st}");
+    let back = s.await_state("paused", "TASK_RUNNING", 30).await;
+    assert_eq!(back["task_id"]["value"], "paused");
+    let tasks = cluster.state()["frameworks"][0]["tasks"].clone();
+    assert_eq!(tasks[0]["state"], "TASK_RUNNING", "{tasks}");
+    eprintln!(
+        "agent paused: TASK_UNREACHABLE after {:.2} s (window 1.5 s)",
+        noticed.as_secs_f64()
+    );
+}

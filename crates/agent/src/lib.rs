@@ -1132,15 +1132,18 @@ impl Agent {
         }
     }
 
-    /// An executor process exited with `status` (exit code or -signal). Its unfinished tasks
-    /// end: TASK_KILLED when a kill was asked for, TASK_FAILED otherwise.
-    pub fn executor_exited(&mut self, now: Now, container_id: &str, status: Option<i32>) {
-        let Some(key) = self
-            .executors
+    /// The executor running in `container_id`.
+    fn executor_of_container(&self, container_id: &str) -> Option<(FrameworkId, ExecutorId)> {
+        self.executors
             .iter()
             .find(|(_, e)| e.container_id == container_id)
             .map(|(k, _)| k.clone())
-        else {
+    }
+
+    /// An executor process exited with `status` (exit code or -signal). Its unfinished tasks
+    /// end: TASK_KILLED when a kill was asked for, TASK_FAILED otherwise.
+    pub fn executor_exited(&mut self, now: Now, container_id: &str, status: Option<i32>) {
+        let Some(key) = self.executor_of_container(container_id) else {
             return;
         };
         let Some(e) = self.executors.remove(&key) else {
@@ -1203,12 +1206,7 @@ impl Agent {
     /// tasks end TASK_FAILED from SOURCE_AGENT with that reason, and the container is killed.
     /// Later updates from its executor for those tasks are dropped.
     pub fn container_failed(&mut self, now: Now, container_id: &str, reason: &str, message: &str) {
-        let Some(key) = self
-            .executors
-            .iter()
-            .find(|(_, e)| e.container_id == container_id)
-            .map(|(k, _)| k.clone())
-        else {
+        let Some(key) = self.executor_of_container(container_id) else {
             return;
         };
         let Some(e) = self.executors.get_mut(&key) else {

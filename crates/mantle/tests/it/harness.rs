@@ -190,17 +190,8 @@ impl Cluster {
     /// Kills agent `i` with SIGKILL (its executors live on) and starts it again with the same
     /// flags and work dir, appending to its log.
     pub fn restart_agent(&mut self, i: usize) {
-        let old = &mut self.procs[i + 1];
-        old.kill().unwrap();
-        old.wait().unwrap();
-        self.procs[i + 1] = spawn_agent(
-            self.dir.path(),
-            i,
-            self.master_port,
-            self.agent_port,
-            &self.agent_args,
-        );
-        wait_http(&format!("http://127.0.0.{}:{}", i + 2, self.agent_port));
+        self.procs[i + 1].kill().unwrap();
+        self.start_agent_again(i);
     }
 
     /// The process ID of agent `i`.

@@ -303,22 +303,7 @@ async fn namespaces_give_tasks_their_own_proc_and_tmp_and_tasks_run_as_their_use
     let mut ghost = task(&offer, "ghost-task", "true", 0.1);
     ghost["command"]["user"] = json!("no-such-user-here");
     assert_eq!(s.call(launch(&offer, vec![as_nobody, ghost])).await.0, 202);
-    let mut ended = std::collections::BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ended.len() < 2 {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {ended:?}\n{}", cluster.logs()))
-            .unwrap();
-        if ev["type"] != "UPDATE" {
-            continue;
-        }
-        let st = ev["update"]["status"].clone();
-        s.ack(&st).await;
-        if ["TASK_FINISHED", "TASK_FAILED"].contains(&st["state"].as_str().unwrap()) {
-            ended.insert(st["task_id"]["value"].as_str().unwrap().to_string(), st);
-        }
-    }
+    let ended = s.await_ends(&["nobody-task", "ghost-task"], 30).await;
     assert_eq!(ended["nobody-task"]["state"], "TASK_FINISHED", "{ended:?}");
     let ghost = &ended["ghost-task"];
     assert_eq!(ghost["state"], "TASK_FAILED");

@@ -4,7 +4,6 @@
 
 use crate::harness::{launch, sandbox_of, Cluster, Scheduler};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const SOCK: &str = "/run/mantle-test-docker/docker.sock";
@@ -57,35 +56,6 @@ async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Terminal updates of `ids`, acknowledging everything on the way.
-async fn ends(s: &mut Scheduler, ids: &[&str], secs: u64) -> BTreeMap<String, Value> {
-    let mut ended = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while ended.len() < ids.len() {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {ended:?} ended"))
-            .unwrap();
-        if ev["type"] != "UPDATE" {
-            continue;
-        }
-        let st = ev["update"]["status"].clone();
-        s.ack(&st).await;
-        let id = st["task_id"]["value"].as_str().unwrap_or("").to_string();
-        let terminal = [
-            "TASK_FINISHED",
-            "TASK_FAILED",
-            "TASK_KILLED",
-            "TASK_ERROR",
-            "TASK_LOST",
-        ];
-        if ids.contains(&id.as_str()) && terminal.contains(&st["state"].as_str().unwrap_or("")) {
-            ended.insert(id, st);
-        }
-    }
-    ended
-}
-
 #[tokio::test]
 async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
     docker(&["image", "inspect", IMAGE]);
@@ -111,7 +81,7 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
         docker_task(&offer, "no-image", "true", "mantle-test/no-such-image:1"),
     ];
     assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
-    let mut ended = ends(&mut s, &["exits", "no-image"], 60).await;
+    let mut ended = s.await_ends(&["exits", "no-image"], 60).await;
     let exits = ended.remove("exits").unwrap();
     assert_eq!(exits["state"], "TASK_FAILED", "{exits}");
     assert_eq!(exits["message"], "Command exited with status 3", "{exits}");
@@ -149,7 +119,7 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
     // A kill stops and removes the container.
     s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "web"}}}))
         .await;
-    let killed = ends(&mut s, &["web"], 30).await;
+    let killed = s.await_ends(&["web"], 30).await;
     assert_eq!(killed["web"]["state"], "TASK_KILLED", "{killed:?}");
     wait_until("web's container is removed", 20, || {
         containers_of(&label).is_empty()

@@ -148,30 +148,10 @@ async fn uris_are_fetched_extracted_cached_and_failures_have_reasons() {
             .0,
         202
     );
-    // Collect the four tasks' terminal updates, in whatever order they come.
-    let mut ended: BTreeMap<String, Value> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ended.len() < 4 {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {ended:?} ended\n{}", cluster.logs()))
-            .unwrap();
-        if ev["type"] != "UPDATE" {
-            continue;
-        }
-        let st = ev["update"]["status"].clone();
-        s.ack(&st).await;
-        let terminal = [
-            "TASK_FINISHED",
-            "TASK_FAILED",
-            "TASK_KILLED",
-            "TASK_ERROR",
-            "TASK_LOST",
-        ];
-        if terminal.contains(&st["state"].as_str().unwrap_or("")) {
-            ended.insert(st["task_id"]["value"].as_str().unwrap().to_string(), st);
-        }
-    }
+    // The four tasks' terminal updates, in whatever order they come.
+    let ended = s
+        .await_ends(&["fetched", "missing", "scheme", "hostile"], 30)
+        .await;
     assert_eq!(
         ended["fetched"]["state"], "TASK_FINISHED",
         "{:?}",

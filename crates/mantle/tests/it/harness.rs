@@ -414,6 +414,41 @@ impl Scheduler {
         out
     }
 
+    /// Waits for the terminal update of each task in `ids`, whatever the order, acknowledging
+    /// every update on the way; the updates by task ID.
+    pub async fn await_ends(
+        &mut self,
+        ids: &[&str],
+        secs: u64,
+    ) -> std::collections::BTreeMap<String, Value> {
+        const TERMINAL: [&str; 5] = [
+            "TASK_FINISHED",
+            "TASK_FAILED",
+            "TASK_KILLED",
+            "TASK_ERROR",
+            "TASK_LOST",
+        ];
+        let mut ended = std::collections::BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while ended.len() < ids.len() {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("within {secs}s only {ended:?} ended"))
+                .expect("stream open");
+            if ev["type"] != "UPDATE" {
+                continue;
+            }
+            let st = ev["update"]["status"].clone();
+            self.ack(&st).await;
+            let id = st["task_id"]["value"].as_str().unwrap_or("").to_string();
+            if ids.contains(&id.as_str()) && TERMINAL.contains(&st["state"].as_str().unwrap_or(""))
+            {
+                ended.insert(id, st);
+            }
+        }
+        ended
+    }
+
     /// Waits for an UPDATE of `task_id` in `state`, acknowledging every update that has a uuid.
     pub async fn await_state(&mut self, task_id: &str, state: &str, secs: u64) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

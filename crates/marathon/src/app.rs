@@ -68,11 +68,49 @@ pub struct UpgradeStrategy {
     pub maximum_over_capacity: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnreachableStrategy {
-    pub inactive_after_seconds: u64,
-    pub expunge_after_seconds: u64,
+/// What to do with instances whose agent is unreachable (Marathon's `unreachableStrategy`).
+/// In JSON either the string `"disabled"` or `{inactiveAfterSeconds, expungeAfterSeconds}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UnreachableStrategy {
+    /// Unreachable instances are kept (and counted) until they come back or end.
+    Disabled(Disabled),
+    /// After `inactive_after_seconds` unreachable, an instance stops counting and is replaced;
+    /// after `expunge_after_seconds` it is forgotten (and killed if it ever comes back).
+    #[serde(rename_all = "camelCase")]
+    Enabled {
+        inactive_after_seconds: u64,
+        expunge_after_seconds: u64,
+    },
+}
+
+/// The `"disabled"` JSON string.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Disabled {
+    #[serde(rename = "disabled")]
+    Disabled,
+}
+
+impl UnreachableStrategy {
+    /// Marathon 1.10's default (its RAML): replace at once, forget at once.
+    pub const DEFAULT: UnreachableStrategy = UnreachableStrategy::Enabled {
+        inactive_after_seconds: 0,
+        expunge_after_seconds: 0,
+    };
+
+    /// `(inactive after, expunge after)` in milliseconds, or `None` when disabled.
+    pub fn timeouts_ms(&self) -> Option<(u64, u64)> {
+        match *self {
+            UnreachableStrategy::Disabled(_) => None,
+            UnreachableStrategy::Enabled {
+                inactive_after_seconds,
+                expunge_after_seconds,
+            } => Some((
+                inactive_after_seconds.saturating_mul(1000),
+                expunge_after_seconds.saturating_mul(1000),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,7 +375,7 @@ impl AppDefinition {
         put("killSelection", json!(self.kill_selection));
         put(
             "unreachableStrategy",
-            serde_json::to_value(&self.unreachable_strategy).unwrap_or(Value::Null),
+            serde_json::to_value(self.unreachable_strategy).unwrap_or(Value::Null),
         );
         put("role", json!("*"));
         Value::Object(m)
@@ -797,10 +835,9 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
         );
     }
     let unreachable_strategy = match r.present("unreachableStrategy") {
-        Some(Value::String(s)) if s == "disabled" => UnreachableStrategy {
-            inactive_after_seconds: 0,
-            expunge_after_seconds: 0,
-        },
+        Some(Value::String(s)) if s == "disabled" => {
+            UnreachableStrategy::Disabled(Disabled::Disabled)
+        }
         Some(Value::Object(m)) => {
             let mut s = r.sub(m, "/unreachableStrategy".into());
             let inactive = s.int("inactiveAfterSeconds", 0);
@@ -817,21 +854,18 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                     "expungeAfterSeconds must be greater than or equal to inactiveAfterSeconds",
                 );
             }
-            UnreachableStrategy {
+            UnreachableStrategy::Enabled {
                 inactive_after_seconds: inactive.max(0) as u64,
                 expunge_after_seconds: expunge.max(0) as u64,
             }
         }
-        None => UnreachableStrategy {
-            inactive_after_seconds: 0,
-            expunge_after_seconds: 0,
-        },
+        None => UnreachableStrategy::DEFAULT,
         Some(_) => {
-            r.err("unreachableStrategy", "error.expected.jsobject");
-            UnreachableStrategy {
-                inactive_after_seconds: 0,
-                expunge_after_seconds: 0,
-            }
+            r.err(
+                "unreachableStrategy",
+                "error.expected.jsobject or the string \"disabled\"",
+            );
+            UnreachableStrategy::DEFAULT
         }
     };
     let grace = r

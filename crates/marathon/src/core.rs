@@ -68,11 +68,18 @@ pub struct Instance {
     /// Monotonic millis when it became RUNNING (for health grace periods); not persisted.
     #[serde(skip)]
     pub running_since_ms: Option<u64>,
+    /// Wall-clock millis since which the task is TASK_UNREACHABLE (Mesos's `unreachable_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_since_ms: Option<i64>,
+    /// Unreachable for longer than the app's `inactiveAfterSeconds`: no longer counted, so a
+    /// replacement is launched; it counts again if the task comes back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
 }
 
 impl Instance {
     fn live(&self) -> bool {
-        !self.state.is_terminal() && !self.kill_requested
+        !self.state.is_terminal() && !self.kill_requested && !self.inactive
     }
     fn running(&self) -> bool {
         self.state == TaskState::Running
@@ -1442,6 +1449,15 @@ impl Core {
         };
         let before = inst.state;
         inst.state = s.state;
+        if s.state == TaskState::Unreachable {
+            if inst.unreachable_since_ms.is_none() {
+                inst.unreachable_since_ms = Some(unreachable_time_ms(&s).unwrap_or(wall_ms(now)));
+            }
+        } else if inst.unreachable_since_ms.take().is_some() && inst.inactive {
+            // Back from an unreachable agent after its replacement was launched: it counts
+            // again, and the surplus is killed by the usual scale-down rules.
+            inst.inactive = false;
+        }
         if s.state == TaskState::Running && inst.started_at.is_none() {
             inst.started_at = Some(iso_millis(wall_ms(now)));
         }
@@ -1500,7 +1516,66 @@ impl Core {
             self.store(Write::Instance(inst.clone()));
             self.instances.insert(task_id, inst);
         }
+        self.expire_unreachable(now);
         self.converge(now);
+    }
+
+    /// Applies the apps' unreachable strategies: an instance unreachable past
+    /// `inactiveAfterSeconds` stops counting (so it is replaced), and past
+    /// `expungeAfterSeconds` it is forgotten; should it come back, it is then a task we do
+    /// not know, and is killed.
+    fn expire_unreachable(&mut self, now: Now) {
+        let now_ms = wall_ms(now);
+        let mut changed = Vec::new();
+        let mut expunged = Vec::new();
+        for i in self.instances.values() {
+            let Some(since) = i.unreachable_since_ms else {
+                continue;
+            };
+            if i.state != TaskState::Unreachable {
+                continue;
+            }
+            let Some((inactive_ms, expunge_ms)) = self
+                .apps
+                .get(&i.app_id)
+                .and_then(|a| a.unreachable_strategy.timeouts_ms())
+            else {
+                continue;
+            };
+            let gone_ms = u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0);
+            if gone_ms >= expunge_ms {
+                expunged.push(i.clone());
+            } else if gone_ms >= inactive_ms && !i.inactive {
+                changed.push(i.task_id.clone());
+            }
+        }
+        for t in changed {
+            if let Some(i) = self.instances.get_mut(&t) {
+                i.inactive = true;
+                let i = i.clone();
+                self.event(
+                    "instance_changed_event",
+                    now,
+                    json!({"instanceId": i.task_id, "condition": "UnreachableInactive",
+                           "runSpecId": i.app_id, "agentId": i.agent_id, "host": i.host,
+                           "runSpecVersion": i.version}),
+                );
+                self.store(Write::Instance(i));
+                self.progress += 1;
+            }
+        }
+        for i in expunged {
+            self.instances.remove(&i.task_id);
+            self.kill_sent.remove(&i.task_id);
+            self.store(Write::DeleteInstance(i.task_id.clone()));
+            self.event(
+                "instance_changed_event",
+                now,
+                json!({"instanceId": i.task_id, "condition": "Gone", "runSpecId": i.app_id,
+                       "agentId": i.agent_id, "host": i.host, "runSpecVersion": i.version}),
+            );
+            self.progress += 1;
+        }
     }
 
     fn note_failure(&mut self, inst: &Instance, s: &TaskStatus, now: Now) {
@@ -1670,9 +1745,18 @@ impl Core {
         };
         inst.kill_requested = true;
         let inst = inst.clone();
-        self.store(Write::Instance(inst));
         let at = self.last_tick_ms;
         self.kill_call(task_id, at);
+        if inst.state == TaskState::Unreachable {
+            // Nothing will answer while its agent is away (the master carries the kill out
+            // if it returns): Marathon expunges an unreachable instance it kills.
+            self.instances.remove(task_id);
+            self.kill_sent.remove(task_id);
+            self.store(Write::DeleteInstance(task_id.to_string()));
+            self.progress += 1;
+        } else {
+            self.store(Write::Instance(inst));
+        }
     }
 
     /// Sends (or resends) the KILL of an instance.
@@ -1721,6 +1805,7 @@ impl Core {
                 self.kill_call(&t, now_ms);
             }
         }
+        self.expire_unreachable(now);
         self.converge(now);
     }
 
@@ -1944,7 +2029,7 @@ impl Core {
         // Deployments of this app finish when the target is reached.
         let live_now: Vec<&Instance> = self
             .instances_of(&app.id)
-            .filter(|i| !i.state.is_terminal())
+            .filter(|i| !i.state.is_terminal() && !i.inactive)
             .collect();
         let done = live_now.len() == target
             && live_now
@@ -2109,6 +2194,8 @@ impl Core {
                     last_health_success: None,
                     ready: None,
                     running_since_ms: None,
+                    unreachable_since_ms: None,
+                    inactive: false,
                 };
                 slot.tasks.push(info);
                 placed.add(&inst.host, &inst.attributes);
@@ -2163,6 +2250,16 @@ impl Core {
 }
 
 /// An attribute's value as constraints compare it (text form).
+/// Mesos's `TaskStatus.unreachable_time`, in wall-clock millis.
+fn unreachable_time_ms(s: &TaskStatus) -> Option<i64> {
+    let ns = s
+        .extra
+        .get("unreachable_time")?
+        .get("nanoseconds")?
+        .as_i64()?;
+    Some(ns / 1_000_000)
+}
+
 fn attr_text(v: &mantle_model::AttributeValue) -> String {
     use mantle_model::AttributeValue;
     match v {

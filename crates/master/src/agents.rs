@@ -674,6 +674,12 @@ impl Master {
                 "Agent is unreachable: it missed its pings or did not come back",
             );
             status.executor_id = task.executor_id.clone();
+            // Mesos stamps when the task became unreachable; schedulers time their
+            // unreachable strategies from it.
+            status.extra.insert(
+                "unreachable_time".into(),
+                serde_json::json!({"nanoseconds": (now.wall_secs * 1e9) as i64}),
+            );
             let Some(mut task) = self.tasks.remove(&key) else {
                 continue;
             };

@@ -87,7 +87,7 @@ impl Sim {
             let live = self
                 .core
                 .instances_of(&app.id)
-                .filter(|i| !i.state.is_terminal() && !i.kill_requested)
+                .filter(|i| !i.state.is_terminal() && !i.kill_requested && !i.inactive)
                 .count();
             let max = target
                 + (target as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
@@ -694,4 +694,169 @@ fn kills_are_sent_again_until_the_task_ends() {
     assert_eq!(s.kills.len(), 1);
     s.settle(None);
     assert!(s.core.deployments().next().is_none());
+}
+
+fn task_of(s: &Sim, app: &str) -> String {
+    s.core
+        .instances_of(app)
+        .next()
+        .expect("an instance")
+        .task_id
+        .clone()
+}
+
+fn tick_after(s: &mut Sim, secs: u64) {
+    s.now = s.now.plus(Duration::from_secs(secs));
+    s.core.tick(s.now);
+    s.collect();
+}
+
+#[test]
+fn unreachable_instances_are_replaced_after_inactive_and_the_surplus_killed_when_they_return() {
+    let mut s = Sim::new();
+    let mut body = app("/web", 2, "sleep 100");
+    body["unreachableStrategy"] = json!({"inactiveAfterSeconds": 60, "expungeAfterSeconds": 600});
+    s.core.create_app(&body, s.now).expect("create");
+    s.collect();
+    s.offer(3);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 2);
+    let lost = task_of(&s, "/web");
+    s.status(&lost, TaskState::Unreachable, None);
+    // Still counted while unreachable for less than inactiveAfterSeconds.
+    tick_after(&mut s, 30);
+    s.offer(3);
+    assert!(s.staged.is_empty(), "replaced too early: {:?}", s.staged);
+    assert!(s.kills.is_empty());
+    // Past it: inactive, and replaced.
+    tick_after(&mut s, 31);
+    assert!(s.core.instance(&lost).is_some_and(|i| i.inactive));
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e["condition"] == "UnreachableInactive" && e["instanceId"] == lost.as_str()));
+    s.offer(3);
+    assert_eq!(s.staged.len(), 1, "one replacement");
+    let replacement = s.staged[0].clone();
+    s.settle(None);
+    assert_eq!(s.running("/web"), 2);
+    // The original comes back: it counts again and the younger replacement goes.
+    s.status(&lost, TaskState::Running, None);
+    assert_eq!(s.kills, vec![replacement.clone()], "the surplus is killed");
+    s.settle(None);
+    assert_eq!(s.running("/web"), 2);
+    let lost_now = s.core.instance(&lost).expect("the original stays");
+    assert!(!lost_now.inactive && lost_now.unreachable_since_ms.is_none());
+    assert!(s.core.instance(&replacement).is_none());
+}
+
+#[test]
+fn unreachable_instances_are_expunged_and_killed_if_they_come_back() {
+    let mut s = Sim::new();
+    let mut body = app("/web", 1, "sleep 100");
+    body["unreachableStrategy"] = json!({"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20});
+    s.core.create_app(&body, s.now).expect("create");
+    s.collect();
+    s.offer(1);
+    s.settle(None);
+    let lost = task_of(&s, "/web");
+    // Mesos's unreachable_time counts, not the time the update arrives.
+    let mut st = TaskStatus::new(TaskId::new(lost.clone()), TaskState::Unreachable);
+    st.agent_id = Some(AgentId::new("agent-0"));
+    let since_ns = (s.now.wall_secs - 15.0) * 1e9;
+    st.extra.insert(
+        "unreachable_time".into(),
+        json!({"nanoseconds": since_ns as i64}),
+    );
+    let mut e = Event::bare(EventType::Update);
+    e.update = Some(Update { status: st });
+    s.core.on_event(e, s.now);
+    s.collect();
+    assert!(
+        s.core.instance(&lost).is_some_and(|i| i.inactive),
+        "15 s unreachable is past inactiveAfterSeconds"
+    );
+    s.offer(1);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 1);
+    tick_after(&mut s, 6);
+    assert!(s.core.instance(&lost).is_none(), "expunged after 20 s");
+    assert!(s
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::DeleteInstance(t) if *t == lost)));
+    // It comes back: a task we no longer know, so it is killed.
+    s.status(&lost, TaskState::Running, None);
+    assert_eq!(s.kills, vec![lost.clone()]);
+    assert_eq!(s.running("/web"), 1);
+}
+
+#[test]
+fn the_default_strategy_replaces_at_once_and_disabled_never() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/dflt", 1, "sleep 100"), s.now)
+        .expect("create");
+    let mut body = app("/off", 1, "sleep 100");
+    body["unreachableStrategy"] = json!("disabled");
+    let (def, _) = s.core.create_app(&body, s.now).expect("create");
+    assert_eq!(
+        s.core.app_json(&def, &[])["unreachableStrategy"],
+        "disabled"
+    );
+    let dflt = s.core.app("/dflt").cloned().expect("app");
+    assert_eq!(
+        s.core.app_json(&dflt, &[])["unreachableStrategy"],
+        json!({"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0})
+    );
+    s.collect();
+    s.offer(2);
+    s.settle(None);
+    let a = task_of(&s, "/dflt");
+    let b = task_of(&s, "/off");
+    s.status(&a, TaskState::Unreachable, None);
+    s.status(&b, TaskState::Unreachable, None);
+    assert!(s.core.instance(&a).is_none(), "0/0: expunged at once");
+    tick_after(&mut s, 100_000);
+    assert!(s.core.instance(&b).is_some_and(|i| !i.inactive));
+    s.offer(2);
+    assert_eq!(s.staged.len(), 1, "only /dflt is replaced: {:?}", s.staged);
+    s.settle(None);
+    assert_eq!(s.running("/dflt"), 1);
+    assert_eq!(s.running("/off"), 0);
+    // Deleting an app whose instance is unreachable does not wait for its agent.
+    s.core.delete_app("/off", false, s.now).expect("delete");
+    s.collect();
+    assert_eq!(
+        s.kills,
+        vec![b.clone()],
+        "the kill still goes to the master"
+    );
+    assert!(s.core.app("/off").is_none(), "deleted without waiting");
+    assert!(s
+        .core
+        .deployments()
+        .all(|d| d.parts.iter().all(|p| p.app_id != "/off")));
+}
+
+#[test]
+fn unreachable_strategy_json_is_checked() {
+    for (bad, field) in [
+        (json!("sometimes"), "unreachableStrategy"),
+        (
+            json!({"inactiveAfterSeconds": -1, "expungeAfterSeconds": 5}),
+            "inactiveAfterSeconds",
+        ),
+        (
+            json!({"inactiveAfterSeconds": 10, "expungeAfterSeconds": 5}),
+            "expungeAfterSeconds",
+        ),
+    ] {
+        let mut s = Sim::new();
+        let mut body = app("/web", 1, "x");
+        body["unreachableStrategy"] = bad.clone();
+        let err = s.core.create_app(&body, s.now).expect_err("refused");
+        let text = format!("{err:?}");
+        assert!(text.contains(field), "{bad}: {text}");
+    }
 }

@@ -291,3 +291,161 @@ async fn a_paused_agent_goes_unreachable_and_its_tasks_come_back_when_it_resumes
         noticed.as_secs_f64()
     );
 }
+
+/// The app's tasks as `/v2/apps/{id}/tasks` lists them: (task id, state, agent id).
+fn marathon_tasks(url: &str, app: &str) -> Vec<(String, String, String)> {
+    let v = plain::blocking_get_json(&format!("{url}/v2/apps/{app}/tasks"));
+    let mut out: Vec<(String, String, String)> = v["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_string(),
+                t["state"].as_str().unwrap_or_default().to_string(),
+                t["slaveId"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marathon_replaces_the_tasks_of_a_paused_agent_and_kills_the_extras_when_it_returns() {
+    // Goal (issue 5): SIGSTOP an agent past the ping window; its tasks go UNREACHABLE and,
+    // past the app's inactiveAfterSeconds, the service scheduler starts replacements on the
+    // other agent. On SIGCONT the originals come back untouched and the extras are killed.
+    let cluster = Cluster::start_with(
+        2,
+        &[],
+        &[
+            "--agent-ping-timeout",
+            "0.5",
+            "--max-agent-ping-timeouts",
+            "3",
+        ],
+    );
+    let port = crate::harness::free_port("127.0.0.1");
+    let m = crate::marathon::Scheduler::start(&cluster, port);
+    let app = json!({
+        "id": "/partitioned", "cmd": "sleep 600", "instances": 2, "cpus": 0.1, "mem": 16,
+        "portDefinitions": [],
+        "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 3600},
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v2/apps", m.url))
+        .json(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let tasks = eventually(30, "two running tasks", || {
+        let t = marathon_tasks(&m.url, "partitioned");
+        (t.len() == 2 && t.iter().all(|(_, s, _)| s == "TASK_RUNNING")).then_some(t)
+    })
+    .await;
+    // Pause the agent of the first task; the tasks there are the originals.
+    let slaves = plain::blocking_get_json(&format!("{}/master/slaves", cluster.master));
+    let victim_agent = tasks[0].2.clone();
+    let slave = slaves["slaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == victim_agent.as_str())
+        .cloned()
+        .expect("the task's agent is registered");
+    let index = (0..2)
+        .find(|i| {
+            let ip = format!("127.0.0.{}", i + 2);
+            slave["hostname"] == ip.as_str()
+                || slave["pid"]
+                    .as_str()
+                    .is_some_and(|p| p.contains(&format!("@{ip}:")))
+        })
+        .unwrap_or_else(|| panic!("which agent is {slave}?"));
+    let originals: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.2 == victim_agent)
+        .map(|t| t.0.clone())
+        .collect();
+    let others: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.2 != victim_agent)
+        .map(|t| t.0.clone())
+        .collect();
+    // Let the agent answer pings first (the master judges by pings only agents that ponged).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(index) as i32);
+    struct Resume(nix::unistd::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(agent);
+    let paused = Instant::now();
+    let during = eventually(30, "originals unreachable and replacements running", || {
+        let t = marathon_tasks(&m.url, "partitioned");
+        let unreachable = t
+            .iter()
+            .filter(|x| originals.contains(&x.0) && x.1 == "TASK_UNREACHABLE")
+            .count();
+        let running_elsewhere = t
+            .iter()
+            .filter(|x| x.2 != victim_agent && x.1 == "TASK_RUNNING")
+            .count();
+        (unreachable == originals.len() && running_elsewhere == 2).then_some(t)
+    })
+    .await;
+    let replaced_after = paused.elapsed();
+    let extras: Vec<String> = during
+        .iter()
+        .filter(|x| !originals.contains(&x.0) && !others.contains(&x.0))
+        .map(|x| x.0.clone())
+        .collect();
+    assert_eq!(extras.len(), originals.len(), "{during:?}");
+    // Resume: the originals come back, the extras are killed, nothing else is touched.
+    drop(resume);
+    let mut expected: Vec<String> = originals.iter().chain(&others).cloned().collect();
+    expected.sort();
+    eventually(30, "the originals back and the extras gone", || {
+        let t = marathon_tasks(&m.url, "partitioned");
+        let ids: Vec<String> = t.iter().map(|x| x.0.clone()).collect();
+        (ids == expected && t.iter().all(|x| x.1 == "TASK_RUNNING")).then_some(())
+    })
+    .await;
+    // The master agrees: the originals run, the extras ended KILLED.
+    let state = cluster.state();
+    let fw = &state["frameworks"][0];
+    let mut running: Vec<String> = fw["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    running.sort();
+    assert_eq!(running, expected, "{fw}");
+    for e in &extras {
+        let done = eventually(15, "the extra's end at the master", || {
+            let s = cluster.state();
+            s["frameworks"][0]["completed_tasks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["id"] == e.as_str()).cloned())
+        })
+        .await;
+        assert_eq!(done["state"], "TASK_KILLED", "{done}");
+    }
+    eprintln!(
+        "agent paused: replacements running {:.2} s after SIGSTOP (ping window 1.5 s, inactiveAfterSeconds 1)",
+        replaced_after.as_secs_f64()
+    );
+}

@@ -33,6 +33,10 @@ pub const DECLINE_IDLE: f64 = 120.0;
 pub const DECLINE_BUSY: f64 = 1.0;
 /// How long a kill may take before it is sent again (Marathon's `--kill_retry_timeout`).
 pub const KILL_RETRY_MS: u64 = 10_000;
+/// While instances wait and no offer comes, REVIVE is sent again this often (Marathon's
+/// `--min_revive_offers_interval`): a REVIVE lost with a failed POST would otherwise leave
+/// the framework suppressed, and its deployments stuck, for ever.
+pub const REVIVE_REPEAT_MS: u64 = 5_000;
 /// Marathon's `failover_timeout` default: one week.
 pub const FAILOVER_TIMEOUT: f64 = 604_800.0;
 
@@ -214,6 +218,8 @@ pub struct Core {
     kill_sent: BTreeMap<String, u64>,
     /// The monotonic millis of the latest input that carried a time.
     last_tick_ms: u64,
+    /// Monotonic millis of the last REVIVE sent or offer received (not persisted).
+    last_offer_or_revive_ms: u64,
     rng: ChaCha8Rng,
     out: Vec<Effect>,
 }
@@ -245,6 +251,7 @@ impl Core {
             progress: 0,
             kill_sent: BTreeMap::new(),
             last_tick_ms: 0,
+            last_offer_or_revive_ms: 0,
             rng,
             out: Vec::new(),
         };
@@ -1896,8 +1903,11 @@ impl Core {
         // Offers are wanted exactly when some app waits for instances.
         let wanted = self.apps.values().any(|a| self.needed(a) > 0);
         if self.connected {
-            if wanted && self.suppressed {
+            let now_ms = mono_ms(now);
+            let silent = now_ms.saturating_sub(self.last_offer_or_revive_ms) >= REVIVE_REPEAT_MS;
+            if wanted && (self.suppressed || silent) {
                 self.suppressed = false;
+                self.last_offer_or_revive_ms = now_ms;
                 self.call(Call {
                     revive: Some(Roles {
                         roles: vec![self.config.role.clone()],
@@ -2056,6 +2066,7 @@ impl Core {
     // ----- offers -----
 
     fn on_offers(&mut self, offers: Vec<Offer>, now: Now) {
+        self.last_offer_or_revive_ms = mono_ms(now);
         struct Slot {
             offer: Offer,
             free: Resources,

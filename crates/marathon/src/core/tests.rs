@@ -860,3 +860,36 @@ fn unreachable_strategy_json_is_checked() {
         assert!(text.contains(field), "{bad}: {text}");
     }
 }
+
+/// Found by the simulator (seed 6): a REVIVE lost with a failed POST left the framework
+/// suppressed at the master, and a new app's deployment waited for offers for ever.
+#[test]
+fn revive_is_sent_again_while_instances_wait_and_no_offer_comes() {
+    let mut s = Sim::new();
+    let revives = |s: &mut Sim| {
+        s.core
+            .drain()
+            .into_iter()
+            .filter(|e| matches!(e, Effect::Call(c) if c.kind == CallType::Revive))
+            .count()
+    };
+    // Nothing wanted: suppressed.
+    tick_after(&mut s, 1);
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("create");
+    assert_eq!(revives(&mut s), 1, "the first REVIVE");
+    // It is lost: no offer comes. Within the repeat interval, nothing more.
+    s.now = s.now.plus(Duration::from_millis(REVIVE_REPEAT_MS - 1000));
+    s.core.tick(s.now);
+    assert_eq!(revives(&mut s), 0);
+    s.now = s.now.plus(Duration::from_millis(1000));
+    s.core.tick(s.now);
+    assert_eq!(revives(&mut s), 1, "sent again");
+    // Offers arriving (even unusable) keep it quiet.
+    s.offer(1);
+    s.settle(None);
+    s.now = s.now.plus(Duration::from_millis(REVIVE_REPEAT_MS * 3));
+    s.core.tick(s.now);
+    assert_eq!(revives(&mut s), 0, "nothing waits any more");
+}

@@ -1843,19 +1843,26 @@ impl Core {
         let target = app.instances as usize;
         let cfg = &app.version_info.last_config_change_at;
         let live: Vec<&Instance> = self.instances_of(&app.id).filter(|i| i.live()).collect();
+        // Instances being killed still run until their end is reported: like Marathon, count
+        // them against the over-capacity bound (a kill stuck behind a partition must not let
+        // replacements pile up).
+        let occupying = self
+            .instances_of(&app.id)
+            .filter(|i| !i.state.is_terminal() && !i.inactive)
+            .count();
         let new = live.iter().filter(|i| &i.config_version == cfg).count();
         let old = live.len() - new;
-        if old == 0 {
+        if old == 0 && occupying == live.len() {
             return target.saturating_sub(new);
         }
         let max_total =
             target + (target as f64 * app.upgrade_strategy.maximum_over_capacity).floor() as usize;
-        let room = max_total.saturating_sub(live.len());
+        let room = max_total.saturating_sub(occupying);
         let mut n = target.saturating_sub(new).min(room);
         if n == 0 && new < target && !self.can_kill_old(app) {
             // minimumHealthCapacity 1 with maximumOverCapacity 0 cannot move without going
             // over: allow one extra instance so the deployment makes progress.
-            n = usize::from(live.len() <= target);
+            n = usize::from(occupying <= target);
         }
         n
     }

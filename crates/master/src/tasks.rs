@@ -6,7 +6,7 @@ use crate::{Master, Task, MAX_COMPLETED_TASKS, MAX_STATUSES_PER_TASK};
 use base64::Engine;
 use mantle_api::internal::MasterToAgent;
 use mantle_api::mesos::{ExecutorInfo, TaskInfo, TaskStatus};
-use mantle_api::scheduler::{Accept, Acknowledge, Event, Kill, Reconcile};
+use mantle_api::scheduler::{Accept, Acknowledge, Event, Kill, Reconcile, ReconcileTask};
 use mantle_model::{AgentId, ExecutorId, FrameworkId, Now, OfferId, Resources, TaskId, TaskState};
 use std::collections::BTreeSet;
 use tracing::{info, warn};
@@ -671,24 +671,20 @@ impl Master {
                 info!(framework_id = %framework_id, task_id = %kill.task_id, "ignoring KILL of a completed task");
             }
             None => {
-                let pa = self
-                    .frameworks
-                    .get(framework_id)
-                    .is_some_and(|f| f.partition_aware());
-                let state = if pa {
-                    TaskState::Unknown
-                } else {
-                    TaskState::Lost
-                };
-                let s = self.master_status(
+                // As Mesos: a KILL of a task the master does not know is answered by
+                // reconciling that task (TASK_GONE on a live agent that lacks it, TASK_UNKNOWN
+                // for an unknown agent, ...), so the answer agrees with what reconciliation
+                // already said (found by the simulator, seed 481: TASK_UNKNOWN after TASK_GONE).
+                self.reconcile(
                     now,
-                    &kill.task_id,
-                    kill.agent_id.as_ref(),
-                    state,
-                    "REASON_RECONCILIATION",
-                    "Attempted to kill an unknown task",
+                    framework_id,
+                    Reconcile {
+                        tasks: vec![ReconcileTask {
+                            task_id: kill.task_id,
+                            agent_id: kill.agent_id,
+                        }],
+                    },
                 );
-                self.send_event(framework_id, Event::update(s));
             }
         }
     }
@@ -755,6 +751,24 @@ impl Master {
                         },
                         "REASON_RECONCILIATION",
                         "Reconciliation: Task is on an unreachable agent",
+                    ));
+                    continue;
+                }
+                // An agent marked gone: what it ran was written off (Mesos answers
+                // TASK_GONE_BY_OPERATOR for agents an operator marked gone; ours are gone by
+                // age or replacement, so TASK_GONE, as the update sent when it went).
+                if let Some(a) = rt
+                    .agent_id
+                    .as_ref()
+                    .filter(|a| self.gone_agents.contains_key(*a))
+                {
+                    updates.push(self.master_status(
+                        now,
+                        &rt.task_id,
+                        Some(a),
+                        if pa { TaskState::Gone } else { TaskState::Lost },
+                        "REASON_RECONCILIATION",
+                        "Reconciliation: Task is on an agent that is gone",
                     ));
                     continue;
                 }

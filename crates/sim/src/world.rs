@@ -533,7 +533,9 @@ impl World {
             return;
         }
         let lat = self.latency();
-        let reorder = faulty && self.rng.chance(0.03);
+        // The service scheduler's shell sends its calls one at a time, each after the last
+        // was answered (`call_sender`), so they cannot overtake each other; an agent's can.
+        let reorder = faulty && self.rng.chance(0.03) && from != Node::Marathon;
         let fifo = match from {
             Node::Agent(i) => &mut self.agents[i].post_fifo,
             _ => &mut self.marathon.post_fifo,
@@ -999,6 +1001,8 @@ impl World {
         let attempt = c.attempt;
         let a = &mut self.agents[i];
         if a.core.is_none() {
+            // A crashed agent: the kernel resets the connection.
+            self.close_peer_end(conn);
             return;
         }
         if a.conn != Some(conn) {
@@ -1073,6 +1077,9 @@ impl World {
         let stream_id = c.stream_id.clone();
         let m = &mut self.marathon;
         if m.core.is_none() {
+            // Nobody listens (it crashed while its SUBSCRIBE was on the way): the kernel
+            // resets the connection, and the master hears of it.
+            self.close_peer_end(conn);
             return;
         }
         if m.conn != Some(conn) {
@@ -1786,8 +1793,17 @@ impl World {
                 }
                 let conn = open[self.rng.index(open.len())];
                 self.trace(format!("fault: reset conn {conn}"));
-                self.close_master_end(conn);
+                // Both ends hear of it: the master's end stays open until the news reaches it
+                // (closing it first would make the master ignore the news).
                 self.close_peer_end(conn);
+                self.stream(
+                    conn,
+                    false,
+                    Payload::Closed {
+                        conn,
+                        to_master: false,
+                    },
+                );
                 let peer = self.conns.get(&conn).map(|c| c.peer);
                 match peer {
                     Some(Node::Agent(i)) if self.agents[i].conn == Some(conn) => {

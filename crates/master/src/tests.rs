@@ -1263,6 +1263,21 @@ fn a_newer_word_on_a_task_replaces_its_pending_master_update() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].status.state, TaskState::Gone);
     assert_eq!(a2, a.0);
+    // Until acknowledged, explicit reconciliation answers that end (not "unknown"), without
+    // a uuid.
+    let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": "t1"}, "agent_id": {"value": a.0.as_str()}}]}});
+    m.call(
+        at(180),
+        Some(&sub2.stream_id),
+        call(&sub.framework_id, body),
+    )
+    .unwrap();
+    let r = updates(&mut m, 2);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, TaskState::Gone);
+    assert_eq!(r[0].reason.as_deref(), Some("REASON_RECONCILIATION"));
+    assert!(r[0].uuid.is_none());
     // The stale ack of the replaced TASK_UNREACHABLE consumes nothing.
     m.call(
         at(181),

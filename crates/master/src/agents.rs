@@ -417,7 +417,7 @@ impl Master {
                     state,
                     "Task was not found on the agent after it re-registered",
                 ) {
-                    self.send_event(&framework_id, Event::update(s));
+                    self.send_master_update(now, &framework_id, s);
                 }
             }
         }
@@ -458,7 +458,7 @@ impl Master {
         }
         self.dirty_task(&key.0, &key.1);
         if was_unreachable {
-            self.send_event(&key.0, Event::update(status));
+            self.send_master_update(now, &key.0, status);
         }
     }
 
@@ -661,7 +661,7 @@ impl Master {
                     TaskState::Lost,
                     "Agent is unreachable: it missed its pings or did not come back",
                 ) {
-                    self.send_event(&key.0, Event::update(s));
+                    self.send_master_update(now, &key.0, s);
                 }
                 continue;
             }
@@ -695,7 +695,7 @@ impl Master {
             }
             self.unreachable_tasks.insert(key.clone(), task);
             self.dirty_task(&key.0, &key.1);
-            self.send_event(&key.0, Event::update(status));
+            self.send_master_update(now, &key.0, status);
         }
         self.forget_agent(agent_id);
         self.unreachable_agents.insert(
@@ -765,7 +765,7 @@ impl Master {
                     f.completed_tasks.pop_front();
                 }
             }
-            self.send_event(&key.0, Event::update(status));
+            self.send_master_update(now, &key.0, status);
         }
         self.add_gone(now, agent_id, u.record);
     }
@@ -839,7 +839,7 @@ impl Master {
             let state = if pa { TaskState::Gone } else { TaskState::Lost };
             let status = self.finish_task_locally(now, &framework_id, &task_id, state, why);
             if let Some(s) = status {
-                self.send_event(&framework_id, Event::update(s));
+                self.send_master_update(now, &framework_id, s);
             }
         }
         self.forget_agent(agent_id);

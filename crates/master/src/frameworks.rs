@@ -183,6 +183,8 @@ impl Master {
             conn,
             event: Event::subscribed(subscribed),
         });
+        // What the master told it that it has not acknowledged comes again, after SUBSCRIBED.
+        self.resend_master_updates(now, &framework_id);
         self.allocation_pending = true;
         Ok(Subscription {
             framework_id,
@@ -488,6 +490,7 @@ impl Master {
             }
             self.dirty.tasks.insert(key);
         }
+        self.drop_master_updates(framework_id);
         self.removed_frameworks.insert(framework_id.clone());
         self.dirty_framework(framework_id);
         self.completed_frameworks.push_back(f);

@@ -14,12 +14,14 @@ mod agents;
 mod audit;
 mod frameworks;
 mod operator;
+mod outbox;
 pub mod registry;
 mod state;
 mod tasks;
 mod validation;
 
 pub use operator::OperatorTracker;
+pub use outbox::{UPDATE_RETRY_MAX, UPDATE_RETRY_MIN};
 pub use state::{resources_json, StateView};
 
 use mantle_allocator::Allocator;
@@ -65,6 +67,8 @@ pub const MAX_GONE_AGENTS: usize = 1000;
 pub const MAX_COMPLETED_TASKS: usize = 1000;
 /// Completed frameworks kept (Mesos `--max_completed_frameworks` is 50).
 pub const MAX_COMPLETED_FRAMEWORKS: usize = 50;
+/// Mixed into the seed of the RNG that draws master-generated update uuids.
+const UPDATE_RNG_SALT: u64 = 0x6d61_7374_6572_7570;
 /// Statuses kept per task.
 const MAX_STATUSES_PER_TASK: usize = 32;
 /// The Mesos API version we implement; clients parse it as numbers (pymesos does).
@@ -316,6 +320,14 @@ pub struct Master {
     /// restart (only without a registry).
     pub(crate) recovering_until: Option<Duration>,
     pub(crate) dirty: registry::Dirty,
+    /// Updates the master generated about tasks, each kept until its framework acknowledges
+    /// it (at most one per task: the latest); see `outbox.rs`.
+    pub(crate) outbox: BTreeMap<(FrameworkId, TaskId), outbox::PendingUpdate>,
+    /// Orders `outbox` entries by when they were made (resends go out in this order).
+    pub(crate) next_update_seq: u64,
+    /// Draws the uuids of master-generated updates (apart from `rng`, so that stream and
+    /// other IDs do not depend on how many updates were made).
+    pub(crate) update_rng: ChaCha8Rng,
     pub(crate) offers: BTreeMap<OfferId, Offer>,
     pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), Task>,
     pub(crate) next_framework: u64,
@@ -347,6 +359,9 @@ impl Master {
             removal_hold_until: Duration::ZERO,
             recovering_until: Some(now.mono + config.agent_unreachable_after()),
             dirty: registry::Dirty::default(),
+            outbox: BTreeMap::new(),
+            next_update_seq: 0,
+            update_rng: ChaCha8Rng::seed_from_u64(config.seed ^ UPDATE_RNG_SALT),
             offers: BTreeMap::new(),
             tasks: BTreeMap::new(),
             next_framework: 0,
@@ -416,6 +431,9 @@ impl Master {
                 d = d.min(x.max(self.removal_hold_until));
             }
         }
+        if let Some(x) = self.next_update_retry() {
+            d = d.min(x);
+        }
         for u in self.unreachable_agents.values() {
             d = d.min(
                 u.since_mono
@@ -429,9 +447,11 @@ impl Master {
         d
     }
 
-    /// Timers: heartbeats, agent pings, failover and removal deadlines, batch allocation.
+    /// Timers: heartbeats, agent pings, resends of unacknowledged master-generated updates,
+    /// failover and removal deadlines, batch allocation.
     pub fn tick(&mut self, now: Now) {
         self.heartbeats(now);
+        self.retry_master_updates(now);
         self.expire_frameworks(now);
         self.expire_agents(now);
         if self.allocation_pending || now.mono >= self.next_allocation {

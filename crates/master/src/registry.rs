@@ -5,7 +5,9 @@
 //! Mesos's registry keeps admitted, unreachable and gone agents. Mantle's also keeps, beyond
 //! Mesos, the frameworks (with their `FrameworkInfo`, so `failover_timeout`, and the wall-clock
 //! failover deadline of a disconnected one) and the tasks the master knows, so that a
-//! restarted master keeps failover deadlines and answers reconciliation at once.
+//! restarted master keeps failover deadlines and answers reconciliation at once; and the
+//! updates the master generated about tasks that their frameworks have not acknowledged yet
+//! (`outbox.rs`), so a restarted master sends them again.
 //!
 //! The core marks keys dirty where it changes them; `take_outputs` turns each dirty key into
 //! one `Write` holding the key's *current* record (or its removal), so a write always
@@ -90,6 +92,17 @@ pub struct TaskRecord {
     pub unreachable: bool,
 }
 
+/// An update the master generated that its framework has not acknowledged yet (one per task,
+/// the latest; see `outbox.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    pub framework_id: FrameworkId,
+    /// Creation order, kept across restarts so resends keep it.
+    pub seq: u64,
+    /// With `uuid` set; `task_id` is the rest of the key.
+    pub status: TaskStatus,
+}
+
 /// One change to the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(
@@ -103,6 +116,8 @@ pub enum Write {
     RemoveFramework(FrameworkId),
     Task(TaskRecord),
     RemoveTask(FrameworkId, TaskId),
+    Update(UpdateRecord),
+    RemoveUpdate(FrameworkId, TaskId),
 }
 
 /// Everything the registry holds, to start a master from.
@@ -111,6 +126,9 @@ pub struct Snapshot {
     pub agents: Vec<AgentRecord>,
     pub frameworks: Vec<FrameworkRecord>,
     pub tasks: Vec<TaskRecord>,
+    /// Unacknowledged master-generated updates (absent in registries written before them).
+    #[serde(default)]
+    pub updates: Vec<UpdateRecord>,
 }
 
 impl Snapshot {
@@ -120,6 +138,9 @@ impl Snapshot {
         self.frameworks.sort_by(|a, b| a.info.id.cmp(&b.info.id));
         self.tasks.sort_by(|a, b| {
             (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
+        });
+        self.updates.sort_by(|a, b| {
+            (&a.framework_id, &a.status.task_id).cmp(&(&b.framework_id, &b.status.task_id))
         });
     }
 
@@ -147,6 +168,15 @@ impl Snapshot {
             Write::RemoveTask(f, t) => self
                 .tasks
                 .retain(|r| !(&r.framework_id == f && &r.info.task_id == t)),
+            Write::Update(r) => {
+                self.updates.retain(|u| {
+                    !(u.framework_id == r.framework_id && u.status.task_id == r.status.task_id)
+                });
+                self.updates.push(r.clone());
+            }
+            Write::RemoveUpdate(f, t) => self
+                .updates
+                .retain(|u| !(&u.framework_id == f && &u.status.task_id == t)),
         }
         self.sort();
     }
@@ -158,6 +188,7 @@ pub(crate) struct Dirty {
     pub(crate) agents: BTreeSet<AgentId>,
     pub(crate) frameworks: BTreeSet<FrameworkId>,
     pub(crate) tasks: BTreeSet<(FrameworkId, TaskId)>,
+    pub(crate) updates: BTreeSet<(FrameworkId, TaskId)>,
 }
 
 pub(crate) fn agent_record(a: &Agent, standing: AgentStanding) -> AgentRecord {
@@ -240,6 +271,7 @@ impl Master {
         for t in self.unreachable_tasks.values() {
             s.tasks.push(task_record(t, true));
         }
+        s.updates = self.update_records();
         s.sort();
         s
     }
@@ -304,6 +336,12 @@ impl Master {
                 out.push(Write::RemoveTask(key.0, key.1));
             }
         }
+        for key in dirty.updates {
+            match self.update_record(&key) {
+                Some(r) => out.push(Write::Update(r)),
+                None => out.push(Write::RemoveUpdate(key.0, key.1)),
+            }
+        }
         out
     }
 }
@@ -325,8 +363,10 @@ impl Master {
     /// A master restarted from its registry at `now`: the frameworks it had (disconnected,
     /// with their failover deadlines), the agents it had admitted (disconnected, each given
     /// `agent_reregister_timeout` to re-register), the unreachable and gone agents, and the
-    /// tasks, with their resources charged to the allocator as before. Records that do not fit
-    /// together (a task of an unknown agent or framework) are dropped from the registry.
+    /// tasks, with their resources charged to the allocator as before, and the unacknowledged
+    /// master-generated updates (sent when their frameworks subscribe). Records that do not fit
+    /// together (a task or update of an unknown agent or framework) are dropped from the
+    /// registry.
     pub fn recover(config: Config, now: Now, snapshot: Snapshot) -> Master {
         let mut m = Master::new(config, now);
         m.recovering_until = None;
@@ -476,6 +516,9 @@ impl Master {
                 f.tasks.insert(key.1.clone());
             }
             m.tasks.insert(key, task);
+        }
+        for r in snapshot.updates {
+            m.restore_master_update(r);
         }
         m
     }

@@ -19,7 +19,9 @@ impl Master {
             .is_some_and(|t| !t.state.is_terminal())
     }
 
-    /// A status the master itself generates (no uuid: nothing to acknowledge).
+    /// A status the master itself generates, without a uuid: reconciliation answers and the
+    /// like go out as they are; updates about tasks the master took on get a uuid and are
+    /// kept until acknowledged (`send_master_update`).
     pub(crate) fn master_status(
         &self,
         now: Now,
@@ -443,6 +445,7 @@ impl Master {
         staging.timestamp = Some(now.wall_secs);
         let key = (framework_id.clone(), info.task_id.clone());
         self.dirty_task(framework_id, &info.task_id);
+        self.supersede_master_update(framework_id, &info.task_id);
         if let Some(a) = self.agents.get_mut(&info.agent_id) {
             a.tasks.insert(key.clone());
         }
@@ -488,6 +491,9 @@ impl Master {
             self.send_agent(agent_id, MasterToAgent::ShutdownFramework { framework_id });
             return;
         }
+        // The agent's word on the task is newer than any pending master update about it, and
+        // the agent retries it until acknowledged.
+        self.supersede_master_update(&framework_id, &status.task_id);
         let key = (framework_id.clone(), status.task_id.clone());
         if let Some(task) = self.tasks.get_mut(&key) {
             let was_terminal = task.state.is_terminal();
@@ -607,6 +613,10 @@ impl Master {
             return Err(crate::CallError::BadRequest(
                 "'acknowledge.uuid' must be a 16-byte UUID".into(),
             ));
+        }
+        if self.acknowledge_master_update(framework_id, &ack.task_id, &ack.uuid) {
+            // The master made this update: nothing for an agent (which may be gone).
+            return Ok(());
         }
         if !self.agents.contains_key(&ack.agent_id) {
             // Mesos ignores acknowledgements for agents it no longer knows.
@@ -731,6 +741,28 @@ impl Master {
                     .or_else(|| self.unreachable_tasks.get(&key))
                 {
                     updates.push(latest(self, t));
+                    continue;
+                }
+                // A task that ended by the master's decision whose framework has not yet
+                // acknowledged that end: the same end (Mesos keeps a task whose terminal update
+                // awaits acknowledgement and answers its state). Answering "unknown" would
+                // follow TASK_GONE with TASK_UNKNOWN when a resent end and a reconciliation
+                // cross (found by the simulator, seed 22).
+                if let Some(p) = self
+                    .outbox
+                    .get(&key)
+                    .filter(|p| p.status.state.is_terminal())
+                {
+                    let mut s = self.master_status(
+                        now,
+                        &rt.task_id,
+                        p.status.agent_id.as_ref(),
+                        p.status.state,
+                        "REASON_RECONCILIATION",
+                        "Reconciliation: Latest task state",
+                    );
+                    s.executor_id = p.status.executor_id.clone();
+                    updates.push(s);
                     continue;
                 }
                 // An unknown task on an unreachable agent may still run there (Mesos answers

@@ -858,8 +858,11 @@ fn an_unreachable_agent_past_the_max_age_is_gone_and_its_tasks_are_killed_on_ret
     pong(&mut m, at(0), &a);
     let snap = run_task(&mut m, at(1), &sub, &a, "t1");
     m.tick(at(76));
-    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unreachable);
+    let first = updates(&mut m, 1);
+    assert_eq!(first[0].state, TaskState::Unreachable);
     m.tick(at(1076));
+    // Not acknowledged, so the TASK_UNREACHABLE comes again (same uuid) meanwhile.
+    assert_eq!(updates(&mut m, 1), first);
     // Forgotten: reconciliation says unknown.
     let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [{"task_id": {"value": "t1"}}]}});
     m.call(
@@ -1049,6 +1052,341 @@ fn a_scheduler_that_re_subscribes_in_time_keeps_its_tasks_and_one_that_does_not_
         m.view().frameworks()["completed_frameworks"][0]["TASK_KILLED"],
         1
     );
+}
+
+// --- Master-generated updates: uuid, outbox, resends, acknowledgements (issue #5) ---
+
+/// A partition-aware framework with a long failover timeout.
+const PA_FAILOVER: &str =
+    r#"{"capabilities": [{"type": "PARTITION_AWARE"}], "failover_timeout": 3600.0}"#;
+
+/// Subscribes again on `conn` with the framework's ID (and the options of `PA_FAILOVER`).
+fn resubscribe(m: &mut Master, now: Now, conn: ConnId, framework_id: &FrameworkId) -> Subscription {
+    let mut info: serde_json::Value = serde_json::from_str(PA_FAILOVER).unwrap();
+    info["user"] = json!("u");
+    info["name"] = json!("fw");
+    info["id"] = json!({"value": framework_id.as_str()});
+    let s: Subscribe = serde_json::from_value(json!({"framework_info": info})).unwrap();
+    m.subscribe(now, conn, Some(framework_id.clone()), s)
+        .unwrap()
+}
+
+fn ack_call(sub: &Subscription, agent_id: &AgentId, status: &TaskStatus) -> Call {
+    call(
+        &sub.framework_id,
+        json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": agent_id,
+            "task_id": status.task_id, "uuid": status.uuid.clone().unwrap()}}),
+    )
+}
+
+fn acks_to_agents(outs: &[Output]) -> usize {
+    outs.iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::ToAgent {
+                    message: MasterToAgent::AckStatusUpdate { .. },
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn framework_updates(outs: &[Output], conn: ConnId) -> Vec<TaskStatus> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::ToFramework { conn: c, event } if *c == conn => {
+                event.update.as_ref().map(|u| u.status.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A partition-aware framework runs `t1` on an agent that answers pings; the framework
+/// disconnects at t=10 and the agent falls silent, so at t=76 the master marks it
+/// unreachable while nobody listens.
+fn unreachable_while_disconnected() -> (
+    Master,
+    (AgentId, String),
+    Subscription,
+    mantle_api::internal::TaskSnapshot,
+) {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, serde_json::from_str(PA_FAILOVER).unwrap());
+    events(&mut m, 1);
+    pong(&mut m, at(0), &a);
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    m.framework_disconnected(at(10), 1);
+    m.take_outputs();
+    m.tick(at(76));
+    assert_eq!(m.view().state()["unreachable_slaves"], 1);
+    assert!(updates(&mut m, 1).is_empty(), "nobody is connected");
+    (m, a, sub, snap)
+}
+
+#[test]
+fn a_master_generated_update_has_a_uuid_and_is_resent_until_acknowledged() {
+    let (mut m, a, sub, _) = unreachable_while_disconnected();
+    // It waits in the outbox, with a uuid.
+    let pending = m.registry_snapshot().updates;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status.state, TaskState::Unreachable);
+    let uuid = pending[0].status.uuid.clone().expect("a uuid");
+    // The framework comes back: SUBSCRIBED, then the update it missed.
+    let sub2 = resubscribe(&mut m, at(80), 2, &sub.framework_id);
+    let ev = events(&mut m, 2);
+    assert_eq!(ev[0].kind, EventType::Subscribed);
+    let missed: Vec<TaskStatus> = ev
+        .iter()
+        .filter_map(|e| e.update.clone().map(|u| u.status))
+        .collect();
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].state, TaskState::Unreachable);
+    assert_eq!(missed[0].uuid.as_deref(), Some(uuid.as_str()));
+    assert_eq!(missed[0].agent_id.as_ref(), Some(&a.0));
+    assert_eq!(missed[0].source.as_deref(), Some("SOURCE_MASTER"));
+    assert_eq!(missed[0].reason.as_deref(), Some("REASON_AGENT_REMOVED"));
+    // Reconciliation answers stay plain Mesos: no uuid, nothing to acknowledge.
+    m.call(
+        at(81),
+        Some(&sub2.stream_id),
+        call(&sub.framework_id, json!({"type": "RECONCILE"})),
+    )
+    .unwrap();
+    let r = updates(&mut m, 2);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, TaskState::Unreachable);
+    assert!(r[0].uuid.is_none());
+    // Unacknowledged, it comes again after 10 s, then after 20 s.
+    m.tick(at(89));
+    assert!(updates(&mut m, 2).is_empty());
+    m.tick(at(90));
+    assert_eq!(updates(&mut m, 2), missed);
+    m.tick(at(109));
+    assert!(updates(&mut m, 2).is_empty());
+    m.tick(at(110));
+    assert_eq!(updates(&mut m, 2), missed);
+    // And to every new subscription.
+    let sub3 = resubscribe(&mut m, at(111), 3, &sub.framework_id);
+    assert_eq!(updates(&mut m, 3), missed);
+    // The acknowledgement is the master's: it goes to no agent, and the update is gone.
+    m.call(
+        at(112),
+        Some(&sub3.stream_id),
+        ack_call(&sub3, &a.0, &missed[0]),
+    )
+    .unwrap();
+    let outs = m.take_outputs();
+    assert_eq!(acks_to_agents(&outs), 0);
+    assert!(outs.iter().any(
+        |o| matches!(o, Output::Persist(registry::Write::RemoveUpdate(_, t)) if t.as_str() == "t1")
+    ));
+    assert!(m.registry_snapshot().updates.is_empty());
+    for t in [130, 200, 1000] {
+        m.tick(at(t));
+        assert!(
+            updates(&mut m, 3).is_empty(),
+            "resent at t={t} after its ack"
+        );
+    }
+    resubscribe(&mut m, at(1001), 4, &sub.framework_id);
+    assert!(updates(&mut m, 4).is_empty());
+    m.audit().unwrap();
+}
+
+#[test]
+fn a_newer_word_on_a_task_replaces_its_pending_master_update() {
+    let (mut m, a, sub, snap) = unreachable_while_disconnected();
+    // The agent returns with the task while the framework is still away: the master's
+    // RUNNING (agent re-registered) replaces the TASK_UNREACHABLE nobody acknowledged.
+    m.agent_register(
+        at(90),
+        101,
+        reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+    )
+    .unwrap();
+    let stream = m
+        .take_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::ToAgent {
+                message: MasterToAgent::Registered { stream_id, .. },
+                ..
+            } => Some(stream_id),
+            _ => None,
+        })
+        .expect("REGISTERED");
+    let a = (a.0, stream);
+    let pending = m.registry_snapshot().updates;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status.state, TaskState::Running);
+    assert_eq!(
+        pending[0].status.reason.as_deref(),
+        Some("REASON_AGENT_REREGISTERED")
+    );
+    // So the returning framework hears only the latest state.
+    let sub2 = resubscribe(&mut m, at(91), 2, &sub.framework_id);
+    let back = updates(&mut m, 2);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].state, TaskState::Running);
+    assert!(back[0].uuid.is_some());
+    // Acknowledged with a connected agent: still not forwarded to it.
+    m.call(
+        at(92),
+        Some(&sub2.stream_id),
+        ack_call(&sub2, &a.0, &back[0]),
+    )
+    .unwrap();
+    let outs = m.take_outputs();
+    assert_eq!(acks_to_agents(&outs), 0);
+    assert!(m.registry_snapshot().updates.is_empty());
+    // An update from the agent also supersedes a pending master update: the agent retries
+    // its own until acknowledged.
+    m.agent_disconnected(at(100), 101);
+    m.take_outputs();
+    m.tick(at(176));
+    let lost = updates(&mut m, 2);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].state, TaskState::Unreachable);
+    let (a2, _) = m
+        .agent_register(at(180), 102, reg_at("127.0.0.2", Some(a.0.clone()), vec![]))
+        .unwrap();
+    // Not reported: TASK_GONE replaces TASK_UNREACHABLE.
+    let outs = m.take_outputs();
+    let gone = framework_updates(&outs, 2);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].state, TaskState::Gone);
+    let pending = m.registry_snapshot().updates;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status.state, TaskState::Gone);
+    assert_eq!(a2, a.0);
+    // Until acknowledged, explicit reconciliation answers that end (not "unknown"), without
+    // a uuid.
+    let body = json!({"type": "RECONCILE", "reconcile": {"tasks": [
+        {"task_id": {"value": "t1"}, "agent_id": {"value": a.0.as_str()}}]}});
+    m.call(
+        at(180),
+        Some(&sub2.stream_id),
+        call(&sub.framework_id, body),
+    )
+    .unwrap();
+    let r = updates(&mut m, 2);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].state, TaskState::Gone);
+    assert_eq!(r[0].reason.as_deref(), Some("REASON_RECONCILIATION"));
+    assert!(r[0].uuid.is_none());
+    // The stale ack of the replaced TASK_UNREACHABLE consumes nothing.
+    m.call(
+        at(181),
+        Some(&sub2.stream_id),
+        ack_call(&sub2, &a.0, &lost[0]),
+    )
+    .unwrap();
+    m.take_outputs();
+    assert_eq!(m.registry_snapshot().updates.len(), 1);
+    m.audit().unwrap();
+}
+
+#[test]
+fn an_update_from_the_agent_supersedes_a_pending_master_update() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, serde_json::from_str(PA_FAILOVER).unwrap());
+    events(&mut m, 1);
+    pong(&mut m, at(0), &a);
+    let snap = run_task(&mut m, at(1), &sub, &a, "t1");
+    m.tick(at(76));
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Unreachable);
+    // The agent returns with the task: the master's RUNNING is pending (not acknowledged).
+    let (_, stream) = m
+        .agent_register(
+            at(80),
+            101,
+            reg_at("127.0.0.2", Some(a.0.clone()), vec![snap]),
+        )
+        .unwrap();
+    assert_eq!(updates(&mut m, 1)[0].state, TaskState::Running);
+    assert_eq!(m.registry_snapshot().updates.len(), 1);
+    // Then the task finishes: the agent's update supersedes the master's, which is not sent
+    // again (it would follow TASK_FINISHED with TASK_RUNNING).
+    let mut st = TaskStatus::new(TaskId::new("t1"), TaskState::Finished);
+    st.uuid = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+    send(
+        &mut m,
+        at(81),
+        &(a.0.clone(), stream),
+        AgentToMaster::StatusUpdate {
+            framework_id: sub.framework_id.clone(),
+            status: st,
+        },
+    );
+    let seen = updates(&mut m, 1);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].state, TaskState::Finished);
+    assert!(m.registry_snapshot().updates.is_empty());
+    for t in [100, 200, 1000] {
+        m.tick(at(t));
+        assert!(updates(&mut m, 1).is_empty(), "resent at t={t}");
+    }
+    m.audit().unwrap();
+}
+
+#[test]
+fn unacknowledged_master_updates_survive_a_master_restart() {
+    let mut m = master();
+    let a = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, serde_json::from_str(PA_FAILOVER).unwrap());
+    events(&mut m, 1);
+    pong(&mut m, at(0), &a);
+    run_task(&mut m, at(1), &sub, &a, "t1");
+    let mut reg = m.registry_snapshot();
+    m.framework_disconnected(at(10), 1);
+    m.tick(at(76));
+    persist(&mut m, &mut reg);
+    assert_eq!(reg, m.registry_snapshot());
+    assert_eq!(reg.updates.len(), 1);
+    let uuid = reg.updates[0].status.uuid.clone().expect("a uuid");
+    // kill -9 and restart from what the store holds (through JSON, as the store keeps it).
+    let json = serde_json::to_string(&reg).unwrap();
+    let mut m = Master::recover(
+        Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 8),
+        at(100),
+        serde_json::from_str(&json).unwrap(),
+    );
+    assert!(persist(&mut m, &mut reg).is_empty());
+    assert_eq!(reg, m.registry_snapshot());
+    // Nothing goes out before the framework is back.
+    m.tick(at(200));
+    persist(&mut m, &mut reg);
+    let sub2 = resubscribe(&mut m, at(201), 2, &sub.framework_id);
+    let outs = persist(&mut m, &mut reg);
+    let missed = framework_updates(&outs, 2);
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].state, TaskState::Unreachable);
+    assert_eq!(missed[0].uuid.as_deref(), Some(uuid.as_str()));
+    // Acknowledged: removed from the registry, not forwarded.
+    m.call(
+        at(202),
+        Some(&sub2.stream_id),
+        ack_call(&sub2, &a.0, &missed[0]),
+    )
+    .unwrap();
+    let outs = persist(&mut m, &mut reg);
+    assert_eq!(acks_to_agents(&outs), 0);
+    assert!(reg.updates.is_empty());
+    assert_eq!(reg, m.registry_snapshot());
+    // After another restart there is nothing to send.
+    let mut m = Master::recover(
+        Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 9),
+        at(300),
+        reg.clone(),
+    );
+    resubscribe(&mut m, at(301), 3, &sub.framework_id);
+    assert!(updates(&mut m, 3).is_empty());
+    m.audit().unwrap();
 }
 
 #[test]

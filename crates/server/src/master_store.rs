@@ -1,6 +1,6 @@
 //! The master's registry on disk: a redb database of JSON records under `--work-dir`
 //! (`registry.redb`), holding what `mantle_master::registry` describes (admitted,
-//! unreachable and gone agents, frameworks, tasks). Each step's writes go in one transaction,
+//! unreachable and gone agents, frameworks, tasks, unacknowledged master-generated updates). Each step's writes go in one transaction,
 //! committed (durably: redb fsyncs on commit) before the step's other effects are carried out.
 
 use mantle_master::registry::{Snapshot, Write};
@@ -10,6 +10,8 @@ use std::path::Path;
 const AGENTS: TableDefinition<&str, &str> = TableDefinition::new("agents");
 const FRAMEWORKS: TableDefinition<&str, &str> = TableDefinition::new("frameworks");
 const TASKS: TableDefinition<&str, &str> = TableDefinition::new("tasks");
+/// Master-generated updates awaiting acknowledgement, keyed like tasks.
+const UPDATES: TableDefinition<&str, &str> = TableDefinition::new("updates");
 
 /// Errors of the registry; any of them stops the master (as Mesos aborts when its registrar
 /// fails), since what it acknowledged could otherwise be lost.
@@ -43,7 +45,7 @@ impl Registry {
     pub fn open(path: &Path) -> Result<Registry, RegistryError> {
         let database = Database::create(path).map_err(db)?;
         let txn = database.begin_write().map_err(db)?;
-        for t in [AGENTS, FRAMEWORKS, TASKS] {
+        for t in [AGENTS, FRAMEWORKS, TASKS, UPDATES] {
             txn.open_table(t).map_err(db)?;
         }
         txn.commit().map_err(db)?;
@@ -76,6 +78,7 @@ impl Registry {
             agents: all(&txn, AGENTS, "agents")?,
             frameworks: all(&txn, FRAMEWORKS, "frameworks")?,
             tasks: all(&txn, TASKS, "tasks")?,
+            updates: all(&txn, UPDATES, "updates")?,
         })
     }
 
@@ -89,6 +92,7 @@ impl Registry {
             let mut agents = txn.open_table(AGENTS).map_err(db)?;
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(db)?;
             let mut tasks = txn.open_table(TASKS).map_err(db)?;
+            let mut updates = txn.open_table(UPDATES).map_err(db)?;
             for w in writes {
                 match w {
                     Write::Agent(a) => {
@@ -111,6 +115,14 @@ impl Registry {
                     Write::RemoveTask(f, t) => {
                         let k = task_key(f.as_str(), t.as_str());
                         tasks.remove(k.as_str()).map_err(db)?;
+                    }
+                    Write::Update(u) => {
+                        let k = task_key(u.framework_id.as_str(), u.status.task_id.as_str());
+                        updates.insert(k.as_str(), enc(u)?.as_str()).map_err(db)?;
+                    }
+                    Write::RemoveUpdate(f, t) => {
+                        let k = task_key(f.as_str(), t.as_str());
+                        updates.remove(k.as_str()).map_err(db)?;
                     }
                 }
             }
@@ -153,5 +165,45 @@ mod tests {
         let r = Registry::open(&path).expect("reopen");
         let snap = r.load().expect("load");
         assert_eq!(snap.agents, vec![agent("b")]);
+    }
+
+    #[test]
+    fn pending_master_updates_survive_reopening_until_removed() {
+        use mantle_api::mesos::TaskStatus;
+        use mantle_master::registry::UpdateRecord;
+        use mantle_model::{FrameworkId, TaskId, TaskState};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("registry.redb");
+        let update = |task: &str, seq: u64| {
+            let mut status = TaskStatus::new(TaskId::new(task), TaskState::Unreachable);
+            status.uuid = Some("AAAAAAAAAAAAAAAAAAAAAA==".into());
+            UpdateRecord {
+                framework_id: FrameworkId::new("f"),
+                seq,
+                status,
+            }
+        };
+        {
+            let r = Registry::open(&path).expect("open");
+            r.apply(&[
+                Write::Update(update("t1", 0)),
+                Write::Update(update("t2", 1)),
+            ])
+            .expect("apply");
+        }
+        {
+            let r = Registry::open(&path).expect("reopen");
+            assert_eq!(
+                r.load().expect("load").updates,
+                vec![update("t1", 0), update("t2", 1)]
+            );
+            r.apply(&[Write::RemoveUpdate(
+                FrameworkId::new("f"),
+                TaskId::new("t1"),
+            )])
+            .expect("apply");
+        }
+        let r = Registry::open(&path).expect("reopen");
+        assert_eq!(r.load().expect("load").updates, vec![update("t2", 1)]);
     }
 }

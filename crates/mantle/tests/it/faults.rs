@@ -449,3 +449,118 @@ async fn marathon_replaces_the_tasks_of_a_paused_agent_and_kills_the_extras_when
         replaced_after.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_generated_update_missed_by_a_disconnected_framework_survives_a_master_kill() {
+    // Goal (beyond Mesos): an update the master makes itself reaches the framework however
+    // late, exactly until acknowledged. Method: a partition-aware framework runs a task and
+    // goes away; its agent is paused (SIGSTOP) until the master marks it unreachable, so the
+    // task's TASK_UNREACHABLE finds nobody to tell; the master is killed with SIGKILL and
+    // restarted; the framework re-subscribes with its ID and must get that TASK_UNREACHABLE,
+    // with a uuid, and acknowledge it; after another kill -9 and re-subscription it must not
+    // come again.
+    let mut cluster = Cluster::start_with(
+        1,
+        &[],
+        &[
+            "--agent-ping-timeout",
+            "0.5",
+            "--max-agent-ping-timeouts",
+            "3",
+        ],
+    );
+    let info = json!({"user": "root", "name": "outbox-test", "checkpoint": true,
+        "failover_timeout": 3600.0, "capabilities": [{"type": "PARTITION_AWARE"}]});
+    let mut s = Scheduler::subscribe(&cluster.master, info.clone()).await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let agent_id = offer["agent_id"]["value"].as_str().unwrap().to_string();
+    let (code, body) = s
+        .call(launch(
+            &offer,
+            vec![task(&offer, "cut-off", "sleep 600", 0.1)],
+        ))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    s.await_state("cut-off", "TASK_RUNNING", 15).await;
+    // Let the agent answer pings first (the master judges by pings only agents that have).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The framework goes away; the master sees its stream end.
+    let framework_id = s.framework_id.clone();
+    s.disconnect();
+    let frameworks_url = format!("{}/master/frameworks", cluster.master);
+    eventually(20, "the master sees the framework disconnected", || {
+        let v = plain::blocking_get_json(&frameworks_url);
+        v["frameworks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["id"] == framework_id.as_str()))
+            .filter(|f| f["active"] == false)
+            .map(|_| ())
+    })
+    .await;
+
+    // Its agent stops answering: unreachable, while nobody listens.
+    let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(0) as i32);
+    /// Resumes the agent however the test ends, so it can shut its executors down.
+    struct Resume(nix::unistd::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = Resume(agent);
+    eventually(20, "the master marks the paused agent unreachable", || {
+        (cluster.state()["unreachable_slaves"] == 1).then_some(())
+    })
+    .await;
+
+    // kill -9 of the master, and a new one from the same registry.
+    cluster.restart_master();
+    let mut again = info.clone();
+    again["id"] = json!({"value": framework_id});
+    let mut s2 = Scheduler::subscribe(&cluster.master, again.clone()).await;
+    assert_eq!(s2.framework_id, framework_id);
+    let ev = s2.next("UPDATE", 10).await;
+    let st = ev["update"]["status"].clone();
+    assert_eq!(st["task_id"]["value"], "cut-off", "{st}");
+    assert_eq!(st["state"], "TASK_UNREACHABLE", "{st}");
+    assert_eq!(st["source"], "SOURCE_MASTER", "{st}");
+    assert_eq!(st["reason"], "REASON_AGENT_REMOVED", "{st}");
+    assert_eq!(st["agent_id"]["value"], agent_id.as_str(), "{st}");
+    let uuid = st["uuid"]
+        .as_str()
+        .expect("a uuid to acknowledge")
+        .to_string();
+    assert_eq!(uuid.len(), 24, "16 bytes in base64: {uuid}");
+    // Acknowledged (the agent is still paused: the master takes the acknowledgement itself).
+    s2.ack(&st).await;
+    // Reconciliation still answers it, the Mesos way: no uuid.
+    let (code, body) = s2
+        .call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
+            {"task_id": {"value": "cut-off"}, "agent_id": {"value": agent_id}}]}}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let rec = s2.next("UPDATE", 10).await["update"]["status"].clone();
+    assert_eq!(rec["state"], "TASK_UNREACHABLE", "{rec}");
+    assert_eq!(rec["reason"], "REASON_RECONCILIATION", "{rec}");
+    assert!(rec.get("uuid").is_none(), "{rec}");
+
+    // The acknowledgement is durable: after another kill -9 and re-subscription the update
+    // does not come again.
+    s2.disconnect();
+    cluster.restart_master();
+    let mut s3 = Scheduler::subscribe(&cluster.master, again).await;
+    let quiet = s3.drain(3.0).await;
+    assert!(
+        quiet.iter().all(|e| e["type"] != "UPDATE"),
+        "an acknowledged update came again: {quiet:?}"
+    );
+
+    // The agent resumes and re-registers with its task: the framework hears it runs again,
+    // from the master (REASON_AGENT_REREGISTERED), also with a uuid.
+    drop(resume);
+    let back = s3.await_state("cut-off", "TASK_RUNNING", 60).await;
+    assert_eq!(back["reason"], "REASON_AGENT_REREGISTERED", "{back}");
+    assert!(back["uuid"].as_str().is_some(), "{back}");
+}

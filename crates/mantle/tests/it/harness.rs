@@ -322,6 +322,8 @@ pub struct Scheduler {
     pub framework_id: String,
     pub stream_id: String,
     pub events: mpsc::UnboundedReceiver<Value>,
+    /// The task reading the event stream (aborting it closes the connection).
+    reader: tokio::task::AbortHandle,
 }
 
 impl Scheduler {
@@ -345,7 +347,7 @@ impl Scheduler {
             .to_string();
         assert_eq!(stream_id.len(), 36, "a UUID");
         let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut s = resp.bytes_stream();
             let mut d = Decoder::new(1 << 24);
             while let Some(Ok(chunk)) = s.next().await {
@@ -355,7 +357,8 @@ impl Scheduler {
                 }
             }
             let _ = tx.send(json!({"type": "__CLOSED__"}));
-        });
+        })
+        .abort_handle();
         let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .unwrap()
@@ -372,7 +375,14 @@ impl Scheduler {
             framework_id,
             stream_id,
             events: rx,
+            reader,
         }
+    }
+
+    /// Goes away as a crashed scheduler does: stops reading and closes the event stream's
+    /// connection.
+    pub fn disconnect(self) {
+        self.reader.abort();
     }
 
     /// Posts a call (framework_id added) and returns the status and body.

@@ -153,8 +153,8 @@ struct MarathonArgs {
         default_value_t = mantle_server::marathon::RECONCILIATION_INTERVAL_MS
     )]
     reconciliation_interval: u64,
-    /// Milliseconds a task may stay STAGING or STARTING before it is killed and replaced
-    /// (Marathon's `--task_launch_timeout`). 0 turns it off.
+    /// Milliseconds a task may stay STAGING before it is killed and replaced (Marathon's
+    /// `--task_launch_timeout`). 0 turns it off.
     #[arg(
         long,
         alias = "task_launch_timeout",

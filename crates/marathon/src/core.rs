@@ -139,8 +139,8 @@ pub struct Config {
     /// Milliseconds between periodic reconciliations in `tick` (Marathon's
     /// `--reconciliation_interval`); 0 leaves them to the caller.
     pub reconciliation_interval_ms: u64,
-    /// Milliseconds a task may stay STAGING or STARTING before it is killed and replaced
-    /// (Marathon's `--task_launch_timeout`); 0 never.
+    /// Milliseconds a task may stay STAGING before it is killed and replaced (Marathon's
+    /// `--task_launch_timeout`); 0 never.
     pub task_launch_timeout_ms: u64,
 }
 
@@ -1716,8 +1716,8 @@ impl Core {
     /// Periodic work: launch delays that ran out may need offers again, and kills that have
     /// not taken effect are sent again (Marathon's `--kill_retry_timeout`): a KILL can be lost
     /// with a connection or a master restart, and nothing else would repeat it; reconciliation
-    /// runs every `reconciliation_interval_ms`, and tasks stuck before RUNNING for longer than
-    /// `task_launch_timeout_ms` are killed and replaced (`core/timers.rs`).
+    /// runs every `reconciliation_interval_ms`, and tasks still STAGING `task_launch_timeout_ms`
+    /// after they were staged are killed and replaced (`core/timers.rs`).
     pub fn tick(&mut self, now: Now) {
         let now_ms = mono_ms(now);
         let due: Vec<String> = self

@@ -47,7 +47,7 @@ pub struct MarathonOptions {
     pub strategy: Strategy,
     /// Milliseconds between periodic reconciliations (`--reconciliation-interval`).
     pub reconciliation_interval_ms: u64,
-    /// Milliseconds before a task that is not RUNNING yet is killed and replaced
+    /// Milliseconds before a task still STAGING is killed and replaced
     /// (`--task-launch-timeout`).
     pub task_launch_timeout_ms: u64,
 }

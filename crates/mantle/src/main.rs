@@ -145,6 +145,22 @@ struct MarathonArgs {
     /// How instances are placed when several offers fit: `spread` or `binpack`.
     #[arg(long, default_value = "spread")]
     placement: mantle_marathon::placement::Strategy,
+    /// Milliseconds between periodic task reconciliations with the master (Marathon's
+    /// `--reconciliation_interval`); every (re)subscription reconciles too. 0 turns it off.
+    #[arg(
+        long,
+        alias = "reconciliation_interval",
+        default_value_t = mantle_server::marathon::RECONCILIATION_INTERVAL_MS
+    )]
+    reconciliation_interval: u64,
+    /// Milliseconds a task may stay STAGING before it is killed and replaced (Marathon's
+    /// `--task_launch_timeout`). 0 turns it off.
+    #[arg(
+        long,
+        alias = "task_launch_timeout",
+        default_value_t = mantle_server::marathon::TASK_LAUNCH_TIMEOUT_MS
+    )]
+    task_launch_timeout: u64,
 }
 
 #[derive(Args)]
@@ -822,6 +838,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 http_address: a.http_address,
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("marathon")),
                 strategy: a.placement,
+                reconciliation_interval_ms: a.reconciliation_interval,
+                task_launch_timeout_ms: a.task_launch_timeout,
             };
             mantle_server::marathon::run(options, shutdown_signal()).await
         }

@@ -24,6 +24,8 @@ fn core_with_app(strategy: Strategy, instances: u32, unique: bool) -> (Core, Now
         webui_url: None,
         strategy,
         seed: 7,
+        reconciliation_interval_ms: 600_000,
+        task_launch_timeout_ms: 300_000,
     };
     let mut core = Core::new(config, Snapshot::default());
     let now = Now::at(Duration::from_secs(100));

@@ -147,6 +147,12 @@ pub struct Config {
     pub webui_url: Option<String>,
     pub strategy: Strategy,
     pub seed: u64,
+    /// Milliseconds between periodic reconciliations in `tick` (Marathon's
+    /// `--reconciliation_interval`); 0 leaves them to the caller.
+    pub reconciliation_interval_ms: u64,
+    /// Milliseconds a task may stay STAGING before it is killed and replaced (Marathon's
+    /// `--task_launch_timeout`); 0 never.
+    pub task_launch_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -220,6 +226,9 @@ pub struct Core {
     last_tick_ms: u64,
     /// Monotonic millis of the last REVIVE sent or offer received (not persisted).
     last_offer_or_revive_ms: u64,
+    /// When `reconcile_all` last ran, and when the latest SUBSCRIBED arrived (monotonic).
+    last_reconcile_ms: u64,
+    subscribed_ms: u64,
     rng: ChaCha8Rng,
     out: Vec<Effect>,
 }
@@ -252,6 +261,8 @@ impl Core {
             kill_sent: BTreeMap::new(),
             last_tick_ms: 0,
             last_offer_or_revive_ms: 0,
+            last_reconcile_ms: 0,
+            subscribed_ms: 0,
             rng,
             out: Vec::new(),
         };
@@ -1383,6 +1394,7 @@ impl Core {
                     }
                     self.connected = true;
                     self.suppressed = false;
+                    self.subscribed_ms = mono_ms(now);
                     self.reconcile_all();
                     self.converge(now);
                 }
@@ -1407,6 +1419,7 @@ impl Core {
     /// Explicit reconciliation of every known task plus an implicit one (to hear of tasks
     /// we do not know, which are then killed).
     pub fn reconcile_all(&mut self) {
+        self.last_reconcile_ms = self.last_tick_ms;
         let tasks: Vec<ReconcileTask> = self
             .instances
             .values()
@@ -1793,7 +1806,9 @@ impl Core {
 
     /// Periodic work: launch delays that ran out may need offers again, and kills that have
     /// not taken effect are sent again (Marathon's `--kill_retry_timeout`): a KILL can be lost
-    /// with a connection or a master restart, and nothing else would repeat it.
+    /// with a connection or a master restart, and nothing else would repeat it; reconciliation
+    /// runs every `reconciliation_interval_ms`, and tasks still STAGING `task_launch_timeout_ms`
+    /// after they were staged are killed and replaced (`core/timers.rs`).
     pub fn tick(&mut self, now: Now) {
         let now_ms = mono_ms(now);
         let due: Vec<String> = self
@@ -1813,6 +1828,8 @@ impl Core {
             }
         }
         self.expire_unreachable(now);
+        self.reconcile_if_due(now);
+        self.kill_overdue(now);
         self.converge(now);
     }
 
@@ -2545,6 +2562,8 @@ fn mesos_health_check(h: &crate::app::HealthCheck, ports: &[u32]) -> Value {
     }
     v
 }
+
+mod timers;
 
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,17 @@ pub struct MarathonOptions {
     pub http_address: SocketAddr,
     pub work_dir: PathBuf,
     pub strategy: Strategy,
+    /// Milliseconds between periodic reconciliations (`--reconciliation-interval`).
+    pub reconciliation_interval_ms: u64,
+    /// Milliseconds before a task still STAGING is killed and replaced
+    /// (`--task-launch-timeout`).
+    pub task_launch_timeout_ms: u64,
 }
+
+/// Marathon's `--reconciliation_interval` default: 10 minutes.
+pub const RECONCILIATION_INTERVAL_MS: u64 = 600_000;
+/// Marathon's `--task_launch_timeout` default: 5 minutes.
+pub const TASK_LAUNCH_TIMEOUT_MS: u64 = 300_000;
 
 type HealthTarget = (String, String, u32, mantle_marathon::app::HealthCheck);
 type ReadinessTarget = (String, String, u32, mantle_marathon::app::ReadinessCheck);
@@ -61,7 +71,6 @@ enum Msg {
     Readiness(String, bool),
     SubscribeCall(oneshot::Sender<Call>),
     Tick,
-    Reconcile,
 }
 
 #[derive(Clone)]
@@ -148,6 +157,8 @@ pub async fn run(
         hostname: o.http_address.ip().to_string(),
         webui_url: Some(format!("http://{}", o.http_address)),
         strategy: o.strategy,
+        reconciliation_interval_ms: o.reconciliation_interval_ms,
+        task_launch_timeout_ms: o.task_launch_timeout_ms,
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -167,17 +178,11 @@ pub async fn run(
     tokio::spawn(readiness_checker(tx.clone()));
     {
         let tx = tx.clone();
+        // The core's tick also reconciles and kills overdue launches when they are due.
         tokio::spawn(async move {
-            let mut n = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                n += 1;
-                let msg = if n % 60 == 0 {
-                    Msg::Reconcile
-                } else {
-                    Msg::Tick
-                };
-                if tx.send(msg).is_err() {
+                if tx.send(Msg::Tick).is_err() {
                     return;
                 }
             }
@@ -234,11 +239,6 @@ async fn actor(
             }
             Msg::Readiness(task, ok) => core.readiness_result(&task, ok, now),
             Msg::Tick => core.tick(now),
-            Msg::Reconcile => {
-                if core.connected() {
-                    core.reconcile_all();
-                }
-            }
         }
         let effects = core.drain();
         let writes: Vec<Write> = effects
@@ -668,11 +668,18 @@ fn ping(req: &Req) -> Response {
 async fn info_json(s: &AppState) -> Response {
     let leader = s.leader.clone();
     let master = s.master.clone();
-    s.ask(move |c, _| info_body(c.framework_id(), leader, master))
-        .await
+    s.ask(move |c, _| {
+        let timers = (
+            c.config().reconciliation_interval_ms,
+            c.config().task_launch_timeout_ms,
+        );
+        info_body(c.framework_id(), leader, master, timers)
+    })
+    .await
 }
 
-fn info_body(fid: Option<&str>, leader: String, master: String) -> Response {
+/// `timers`: the reconciliation interval and the task launch timeout, in milliseconds.
+fn info_body(fid: Option<&str>, leader: String, master: String, timers: (u64, u64)) -> Response {
     let port: u16 = leader
         .rsplit(':')
         .next()
@@ -700,9 +707,9 @@ fn info_body(fid: Option<&str>, leader: String, master: String) -> Response {
                 "mesos_leader_ui_url": format!("{master}/"), "mesos_role": "*", "mesos_user": null,
                 "new_group_enforce_role": "off", "min_revive_offers_interval": 5000,
                 "offer_matching_timeout": 3000, "on_elected_prepare_timeout": 180000,
-                "reconciliation_initial_delay": 15000, "reconciliation_interval": 60000,
+                "reconciliation_initial_delay": 15000, "reconciliation_interval": timers.0,
                 "scale_apps_initial_delay": 15000, "scale_apps_interval": 300000, "store_cache": true,
-                "task_launch_confirm_timeout": 300000, "task_launch_timeout": 300000,
+                "task_launch_confirm_timeout": 300000, "task_launch_timeout": timers.1,
                 "task_lost_expunge_initial_delay": 300000, "task_lost_expunge_interval": 30000,
                 "task_reservation_timeout": 20000, "webui_url": null, "maintenance_mode": false
             },

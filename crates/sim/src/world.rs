@@ -366,6 +366,9 @@ fn marathon_config(seed: u64) -> mantle_marathon::core::Config {
         webui_url: None,
         strategy: mantle_marathon::placement::Strategy::Spread,
         seed,
+        // The world reconciles every RECONCILE_EVERY timers itself, as the shell once did.
+        reconciliation_interval_ms: 0,
+        task_launch_timeout_ms: 300_000,
     }
 }
 

@@ -19,6 +19,7 @@ mod files;
 mod harness;
 mod local;
 mod marathon;
+mod marathon_faults;
 mod pymesos;
 mod recovery;
 mod scheduler;

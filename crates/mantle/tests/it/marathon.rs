@@ -20,6 +20,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn start(cluster: &Cluster, port: u16) -> Scheduler {
+        Scheduler::start_with(cluster, port, &[])
+    }
+
+    /// As `start`, with `extra` flags for `mantle marathon`.
+    pub fn start_with(cluster: &Cluster, port: u16, extra: &[&str]) -> Scheduler {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -35,6 +40,7 @@ impl Scheduler {
                 "--work-dir",
             ])
             .arg(cluster.dir.path().join("marathon"))
+            .args(extra)
             .env("MANTLE_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -54,7 +60,8 @@ impl Scheduler {
         Scheduler { child, url }
     }
 
-    fn kill9(&mut self) {
+    /// SIGKILL (`Child::kill`), then reap.
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -18,6 +18,8 @@ fn config() -> Config {
         webui_url: None,
         strategy: Strategy::Spread,
         seed: 7,
+        reconciliation_interval_ms: 600_000,
+        task_launch_timeout_ms: 300_000,
     }
 }
 
@@ -892,4 +894,164 @@ fn revive_is_sent_again_while_instances_wait_and_no_offer_comes() {
     s.now = s.now.plus(Duration::from_millis(REVIVE_REPEAT_MS * 3));
     s.core.tick(s.now);
     assert_eq!(revives(&mut s), 0, "nothing waits any more");
+}
+
+/// The calls of one step, drained by hand (so `Sim::collect` does not see them).
+fn reconcile_calls(core: &mut Core) -> Vec<Reconcile> {
+    core.drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Call(c) if c.kind == CallType::Reconcile => c.reconcile,
+            _ => None,
+        })
+        .collect()
+}
+
+/// Marathon's `--reconciliation_interval`: besides every SUBSCRIBED, the core reconciles
+/// when the interval has passed since the last reconciliation, only while subscribed.
+#[test]
+fn reconciliation_runs_every_interval_while_subscribed() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 2, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(2);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 2);
+    // Sim::new subscribed (and reconciled) at 100 s; settling took well under a second.
+    let start = Now::at(Duration::from_secs(100));
+    s.core.tick(start.plus(Duration::from_millis(599_999)));
+    assert!(reconcile_calls(&mut s.core).is_empty(), "not due yet");
+    s.core.tick(start.plus(Duration::from_secs(600)));
+    let calls = reconcile_calls(&mut s.core);
+    assert_eq!(calls.len(), 2, "explicit and implicit: {calls:?}");
+    assert_eq!(calls[0].tasks.len(), 2, "every live task explicitly");
+    assert!(calls[1].tasks.is_empty(), "then implicitly");
+    s.core.tick(start.plus(Duration::from_secs(601)));
+    assert!(reconcile_calls(&mut s.core).is_empty(), "once per interval");
+    // Disconnected: nothing is sent (the next SUBSCRIBED reconciles anyway).
+    s.core.disconnected();
+    s.core.tick(start.plus(Duration::from_secs(1300)));
+    assert!(reconcile_calls(&mut s.core).is_empty());
+
+    // An interval of 0 leaves reconciliation to the caller.
+    let mut cfg = config();
+    cfg.reconciliation_interval_ms = 0;
+    let mut core = Core::new(cfg, Snapshot::default());
+    let mut e = Event::bare(EventType::Subscribed);
+    e.subscribed = Some(Subscribed {
+        framework_id: FrameworkId::new("fw-1"),
+        heartbeat_interval_seconds: 15.0,
+        master_info: serde_json::from_value(json!({
+            "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
+            "hostname": "localhost", "version": "1.11.0",
+            "address": {"ip": "127.0.0.1", "port": 5050}
+        }))
+        .expect("master info"),
+    });
+    core.on_event(e, start);
+    assert_eq!(reconcile_calls(&mut core).len(), 1, "SUBSCRIBED reconciles");
+    core.tick(start.plus(Duration::from_secs(10_000)));
+    assert!(reconcile_calls(&mut core).is_empty());
+}
+
+/// Marathon's `--task_launch_timeout`: a task still STAGING that long after it was staged is
+/// killed and replaced at once (no backoff); RUNNING and STARTING tasks are not touched.
+#[test]
+fn overdue_staging_tasks_are_killed_and_replaced() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 3, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(3);
+    assert_eq!(s.staged.len(), 3);
+    let staged = std::mem::take(&mut s.staged);
+    s.status(&staged[0], TaskState::Running, None);
+    s.status(&staged[2], TaskState::Starting, None);
+    let launched = s.now;
+    s.core.tick(launched.plus(Duration::from_millis(299_000)));
+    s.collect();
+    assert!(s.kills.is_empty(), "not overdue yet");
+    s.now = launched.plus(Duration::from_secs(301));
+    s.core.tick(s.now);
+    s.collect();
+    assert_eq!(s.kills, vec![staged[1].clone()], "only the stuck one");
+    assert!(s.core.deployments().next().is_some(), "still deploying");
+    // The replacement goes out with the next offer, before the kill is even confirmed.
+    s.offer(3);
+    assert_eq!(s.staged.len(), 1, "replaced at once");
+    s.status(&staged[2], TaskState::Running, None);
+    s.settle(None);
+    assert_eq!(s.running("/web"), 3);
+    assert!(
+        s.core.instance(&staged[0]).is_some(),
+        "the running task stays"
+    );
+    assert!(
+        s.core.instance(&staged[2]).is_some(),
+        "so does the late starter"
+    );
+    assert!(s.core.instance(&staged[1]).is_none());
+    assert!(s.core.deployments().next().is_none(), "deployment done");
+    assert_eq!(s.core.delay("/web", s.now).0, 0.0, "no backoff");
+}
+
+/// After a restart the stored states may be stale: a task stored STAGING long ago may run by
+/// now. It is not judged overdue until the reconciliation answers had time to arrive.
+#[test]
+fn a_restarted_core_waits_for_reconciliation_before_killing_overdue_tasks() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("create");
+    s.collect();
+    s.offer(1);
+    let task = s.staged.pop().expect("staged");
+    let snapshot = Snapshot {
+        framework_id: Some("fw-1".into()),
+        apps: s.core.apps().cloned().collect(),
+        versions: s
+            .core
+            .apps()
+            .flat_map(|a| s.core.version(&a.id, &a.version).cloned())
+            .collect(),
+        instances: s.core.instances().cloned().collect(),
+        deployments: s.core.deployments().cloned().collect(),
+    };
+    // The scheduler was down for ten minutes; the task started meanwhile.
+    let later = s.now.plus(Duration::from_secs(600));
+    let mut core = Core::new(config(), snapshot);
+    let mut e = Event::bare(EventType::Subscribed);
+    e.subscribed = Some(Subscribed {
+        framework_id: FrameworkId::new("fw-1"),
+        heartbeat_interval_seconds: 15.0,
+        master_info: serde_json::from_value(json!({
+            "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
+            "hostname": "localhost", "version": "1.11.0",
+            "address": {"ip": "127.0.0.1", "port": 5050}
+        }))
+        .expect("master info"),
+    });
+    core.on_event(e, later);
+    core.tick(later.plus(Duration::from_secs(1)));
+    let kills = |core: &mut Core| {
+        core.drain()
+            .into_iter()
+            .filter(|e| matches!(e, Effect::Call(c) if c.kind == CallType::Kill))
+            .count()
+    };
+    assert_eq!(kills(&mut core), 0, "settling after SUBSCRIBED");
+    let mut st = TaskStatus::new(TaskId::new(task.clone()), TaskState::Running);
+    st.agent_id = Some(AgentId::new("agent-0"));
+    let mut e = Event::bare(EventType::Update);
+    e.update = Some(Update { status: st });
+    core.on_event(e, later.plus(Duration::from_secs(2)));
+    core.tick(later.plus(Duration::from_secs(30)));
+    assert_eq!(kills(&mut core), 0, "a running task is never overdue");
+    assert!(
+        core.deployments().next().is_none(),
+        "the deployment finished"
+    );
 }

@@ -117,6 +117,10 @@ struct MasterArgs {
     /// --registry_max_agent_age, two weeks).
     #[arg(long, default_value_t = 14.0 * 86400.0, value_parser = positive_age)]
     registry_max_agent_age: f64,
+    /// Seconds before an unanswered offer is rescinded (Mesos --offer_timeout); 0 keeps
+    /// offers until they are answered, as Mesos does by default.
+    #[arg(long, default_value_t = 300.0, value_parser = non_negative_secs)]
+    offer_timeout: f64,
     /// The service scheduler's URL (`http://127.0.0.1:8080`), which the web UI reaches through
     /// the master at `/marathon/v2/...`; without it those requests answer 503.
     #[arg(long, env = "MANTLE_MASTER_MARATHON_URL")]
@@ -600,6 +604,19 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Seconds from 0 (off) up to one year.
+fn non_negative_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=365.0 * 86400.0).contains(&v) {
+        return Err(format!(
+            "'{s}' must be a number of seconds between 0 (off) and one year"
+        ));
+    }
+    Ok(v)
+}
+
 /// Seconds, up to ten years (for ages kept in the registry).
 fn positive_age(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -703,6 +720,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             config.agent_removal_limit = a.agent_removal_limit;
             config.registry_max_agent_age = Duration::from_secs_f64(a.registry_max_agent_age);
+            config.offer_timeout =
+                (a.offer_timeout > 0.0).then(|| Duration::from_secs_f64(a.offer_timeout));
             config.weights = parse_weights(&a.weights)?;
             let listener = tokio::net::TcpListener::bind((a.ip, a.port))
                 .await

@@ -60,6 +60,9 @@ pub const DEFAULT_REGISTRY_MAX_AGENT_AGE: Duration = Duration::from_secs(14 * 24
 /// Share of the admitted agents that may be overdue at once before the master assumes it is
 /// the one cut off and marks none unreachable (`--agent-removal-limit`).
 pub const DEFAULT_AGENT_REMOVAL_LIMIT: f64 = 0.5;
+/// Mantle rescinds offers unanswered for five minutes (Mesos keeps them until answered by
+/// default; see ARCHITECTURE.md, deviations).
+pub const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(300);
 /// Gone agents remembered (so that one coming back has its tasks killed).
 pub const MAX_GONE_AGENTS: usize = 1000;
 /// Completed tasks kept per framework for the state endpoints (Mesos
@@ -94,6 +97,9 @@ pub struct Config {
     pub agent_removal_interval: Option<Duration>,
     pub agent_removal_limit: f64,
     pub registry_max_agent_age: Duration,
+    /// Offers unanswered this long are rescinded (Mesos `--offer_timeout`, which has no
+    /// default); `None` keeps them until answered.
+    pub offer_timeout: Option<Duration>,
     pub weights: BTreeMap<String, f64>,
     pub seed: u64,
 }
@@ -114,6 +120,7 @@ impl Config {
             agent_removal_interval: None,
             agent_removal_limit: DEFAULT_AGENT_REMOVAL_LIMIT,
             registry_max_agent_age: DEFAULT_REGISTRY_MAX_AGENT_AGE,
+            offer_timeout: Some(DEFAULT_OFFER_TIMEOUT),
             weights: BTreeMap::new(),
             seed,
         }
@@ -263,6 +270,8 @@ pub(crate) struct Offer {
     pub(crate) agent_id: AgentId,
     pub(crate) role: String,
     pub(crate) resources: Resources,
+    /// When it is rescinded unanswered (monotonic), with `--offer-timeout`.
+    pub(crate) expires: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -434,6 +443,9 @@ impl Master {
         if let Some(x) = self.next_update_retry() {
             d = d.min(x);
         }
+        if let Some(x) = self.offers.values().filter_map(|o| o.expires).min() {
+            d = d.min(x);
+        }
         for u in self.unreachable_agents.values() {
             d = d.min(
                 u.since_mono
@@ -454,6 +466,7 @@ impl Master {
         self.retry_master_updates(now);
         self.expire_frameworks(now);
         self.expire_agents(now);
+        self.expire_offers(now);
         if self.allocation_pending || now.mono >= self.next_allocation {
             self.allocate(now);
         }
@@ -483,6 +496,23 @@ impl Master {
                     });
                 }
             }
+        }
+    }
+
+    /// Rescinds offers left unanswered past `--offer-timeout`: an ACCEPT or DECLINE lost
+    /// on the way (a failed POST) would otherwise hold those resources for ever, and the
+    /// framework, which believes it used them, would wait for offers that never come (found
+    /// by the simulator, seed 1859).
+    fn expire_offers(&mut self, now: Now) {
+        let due: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| o.expires.is_some_and(|e| now.mono >= e))
+            .map(|o| o.id.clone())
+            .collect();
+        for id in due {
+            tracing::info!(offer_id = %id, "rescinding an offer unanswered past --offer-timeout");
+            self.remove_offer(&id, None, true);
         }
     }
 
@@ -557,6 +587,10 @@ impl Master {
                     agent_id: d.agent_id,
                     role: d.role,
                     resources: d.resources,
+                    expires: self
+                        .config
+                        .offer_timeout
+                        .map(|t| now.mono.saturating_add(t)),
                 },
             );
         }

@@ -1398,3 +1398,50 @@ fn rates_parse_as_mesos_writes_them() {
     assert!(parse_rate("1/10years").is_err());
     assert!(parse_rate("x").is_err());
 }
+
+/// Found by the simulator (seed 1859): an ACCEPT lost on the way left its offers held for
+/// ever, and the framework waited for resources that never came back.
+#[test]
+fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
+    let mut config = Config::new(std::net::Ipv4Addr::LOCALHOST, 5050, 7);
+    config.offer_timeout = Some(Duration::from_secs(60));
+    let mut m = Master::new(config, at(0));
+    register_agent(&mut m, 100, "127.0.0.2");
+    subscribe(&mut m, 1, json!({}));
+    let _ = events(&mut m, 1);
+    let offer = first_offer(&mut m, 1);
+    assert!(m.next_deadline() <= Duration::from_secs(61));
+    // Nobody answers it.
+    m.tick(at(60));
+    assert!(events(&mut m, 1)
+        .iter()
+        .all(|e| e.kind != EventType::Rescind));
+    m.tick(at(61));
+    let ev = events(&mut m, 1);
+    let rescinded: Vec<&OfferId> = ev
+        .iter()
+        .filter_map(|e| e.rescind.as_ref().map(|r| &r.offer_id))
+        .collect();
+    assert_eq!(rescinded, vec![&offer.id], "rescinded");
+    // The resources come back under a new offer.
+    let again = ev
+        .iter()
+        .chain(events(&mut m, 1).iter())
+        .filter_map(|e| e.offers.as_ref())
+        .flat_map(|o| o.offers.iter())
+        .map(|o| o.id.clone())
+        .collect::<Vec<_>>();
+    let again = if again.is_empty() {
+        m.tick(at(62));
+        events(&mut m, 1)
+            .into_iter()
+            .filter_map(|e| e.offers)
+            .flat_map(|o| o.offers)
+            .map(|o| o.id)
+            .collect()
+    } else {
+        again
+    };
+    assert_eq!(again.len(), 1, "offered again");
+    assert_ne!(again[0], offer.id);
+}

@@ -962,6 +962,12 @@ cd "$S" && exec "$@""#;
 fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::UnboundedSender<Cmd>) {
     let started = (|| -> std::io::Result<tokio::process::Child> {
         std::fs::create_dir_all(&spec.directory)?;
+        // An executor started on a disk with no room left dies before it can say why (its
+        // own output cannot be written): fail the launch here instead, naming the cause.
+        let fs = nix::sys::statvfs::statvfs(&spec.directory).map_err(std::io::Error::from)?;
+        if fs.blocks_available() == 0 {
+            return Err(std::io::Error::from(nix::errno::Errno::ENOSPC));
+        }
         // O_APPEND: the executor, its tasks and the Docker log copier all write these files,
         // and none may overwrite another's lines.
         let open = |name: &str| {

@@ -244,6 +244,74 @@ pub async fn follow_logs(docker: Docker, name: String, sandbox: String) {
     let _ = err.flush().await;
 }
 
+/// Runs `sh -c <command>` inside the running container (as `docker exec` does), with `env`
+/// and the sandbox as working directory; its exit code, or `None` when it could not be run
+/// or did not end within `timeout` (then it is killed).
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    command: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Option<i64> {
+    let config = bollard::models::ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), command.into()]),
+        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: Some(SANDBOX_IN_CONTAINER.into()),
+        ..Default::default()
+    };
+    let id = match docker.create_exec(container, config).await {
+        Ok(r) => r.id,
+        Err(e) => {
+            tracing::debug!(%container, error = %e, "cannot create an exec");
+            return None;
+        }
+    };
+    let run = async {
+        match docker.start_exec(&id, None).await {
+            // The output is not kept; its end is the process's end.
+            Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) => {
+                while let Some(Ok(_)) = output.next().await {}
+            }
+            Ok(bollard::exec::StartExecResults::Detached) => {}
+            Err(e) => {
+                tracing::debug!(%container, error = %e, "cannot start an exec");
+                return None;
+            }
+        }
+        // Docker records the exit code just after the output ends.
+        loop {
+            let i = docker.inspect_exec(&id).await.ok()?;
+            if i.running != Some(true) {
+                return i.exit_code;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(code) => code,
+        Err(_) => {
+            // Docker has no way to stop an exec; its process is a host process, so kill it.
+            if let Some(pid) = docker
+                .inspect_exec(&id)
+                .await
+                .ok()
+                .and_then(|i| i.pid)
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|p| *p > 0)
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            None
+        }
+    }
+}
+
 /// Waits for the container to end; its exit code (or `None` when Docker could not tell).
 pub async fn wait(docker: &Docker, name: &str) -> Option<i32> {
     let opts = WaitContainerOptionsBuilder::new()

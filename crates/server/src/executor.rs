@@ -11,7 +11,7 @@
 use base64::Engine;
 use futures::StreamExt;
 use mantle_api::executor::{Call, CallMessage, CallType, CallUpdate, Event, EventType, Subscribe};
-use mantle_api::mesos::{FrameworkInfo, TaskInfo, TaskStatus};
+use mantle_api::mesos::{CommandInfo, FrameworkInfo, TaskInfo, TaskStatus};
 use mantle_api::recordio::Decoder;
 use mantle_model::{ExecutorId, FrameworkId, TaskId, TaskState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -507,41 +507,7 @@ impl Executor {
         match cmd.spawn() {
             Ok(mut child) => {
                 let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-                let checker = match health::Check::from_task(&task.extra) {
-                    None => None,
-                    Some(Err(e)) => {
-                        warn!(task_id = %task_id, error = %e, "health check not run");
-                        None
-                    }
-                    Some(Ok(check)) => {
-                        let mut env: Vec<(String, String)> = command
-                            .environment
-                            .iter()
-                            .flat_map(|e| e.variables.iter())
-                            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
-                            .collect();
-                        env.push(("MESOS_SANDBOX".into(), self.sandbox.clone()));
-                        let target = health::Target {
-                            host: self.agent_host.clone(),
-                            sandbox: self.sandbox.clone(),
-                            env,
-                        };
-                        let tx = self.tx.clone();
-                        let id = task_id.clone();
-                        let started = std::time::Instant::now();
-                        Some(tokio::spawn(health::run(
-                            check,
-                            target,
-                            started,
-                            move |verdict| {
-                                let _ = tx.send(Msg::Health {
-                                    task_id: id.clone(),
-                                    verdict,
-                                });
-                            },
-                        )))
-                    }
-                };
+                let checker = self.start_checker(&task, &command, self.sandbox.clone(), None);
                 self.running.insert(
                     task_id.clone(),
                     Running {
@@ -574,6 +540,52 @@ impl Executor {
                 .await;
             }
         }
+    }
+
+    /// Starts the task's health checker, if it has a usable `health_check`. `sandbox` is the
+    /// sandbox's path where the check runs: inside `container` for a DOCKER task.
+    fn start_checker(
+        &self,
+        task: &TaskInfo,
+        command: &CommandInfo,
+        sandbox: String,
+        container: Option<(bollard::Docker, String)>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let check = match health::Check::from_task(&task.extra)? {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(task_id = %task.task_id, error = %e, "health check not run");
+                return None;
+            }
+        };
+        let mut env: Vec<(String, String)> = command
+            .environment
+            .iter()
+            .flat_map(|e| e.variables.iter())
+            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+            .collect();
+        env.push(("MESOS_TASK_ID".into(), task.task_id.to_string()));
+        env.push(("MESOS_SANDBOX".into(), sandbox.clone()));
+        let target = health::Target {
+            host: self.agent_host.clone(),
+            sandbox,
+            env,
+            container,
+        };
+        let tx = self.tx.clone();
+        let id = task.task_id.clone();
+        let started = std::time::Instant::now();
+        Some(tokio::spawn(health::run(
+            check,
+            target,
+            started,
+            move |verdict| {
+                let _ = tx.send(Msg::Health {
+                    task_id: id.clone(),
+                    verdict,
+                });
+            },
+        )))
     }
 
     /// Runs a DOCKER task as a container of the agent's Docker daemon.
@@ -676,13 +688,20 @@ impl Executor {
             name.clone(),
             self.sandbox.clone(),
         ));
+        // A COMMAND check runs inside the container, with the sandbox at its path there.
+        let checker = self.start_checker(
+            &task,
+            &command,
+            crate::docker::SANDBOX_IN_CONTAINER.into(),
+            Some((docker.clone(), name.clone())),
+        );
         self.running.insert(
             task_id.clone(),
             Running {
                 pgid: 0,
                 docker: Some(name.clone()),
                 killing: false,
-                checker: None,
+                checker,
                 killed_unhealthy: false,
             },
         );

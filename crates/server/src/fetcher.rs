@@ -240,6 +240,14 @@ pub fn extract(path: &Path, kind: &str, dir: &Path) -> Result<(), FetchError> {
     }
 }
 
+/// Passes `r` on, removing `partial` first when it is an error.
+async fn discard_on_error<T>(r: Result<T, FetchError>, partial: &Path) -> Result<T, FetchError> {
+    if r.is_err() {
+        let _ = tokio::fs::remove_file(partial).await;
+    }
+    r
+}
+
 impl Fetcher {
     pub fn new(cache_dir: PathBuf) -> Self {
         let client = reqwest::Client::builder()
@@ -273,22 +281,26 @@ impl Fetcher {
                 .digest()
                 .to_string(),
         );
+        // A copy cut short (a full disk, a dropped download) is removed, not left behind: it is
+        // of no use, and on a full disk it would keep the agent from checkpointing the failure.
         if u.cache == Some(true) && tokio::fs::metadata(&cached).await.is_ok() {
-            tokio::fs::copy(&cached, &dest).await.map_err(io)?;
+            let copied = tokio::fs::copy(&cached, &dest).await.map_err(io);
+            discard_on_error(copied, &dest).await?;
         } else {
-            match src {
-                Source::Local(path) => {
-                    tokio::fs::copy(&path, &dest).await.map_err(io)?;
-                }
-                Source::Http(url) => self.download(&url, &dest).await?,
-            }
+            let fetched = match src {
+                Source::Local(path) => tokio::fs::copy(&path, &dest).await.map(drop).map_err(io),
+                Source::Http(url) => self.download(&url, &dest).await,
+            };
+            discard_on_error(fetched, &dest).await?;
             if u.cache == Some(true) {
                 tokio::fs::create_dir_all(&self.cache_dir)
                     .await
                     .map_err(io)?;
                 let tmp = cached.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-                tokio::fs::copy(&dest, &tmp).await.map_err(io)?;
-                tokio::fs::rename(&tmp, &cached).await.map_err(io)?;
+                let copied = tokio::fs::copy(&dest, &tmp).await.map_err(io);
+                discard_on_error(copied, &tmp).await?;
+                let renamed = tokio::fs::rename(&tmp, &cached).await.map_err(io);
+                discard_on_error(renamed, &tmp).await?;
             }
         }
         use std::os::unix::fs::PermissionsExt;

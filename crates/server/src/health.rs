@@ -4,6 +4,8 @@
 //! (20); failures before the first success within `grace_period_seconds` (10) of the start do
 //! not count; after `consecutive_failures` (3) failures in a row the task is killed. HTTP
 //! succeeds on a status from 200 to 399, TCP on a connection, COMMAND on exit status 0.
+//! A COMMAND check of a DOCKER task runs inside its container (`docker exec`); HTTP and TCP
+//! checks connect from the host, which Docker tasks share (host networking).
 //!
 //! The verdicts are pure ([`Tracker`]); the probes and the timer loop live in [`run`].
 
@@ -156,6 +158,9 @@ pub struct Target {
     pub host: String,
     pub sandbox: String,
     pub env: Vec<(String, String)>,
+    /// The Docker container of a DOCKER task (its daemon and name): a COMMAND check runs
+    /// inside it, as Mesos's docker executor does, with `env` and the sandbox's path there.
+    pub container: Option<(bollard::Docker, String)>,
 }
 
 async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool {
@@ -189,6 +194,10 @@ async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool
                 .as_ref()
                 .and_then(|c| c.value.clone())
                 .unwrap_or_default();
+            if let Some((docker, name)) = &target.container {
+                return crate::docker::exec(docker, name, &value, &target.env, timeout).await
+                    == Some(0);
+            }
             let mut cmd = tokio::process::Command::new("/bin/sh");
             cmd.arg("-c")
                 .arg(value)

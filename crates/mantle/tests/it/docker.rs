@@ -149,3 +149,99 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
     })
     .await;
 }
+
+/// Waits for an UPDATE of `id` whose `healthy` is `healthy` (acknowledging every update);
+/// fails on an update of `id` in any state but TASK_RUNNING before it.
+async fn await_health(s: &mut Scheduler, id: &str, healthy: bool, secs: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id} was not reported healthy={healthy} within {secs}s"))
+            .expect("stream open");
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        if st["task_id"]["value"] != id {
+            continue;
+        }
+        if st["healthy"] == healthy {
+            return st;
+        }
+        assert!(
+            ["TASK_STARTING", "TASK_RUNNING"].contains(&st["state"].as_str().unwrap_or("")),
+            "{id} ended before it was reported healthy={healthy}: {st}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn command_health_checks_of_docker_tasks_run_inside_the_container() {
+    docker(&["image", "inspect", IMAGE]);
+    // The file the check tests exists only in the container's own filesystem, so a check run
+    // on the host could never pass.
+    assert!(!std::path::Path::new("/inside-only").exists());
+    let cluster = Cluster::start(
+        1,
+        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+    );
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "docker-health-test"}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    // The task makes /inside-only in its container and removes it once the test opens a gate
+    // in the sandbox (seen inside at $MESOS_SANDBOX).
+    let mut watched = docker_task(
+        &offer,
+        "watched",
+        "touch /inside-only; while [ ! -e $MESOS_SANDBOX/gate ]; do sleep 0.1; done; \
+         rm /inside-only; exec sleep 1000",
+        IMAGE,
+    );
+    // The check also sees the task's environment and runs in the sandbox's path inside.
+    watched["health_check"] = json!({"type": "COMMAND", "command": {"value":
+        "test -f /inside-only && test \"$GREETING\" = hello-from-docker && test \"$(pwd)\" = /mnt/mesos/sandbox"},
+        "delay_seconds": 0, "interval_seconds": 0.5, "timeout_seconds": 5,
+        "grace_period_seconds": 30, "consecutive_failures": 3});
+    // A check that never ends in time: the timeout fails it, so the task is killed.
+    let mut slow = docker_task(&offer, "slow", "exec sleep 1000", IMAGE);
+    slow["health_check"] = json!({"type": "COMMAND", "command": {"value": "sleep 100"},
+        "delay_seconds": 0, "interval_seconds": 0.5, "timeout_seconds": 1,
+        "grace_period_seconds": 0, "consecutive_failures": 2});
+    assert_eq!(s.call(launch(&offer, vec![watched, slow])).await.0, 202);
+
+    let st = await_health(&mut s, "watched", true, 60).await;
+    assert_eq!(st["state"], "TASK_RUNNING", "{st}");
+    assert_eq!(
+        st["reason"], "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+        "{st}"
+    );
+    let sandbox = sandbox_of(&cluster, "127.0.0.2", "watched");
+    std::fs::write(format!("{sandbox}/gate"), "").unwrap();
+    let st = await_health(&mut s, "watched", false, 30).await;
+    assert_eq!(st["state"], "TASK_RUNNING", "{st}");
+    assert_eq!(
+        st["reason"], "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+        "{st}"
+    );
+    // Three failures in a row kill it, and the slow one was killed by its timeouts.
+    let ended = s.await_ends(&["watched", "slow"], 60).await;
+    for id in ["watched", "slow"] {
+        let st = &ended[id];
+        assert_eq!(st["state"], "TASK_KILLED", "{id}: {st}");
+        assert_eq!(st["healthy"], false, "{id}: {st}");
+        assert_eq!(
+            st["message"], "Task killed after failing its health check too many times in a row",
+            "{id}: {st}"
+        );
+    }
+    wait_until("the containers are removed", 30, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+}

@@ -249,3 +249,274 @@ async fn a_full_disk_holds_updates_back_until_they_are_durable_and_loses_none() 
         "d1 was reported again: {after:?}"
     );
 }
+
+/// Waits for `id`'s terminal update, acknowledging every update and keeping the offers that
+/// arrive on the way; every state `id` went through, the last one's status.
+async fn end_of(
+    s: &mut Scheduler,
+    id: &str,
+    secs: u64,
+    offers: &mut Vec<Value>,
+) -> (Vec<String>, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut states = Vec::new();
+    loop {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{id} did not end within {secs}s; saw {states:?}"))
+            .expect("stream open");
+        if ev["type"] == "OFFERS" {
+            offers.extend(
+                ev["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            continue;
+        }
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        if st["task_id"]["value"] != id {
+            continue;
+        }
+        let state = st["state"].as_str().unwrap_or("").to_string();
+        states.push(state.clone());
+        if ![
+            "TASK_STAGING",
+            "TASK_STARTING",
+            "TASK_RUNNING",
+            "TASK_KILLING",
+        ]
+        .contains(&state.as_str())
+        {
+            return (states, st);
+        }
+    }
+}
+
+/// Launches a task fetching `uri` with one of `offers` (waiting for one when there is none).
+async fn launch_fetching(
+    s: &mut Scheduler,
+    offers: &mut Vec<Value>,
+    id: &str,
+    uri: &std::path::Path,
+    cmd: &str,
+) {
+    while offers.is_empty() {
+        let ev = s.next("OFFERS", 15).await;
+        offers.extend(
+            ev["offers"]["offers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let offer = offers.remove(0);
+    let t = json!({"name": id, "task_id": {"value": id}, "agent_id": offer["agent_id"],
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+        "command": {"value": cmd, "uris": [{"value": uri.to_str().unwrap()}]}});
+    let accept = json!({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]],
+        "operations": [{"type": "LAUNCH", "launch": {"task_infos": [t]}}],
+        "filters": {"refuse_seconds": 0}}});
+    let (code, body) = s.call(accept).await;
+    assert_eq!(code, 202, "{body}");
+}
+
+fn assert_disk_full_failure(id: &str, states: &[String], st: &Value) {
+    assert_eq!(
+        states,
+        ["TASK_FAILED"],
+        "{id} went through {states:?}: {st}"
+    );
+    assert_eq!(st["reason"], "REASON_CONTAINER_LAUNCH_FAILED", "{id}: {st}");
+    assert_eq!(st["source"], "SOURCE_AGENT", "{id}: {st}");
+    let message = st["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("Failed to fetch all URIs") && message.contains("No space left on device"),
+        "{id}: {st}"
+    );
+}
+
+/// The agent process is alive and answers `/state` with `id` among its completed executors.
+fn assert_agent_up(cluster: &Cluster, id: &str) {
+    let pid = nix::unistd::Pid::from_raw(cluster.agent_pid(0) as i32);
+    assert!(
+        nix::sys::signal::kill(pid, None).is_ok(),
+        "the agent died:\n{}",
+        cluster.logs()
+    );
+    let state = crate::harness::plain::blocking_get_json(&format!(
+        "http://127.0.0.2:{}/state",
+        cluster.agent_port
+    ));
+    let known = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| {
+            f["completed_executors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["id"] == id)
+        });
+    assert!(known, "{id} is not among the completed executors: {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_on_a_full_disk_fails_saying_so_and_the_agent_carries_on() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
+        "this test mounts a tmpfs and needs root"
+    );
+    let mut cluster = Cluster::start(1, &["--status-update-retry", "0.5"]);
+    // Move the agent onto a 4 MiB tmpfs: stop it, mount over its work dir, start it again.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cluster.agent_pid(0) as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let work = cluster.dir.path().join("agent0");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "cannot mount a tmpfs");
+    let _mount = Tmpfs(work.clone());
+    cluster.start_agent_again(0);
+    // Both sources live outside the tmpfs.
+    let big = cluster.dir.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 8 << 20]).unwrap();
+    let small = cluster.dir.path().join("small.txt");
+    std::fs::write(&small, "x".repeat(64 << 10)).unwrap();
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "full-disk-launch"}),
+    )
+    .await;
+    let mut offers = Vec::new();
+
+    // 1. A fetch larger than the free space: the task fails saying why, before any executor
+    // runs, and the partial copy is gone, so the failure can be checkpointed and sent at once.
+    launch_fetching(&mut s, &mut offers, "too-big", &big, "echo ran > ran").await;
+    let (states, st) = end_of(&mut s, "too-big", 30, &mut offers).await;
+    assert_disk_full_failure("too-big", &states, &st);
+    let sandbox = crate::harness::sandbox_of(&cluster, "127.0.0.2", "too-big");
+    assert!(
+        !std::path::Path::new(&format!("{sandbox}/big.bin")).exists(),
+        "the partial download was left in {sandbox}"
+    );
+    assert!(!std::path::Path::new(&format!("{sandbox}/ran")).exists());
+    assert_agent_up(&cluster, "too-big");
+
+    // 2. A disk with no space at all when the task is launched: the fetch fails, and the
+    // failure cannot be made durable, so nothing at all is reported (no false success) while
+    // the agent keeps answering; once there is space the failure arrives, saying why.
+    let fill = work.join("fill");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", fill.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    launch_fetching(&mut s, &mut offers, "on-full", &small, "cat small.txt").await;
+    for ev in s.drain(4.0).await {
+        if ev["type"] == "OFFERS" {
+            offers.extend(
+                ev["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        assert!(
+            ev["type"] != "UPDATE",
+            "an update went out while the disk was full: {ev}"
+        );
+    }
+    assert_agent_up(&cluster, "on-full");
+    // A plain launch (nothing to fetch) on the full disk fails too, naming the cause.
+    while offers.is_empty() {
+        let ev = s.next("OFFERS", 15).await;
+        offers.extend(
+            ev["offers"]["offers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let offer = offers.remove(0);
+    let t = crate::harness::task(&offer, "plain", "echo ran > ran", 0.1);
+    assert_eq!(s.call(crate::harness::launch(&offer, vec![t])).await.0, 202);
+    for ev in s.drain(3.0).await {
+        if ev["type"] == "OFFERS" {
+            offers.extend(
+                ev["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        assert!(
+            ev["type"] != "UPDATE",
+            "an update went out while the disk was full: {ev}"
+        );
+    }
+    assert_agent_up(&cluster, "plain");
+    std::fs::remove_file(&fill).unwrap();
+    // Both end; keep the offers that come meanwhile (await_ends would drop them).
+    let mut ended = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ended.len() < 2 {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {ended:?} ended"))
+            .expect("stream open");
+        if ev["type"] == "OFFERS" {
+            offers.extend(
+                ev["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        } else if ev["type"] == "UPDATE" {
+            let st = ev["update"]["status"].clone();
+            s.ack(&st).await;
+            assert_eq!(st["state"], "TASK_FAILED", "{st}");
+            ended.insert(st["task_id"]["value"].as_str().unwrap().to_string(), st);
+        }
+    }
+    assert_disk_full_failure("on-full", &["TASK_FAILED".to_string()], &ended["on-full"]);
+    let plain = &ended["plain"];
+    assert_eq!(plain["state"], "TASK_FAILED", "{plain}");
+    assert_eq!(plain["reason"], "REASON_CONTAINER_LAUNCH_FAILED", "{plain}");
+    assert!(
+        plain["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("No space left on device")),
+        "{plain}"
+    );
+
+    // 3. With space again, the same launch succeeds.
+    launch_fetching(
+        &mut s,
+        &mut offers,
+        "after",
+        &small,
+        "test $(wc -c < small.txt) -eq 65536",
+    )
+    .await;
+    let (states, st) = end_of(&mut s, "after", 30, &mut offers).await;
+    assert_eq!(
+        states,
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
+        "{st}"
+    );
+}

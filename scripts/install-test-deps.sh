@@ -11,7 +11,8 @@
 set -euo pipefail
 
 # Debian packages, installed only when their command is missing: dnsutils (dig, for the
-# DNS tests), chromium and chromium-driver (headless browser tests of the web UI).
+# DNS tests), chromium and chromium-driver (headless browser tests of the web UI), iptables
+# and iproute2 (the network partition test, run in a private network namespace).
 APT_UPDATED=0
 apt_install() {
     local command="$1" package="$2"
@@ -34,6 +35,8 @@ apt_install() {
 apt_install dig dnsutils
 apt_install chromium chromium
 apt_install chromedriver chromium-driver
+apt_install iptables iptables
+apt_install ip iproute2
 
 # Docker for the docker containerizer tests: Debian's docker.io and busybox-static, a test
 # daemon of our own (no bridge, no iptables: tests use host networking only) on its own socket,

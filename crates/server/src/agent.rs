@@ -408,8 +408,16 @@ pub async fn serve(
         watch_recovered(cid.clone(), *pid, tx.clone());
     }
     let (to_master_tx, to_master_rx) = mpsc::unbounded_channel();
+    // Connections to the master leave from the agent's own address, so the master (and
+    // a firewall) sees the agent where it says it is.
+    let source = options
+        .ip
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified());
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .local_address(source)
         .build()?;
     let pids = std::sync::Arc::new(std::sync::Mutex::new(recovered.clone()));
     tokio::spawn(actor(

@@ -564,3 +564,181 @@ async fn a_master_generated_update_missed_by_a_disconnected_framework_survives_a
     assert_eq!(back["reason"], "REASON_AGENT_REREGISTERED", "{back}");
     assert!(back["uuid"].as_str().is_some(), "{back}");
 }
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` (blocking).
+fn eventually_blocking<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {secs}s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A JSON POST with std only (this test runs on one thread of its own, in its own network
+/// namespace, so it cannot use the runtime's worker threads); returns the status code.
+fn blocking_post(url: &str, body: &Value) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// Runs `cmd` and insists that it succeeds.
+fn must(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e} (the partition test needs {cmd})"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_iptables_partition_between_an_agent_and_the_master_replaces_its_tasks_until_it_heals() {
+    // Goal (issue 5, REFERENCE §3.2): a real network partition, not a pause. The test runs in
+    // a private network namespace (so its iptables rules cannot touch the host), drops every
+    // packet between one agent's address and the master's, and checks the same story as the
+    // SIGSTOP test: TASK_UNREACHABLE, replacements past inactiveAfterSeconds, and after the
+    // partition heals the originals come back while the extras are killed. Needs root.
+    let scenario = std::thread::spawn(|| {
+        // Only this thread (and what it spawns) enters the namespace.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("a private network namespace (the partition test needs root)");
+        must("ip", &["link", "set", "lo", "up"]);
+        partition_scenario();
+    });
+    if let Err(e) = scenario.join() {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn partition_scenario() {
+    let cluster = Cluster::start_with(
+        2,
+        &[],
+        &[
+            "--agent-ping-timeout",
+            "0.5",
+            "--max-agent-ping-timeouts",
+            "3",
+        ],
+    );
+    let port = crate::harness::free_port("127.0.0.1");
+    let m = crate::marathon::Scheduler::start(&cluster, port);
+    let (code, body) = blocking_post(
+        &format!("{}/v2/apps", m.url),
+        &json!({
+            "id": "/cut", "cmd": "sleep 600", "instances": 2, "cpus": 0.1, "mem": 16,
+            "portDefinitions": [],
+            "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 3600},
+        }),
+    );
+    assert_eq!(code, 201, "{body}");
+    let tasks = eventually_blocking(30, "two running tasks", || {
+        let t = marathon_tasks(&m.url, "cut");
+        (t.len() == 2 && t.iter().all(|(_, s, _)| s == "TASK_RUNNING")).then_some(t)
+    });
+    let victim_agent = tasks[0].2.clone();
+    let slaves = plain::blocking_get_json(&format!("{}/master/slaves", cluster.master));
+    let slave = slaves["slaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == victim_agent.as_str())
+        .cloned()
+        .expect("the task's agent is registered");
+    let ip = slave["hostname"].as_str().unwrap_or_default().to_string();
+    assert!(ip.starts_with("127.0.0."), "{slave}");
+    let originals: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.2 == victim_agent)
+        .map(|t| t.0.clone())
+        .collect();
+    let others: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.2 != victim_agent)
+        .map(|t| t.0.clone())
+        .collect();
+    // Let the agent answer pings first (the master judges by pings only agents that ponged).
+    std::thread::sleep(Duration::from_millis(1500));
+    let rules = [
+        ["-s", ip.as_str(), "-d", "127.0.0.1", "-j", "DROP"],
+        ["-s", "127.0.0.1", "-d", ip.as_str(), "-j", "DROP"],
+    ];
+    for r in &rules {
+        let mut args = vec!["-I", "INPUT"];
+        args.extend_from_slice(r);
+        must("iptables", &args);
+    }
+    let cut = Instant::now();
+    let during = eventually_blocking(30, "originals unreachable and replacements running", || {
+        let t = marathon_tasks(&m.url, "cut");
+        let unreachable = t
+            .iter()
+            .filter(|x| originals.contains(&x.0) && x.1 == "TASK_UNREACHABLE")
+            .count();
+        let elsewhere = t
+            .iter()
+            .filter(|x| x.2 != victim_agent && x.1 == "TASK_RUNNING")
+            .count();
+        (unreachable == originals.len() && elsewhere == 2).then_some(t)
+    });
+    let replaced_after = cut.elapsed();
+    let extras: Vec<String> = during
+        .iter()
+        .filter(|x| !originals.contains(&x.0) && !others.contains(&x.0))
+        .map(|x| x.0.clone())
+        .collect();
+    assert_eq!(extras.len(), originals.len(), "{during:?}");
+    // The tasks behind the partition kept running all along.
+    for r in &rules {
+        let mut args = vec!["-D", "INPUT"];
+        args.extend_from_slice(r);
+        must("iptables", &args);
+    }
+    let healed = Instant::now();
+    let mut expected: Vec<String> = originals.iter().chain(&others).cloned().collect();
+    expected.sort();
+    eventually_blocking(60, "the originals back and the extras gone", || {
+        let t = marathon_tasks(&m.url, "cut");
+        let ids: Vec<String> = t.iter().map(|x| x.0.clone()).collect();
+        (ids == expected && t.iter().all(|x| x.1 == "TASK_RUNNING")).then_some(())
+    });
+    let back_after = healed.elapsed();
+    for e in &extras {
+        let done = eventually_blocking(15, "the extra's end at the master", || {
+            let s = cluster.state();
+            s["frameworks"][0]["completed_tasks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["id"] == e.as_str()).cloned())
+        });
+        assert_eq!(done["state"], "TASK_KILLED", "{done}");
+    }
+    eprintln!(
+        "iptables partition: replacements running {:.2} s after the cut; originals back and extras killed {:.2} s after healing",
+        replaced_after.as_secs_f64(),
+        back_after.as_secs_f64()
+    );
+}

@@ -287,6 +287,9 @@ pub(crate) struct Task {
     pub(crate) terminal_uuid: Option<String>,
     /// Resources already handed back to the allocator (on the first terminal update).
     pub(crate) released: bool,
+    /// uuids of the task's latest acknowledged updates (not persisted): a copy of one of them
+    /// that arrives late is stale and is not forwarded again.
+    pub(crate) acked: std::collections::VecDeque<String>,
 }
 
 /// An agent marked unreachable, kept until it returns or `registry_max_agent_age` passes.

@@ -488,6 +488,7 @@ impl Master {
                 statuses,
                 terminal_uuid: r.terminal_uuid,
                 released: r.unreachable || r.state.is_terminal(),
+                acked: Default::default(),
                 info: r.info,
             };
             let agent_id = task.info.agent_id.clone();

@@ -464,6 +464,7 @@ impl Master {
                 statuses: vec![staging],
                 terminal_uuid: None,
                 released: false,
+                acked: Default::default(),
             },
         );
     }
@@ -495,6 +496,26 @@ impl Master {
         // the agent retries it until acknowledged.
         self.supersede_master_update(&framework_id, &status.task_id);
         let key = (framework_id.clone(), status.task_id.clone());
+        let stale = status.uuid.as_ref().filter(|u| {
+            self.tasks
+                .get(&key)
+                .is_some_and(|t| t.acked.iter().any(|a| a == *u))
+        });
+        if let Some(uuid) = stale.cloned() {
+            // A late copy of an update the framework already acknowledged (a delayed POST):
+            // forwarding it would show the framework an older state after a newer one (found
+            // by the simulator, seed 2591). Acknowledge it again in case the agent missed it.
+            info!(framework_id = %framework_id, task_id = %status.task_id, "dropping a late copy of an acknowledged update");
+            self.send_agent(
+                agent_id,
+                MasterToAgent::AckStatusUpdate {
+                    framework_id,
+                    task_id: status.task_id,
+                    uuid,
+                },
+            );
+            return;
+        }
         if let Some(task) = self.tasks.get_mut(&key) {
             let was_terminal = task.state.is_terminal();
             if !was_terminal && task.state != status.state {
@@ -624,6 +645,14 @@ impl Master {
             return Ok(());
         }
         let key = (framework_id.clone(), ack.task_id.clone());
+        if let Some(t) = self.tasks.get_mut(&key) {
+            if !t.acked.contains(&ack.uuid) {
+                t.acked.push_back(ack.uuid.clone());
+                if t.acked.len() > 4 {
+                    t.acked.pop_front();
+                }
+            }
+        }
         let completes = self
             .tasks
             .get(&key)

@@ -1445,3 +1445,79 @@ fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
     assert_eq!(again.len(), 1, "offered again");
     assert_ne!(again[0], offer.id);
 }
+
+/// Found by the simulator (seed 2591): a delayed copy of an acknowledged TASK_STARTING
+/// arrived after TASK_RUNNING and was forwarded, so the framework saw the task go back.
+#[test]
+fn a_late_copy_of_an_acknowledged_update_is_not_forwarded_again() {
+    let mut m = master();
+    let (agent_id, agent_stream) = register_agent(&mut m, 100, "127.0.0.2");
+    let sub = subscribe(&mut m, 1, json!({}));
+    let offer = first_offer(&mut m, 1);
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    m.take_outputs();
+    let update = |m: &mut Master, state: TaskState, uuid: &str| {
+        let mut st = TaskStatus::new(TaskId::new("t1"), state);
+        st.uuid = Some(uuid.to_string());
+        m.agent_message(
+            at(2),
+            AgentEnvelope {
+                agent_id: agent_id.clone(),
+                stream_id: agent_stream.clone(),
+                message: AgentToMaster::StatusUpdate {
+                    framework_id: sub.framework_id.clone(),
+                    status: st,
+                },
+            },
+        )
+        .unwrap();
+    };
+    let ack = |m: &mut Master, uuid: &str| {
+        let c = call(
+            &sub.framework_id,
+            json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": agent_id, "task_id": {"value": "t1"}, "uuid": uuid}}),
+        );
+        m.call(at(2), Some(&sub.stream_id), c).unwrap();
+    };
+    let starting = "AAAAAAAAAAAAAAAAAAAAAA==";
+    let running = "AQEBAQEBAQEBAQEBAQEBAQ==";
+    update(&mut m, TaskState::Starting, starting);
+    ack(&mut m, starting);
+    update(&mut m, TaskState::Running, running);
+    ack(&mut m, running);
+    m.take_outputs();
+    // The late copy: not forwarded, the master's state stays RUNNING, and the agent is told
+    // again that it was acknowledged.
+    update(&mut m, TaskState::Starting, starting);
+    let outs = m.take_outputs();
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::ToFramework { event, .. } if event.update.is_some())),
+        "{outs:?}"
+    );
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::ToAgent { message: MasterToAgent::AckStatusUpdate { uuid, .. }, .. } if uuid == starting
+    )));
+    assert_eq!(
+        m.view().state()["frameworks"][0]["tasks"][0]["state"],
+        "TASK_RUNNING"
+    );
+    // An unacknowledged update is still forwarded on every retry.
+    let killed = "AgICAgICAgICAgICAgICAg==";
+    update(&mut m, TaskState::Killed, killed);
+    update(&mut m, TaskState::Killed, killed);
+    assert_eq!(
+        events(&mut m, 1)
+            .iter()
+            .filter(|e| e.update.is_some())
+            .count(),
+        2
+    );
+}

@@ -1925,6 +1925,8 @@ impl World {
                 m.backoff = 200;
                 m.silence = 60_000;
                 m.timer_count = 0;
+                // A new process: answers to the old one's connection attempts are not its own.
+                m.attempt += 1;
                 let (inc, attempt) = (m.inc, m.attempt);
                 self.trace(format!(
                     "marathon restarts from its store (incarnation {inc})"
@@ -1942,6 +1944,10 @@ impl World {
                 a.inc += 1;
                 a.core = Some(Agent::new(agent_config(i, seed), now_of(self.now)));
                 a.backoff = 200;
+                // A new process: answers to the old one's registrations are not its own (found
+                // with seed 2239: a restarted, empty agent took the REGISTERED meant for its
+                // previous incarnation, so the master believed it still ran that one's tasks).
+                a.attempt += 1;
                 let attempt = a.attempt;
                 self.trace(format!("agent{i} restarts empty"));
                 let d = self.rng.range(1, 300);

@@ -577,6 +577,13 @@ struct BenchLaunchArgs {
     /// the report compares the launch rate with this machine's fork+exec and cgroup floor.
     #[arg(long)]
     isolation: Option<String>,
+    /// Launches in flight at once (`bench launch` only): above 1, each task runs `true` and
+    /// offers are packed with as many tasks as fit; 1 launches and kills one after another.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: u32,
+    /// The bench framework asks for checkpointing (`FrameworkInfo.checkpoint`, as Marathon).
+    #[arg(long)]
+    checkpoint: bool,
 }
 
 /// A number of seconds, at most ten years.
@@ -910,6 +917,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
                 isolation: a.isolation,
+                concurrency: a.concurrency as usize,
+                checkpoint: a.checkpoint,
             };
             print(mantle_server::bench::launch(options).await?.render())
         }
@@ -922,6 +931,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
                 program: std::env::current_exe().context("cannot find the mantle binary")?,
                 isolation: a.isolation,
+                concurrency: a.concurrency as usize,
+                checkpoint: a.checkpoint,
             };
             print(mantle_server::bench::dns(options).await?.render())
         }

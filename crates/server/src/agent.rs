@@ -984,7 +984,10 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                 .append(true)
                 .open(spec.directory.join(name))
         };
-        let (stdout, stderr) = if options.log_max_size > 0 {
+        // The built-in executor rotates its (and its tasks') output itself; other executors
+        // get a `mantle log-writer` per stream.
+        let rotate_inside = options.log_max_size > 0 && matches!(spec.kind, ExecutorKind::Builtin);
+        let (stdout, stderr) = if options.log_max_size > 0 && !rotate_inside {
             (
                 log_writer(options, &spec.directory.join("stdout"))?,
                 log_writer(options, &spec.directory.join("stderr"))?,
@@ -1087,6 +1090,20 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                     ("MANTLE_DOCKER_AGENT".to_string(), options.docker_label()),
                 ]
             }))
+            .envs(
+                rotate_inside
+                    .then(|| {
+                        [
+                            (
+                                "MANTLE_LOG_MAX_SIZE".to_string(),
+                                options.log_max_size.to_string(),
+                            ),
+                            ("MANTLE_LOG_KEEP".to_string(), options.log_keep.to_string()),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .env("LIBPROCESS_PORT", "0")
             .stdin(Stdio::null())
             .stdout(stdout)

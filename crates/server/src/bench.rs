@@ -36,6 +36,9 @@ use tracing::{debug, info, warn};
 pub const TASK_RESOURCES: &str = "cpus:0.1;mem:32";
 /// The command each task runs; it is killed long before it ends.
 pub const TASK_COMMAND: &str = "sleep 60";
+/// The command of each task when launches overlap (`--concurrency` above 1): the issue's
+/// `true`, which ends by itself and frees its resources for the next launches.
+pub const SHORT_TASK_COMMAND: &str = "true";
 /// Resources each bench agent offers (fixed, so results do not depend on the machine's size).
 pub const AGENT_RESOURCES: &str = "cpus:4;mem:4096;disk:4096;ports:[31000-32000]";
 /// How long any one step (an offer, an update) may take before the bench gives up.
@@ -56,6 +59,12 @@ pub struct BenchOptions {
     /// The agents' `--isolation`; with cgroups the report adds the machine's floor (fork+exec
     /// and cgroup create/remove) measured in the same run.
     pub isolation: Option<String>,
+    /// How many launches may be in flight at once (ACCEPT sent, TASK_RUNNING not yet seen);
+    /// 1 launches one task after another and kills each.
+    pub concurrency: usize,
+    /// Whether the bench framework asks agents to checkpoint (`FrameworkInfo.checkpoint`), as
+    /// Marathon does: its tasks' updates are then on disk before they are sent.
+    pub checkpoint: bool,
 }
 
 /// The bare cost of what a launch must do at least, measured on this machine.
@@ -76,6 +85,8 @@ pub struct Report {
     pub elapsed: Duration,
     pub isolation: Option<String>,
     pub floor: Option<Floor>,
+    pub concurrency: usize,
+    pub checkpoint: bool,
 }
 
 /// Summary statistics of a sample, in milliseconds.
@@ -152,8 +163,14 @@ impl Report {
                 ));
             }
         }
+        let how = if self.concurrency > 1 {
+            format!("up to {} at a time", self.concurrency)
+        } else {
+            "one at a time".to_string()
+        };
         out.push_str(&format!(
-            "{n} tasks launched one at a time in {:.1} s{}: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
+            "{n} tasks launched {how}{} in {:.1} s{}: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
+            if self.checkpoint { " (checkpointed)" } else { "" },
             self.elapsed.as_secs_f64(),
             self.isolation
                 .as_ref()
@@ -219,6 +236,12 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
     if o.agents == 0 {
         bail!("--agents must be at least 1");
     }
+    if o.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if with_dns && o.concurrency > 1 {
+        bail!("the DNS bench launches one task at a time; leave out --concurrency");
+    }
     let master_port = free_port(&[Ipv4Addr::LOCALHOST])?;
     let agent_ips: Vec<Ipv4Addr> = (0..o.agents).map(agent_ip).collect();
     let agent_port = free_port(&agent_ips)?;
@@ -264,7 +287,13 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
         }
     };
     let result = tokio::select! {
-        r = run_launches(&master, o.tasks, dns_ports.map(|(p, _)| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p)))) => r,
+        r = async {
+            if o.concurrency > 1 {
+                run_overlapping(&master, o.tasks, o.concurrency, o.checkpoint).await
+            } else {
+                run_launches(&master, o.tasks, o.checkpoint, dns_ports.map(|(p, _)| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p)))).await
+            }
+        } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         _ = terminated => Err(anyhow::anyhow!("terminated")),
         d = cluster.died() => Err(anyhow::anyhow!("{d} during the benchmark")),
@@ -287,6 +316,8 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
         elapsed,
         isolation: o.isolation.clone(),
         floor,
+        concurrency: o.concurrency,
+        checkpoint: o.checkpoint,
     })
 }
 
@@ -330,10 +361,11 @@ async fn measure_floor(runs: usize) -> anyhow::Result<Floor> {
 async fn run_launches(
     master: &str,
     tasks: usize,
+    checkpoint: bool,
     dns: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut s = SchedulerClient::subscribe(master).await?;
+    let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
     info!(framework_id = %s.framework_id, "subscribed");
     let started = Instant::now();
     let mut held: Vec<Offer> = Vec::new();
@@ -347,7 +379,7 @@ async fn run_launches(
             s.decline(others).await?;
         }
         let task_id = TaskId::new(format!("bench-{i}"));
-        let accept = s.accept_call(&offer, &task_id, &need);
+        let accept = s.accept_call(&offer, std::slice::from_ref(&task_id), &need, TASK_COMMAND);
         let sent = Instant::now();
         s.call(accept).await.context("ACCEPT")?;
         let running = s
@@ -380,6 +412,134 @@ async fn run_launches(
         s.decline(leftover).await?;
     }
     Ok((latencies, elapsed))
+}
+
+/// Launches `tasks` `true` tasks keeping up to `window` launches in flight: each offer is
+/// packed with as many tasks as fit and the window allows (one ACCEPT), updates are
+/// acknowledged without waiting, and a task's latency is ACCEPT sent to TASK_RUNNING
+/// received. The elapsed time runs from the first ACCEPT to the last TASK_RUNNING.
+async fn run_overlapping(
+    master: &str,
+    tasks: usize,
+    window: usize,
+    checkpoint: bool,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
+    info!(framework_id = %s.framework_id, window, "subscribed");
+    let mut held: Vec<Offer> = Vec::new();
+    // Launched and not yet RUNNING, with when their ACCEPT went out; and launched, not ended.
+    let mut sent: std::collections::HashMap<TaskId, Instant> = Default::default();
+    let mut live: std::collections::HashSet<TaskId> = Default::default();
+    let mut latencies = Vec::with_capacity(tasks);
+    let mut next = 0usize;
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let (ack_err_tx, mut ack_err) = mpsc::unbounded_channel::<String>();
+    while latencies.len() < tasks {
+        // Launch while the window has room and a held offer fits a task.
+        while next < tasks && live.len() < window {
+            let fits = |o: &Offer| {
+                resources_from_wire(&o.resources, "offer.resources")
+                    .is_ok_and(|r| r.contains(&need))
+            };
+            let Some(i) = held.iter().position(fits) else {
+                break;
+            };
+            let offer = held.remove(i);
+            let mut free = resources_from_wire(&offer.resources, "offer.resources")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut ids = Vec::new();
+            while next < tasks && live.len() + ids.len() < window && free.contains(&need) {
+                free.subtract(&need);
+                ids.push(TaskId::new(format!("bench-{next}")));
+                next += 1;
+            }
+            let accept = s.accept_call(&offer, &ids, &need, SHORT_TASK_COMMAND);
+            let at = Instant::now();
+            first.get_or_insert(at);
+            for id in ids {
+                sent.insert(id.clone(), at);
+                live.insert(id);
+            }
+            s.call(accept).await.context("ACCEPT")?;
+        }
+        if let Ok(e) = ack_err.try_recv() {
+            bail!("ACKNOWLEDGE failed: {e}");
+        }
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let (at, event) = s
+            .next_event(deadline)
+            .await
+            .with_context(|| format!("{} of {tasks} tasks running", latencies.len()))?;
+        let status = match (&event.kind, &event.update) {
+            (EventType::Update, Some(u)) => u.status.clone(),
+            _ => {
+                s.absorb(event, &mut held).await?;
+                continue;
+            }
+        };
+        // Acknowledge without waiting for the answer: the loop goes on launching.
+        let ack = s.ack_call(&status);
+        if let Some(call) = ack {
+            let (http, url, stream, errs) = (
+                s.http.clone(),
+                s.url.clone(),
+                s.stream_id.clone(),
+                ack_err_tx.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = post_call(&http, &url, &stream, &call).await {
+                    let _ = errs.send(e.to_string());
+                }
+            });
+        }
+        if status.state == TaskState::Running {
+            if let Some(t0) = sent.remove(&status.task_id) {
+                latencies.push(at.saturating_duration_since(t0));
+                last = at;
+            }
+        } else if status.state.is_terminal() {
+            live.remove(&status.task_id);
+            if status.state != TaskState::Finished {
+                bail!(
+                    "{} ended {:?}: {}",
+                    status.task_id,
+                    status.state,
+                    status.message.unwrap_or_default()
+                );
+            }
+        }
+    }
+    let leftover: Vec<OfferId> = held.into_iter().map(|o| o.id).collect();
+    if !leftover.is_empty() {
+        s.decline(leftover).await?;
+    }
+    let elapsed = first.map_or(Duration::ZERO, |f| last.saturating_duration_since(f));
+    Ok((latencies, elapsed))
+}
+
+/// Posts a call and expects 202.
+async fn post_call(
+    http: &reqwest::Client,
+    url: &str,
+    stream_id: &str,
+    call: &Call,
+) -> anyhow::Result<()> {
+    let resp = http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Mesos-Stream-Id", stream_id)
+        .timeout(CALL_TIMEOUT)
+        .json(call)
+        .send()
+        .await?;
+    let status = resp.status();
+    if status != reqwest::StatusCode::ACCEPTED {
+        let body = resp.text().await.unwrap_or_default();
+        bail!("{:?} answered {status}: {body}", call.kind);
+    }
+    Ok(())
 }
 
 /// Polls `server` over UDP every millisecond until `name` has an A record; the time it did.
@@ -436,7 +596,7 @@ impl Drop for SchedulerClient {
 }
 
 impl SchedulerClient {
-    async fn subscribe(master: &str) -> anyhow::Result<SchedulerClient> {
+    async fn subscribe(master: &str, checkpoint: bool) -> anyhow::Result<SchedulerClient> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -446,6 +606,7 @@ impl SchedulerClient {
             framework_info: FrameworkInfo {
                 user: std::env::var("USER").unwrap_or_else(|_| "mantle".to_string()),
                 name: "mantle-bench".to_string(),
+                checkpoint: checkpoint.then_some(true),
                 ..FrameworkInfo::default()
             },
             suppressed_roles: Vec::new(),
@@ -494,21 +655,7 @@ impl SchedulerClient {
 
     /// Posts a call and expects 202.
     async fn call(&self, call: Call) -> anyhow::Result<()> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Mesos-Stream-Id", &self.stream_id)
-            .timeout(CALL_TIMEOUT)
-            .json(&call)
-            .send()
-            .await?;
-        let status = resp.status();
-        if status != reqwest::StatusCode::ACCEPTED {
-            let body = resp.text().await.unwrap_or_default();
-            bail!("{:?} answered {status}: {body}", call.kind);
-        }
-        Ok(())
+        post_call(&self.http, &self.url, &self.stream_id, &call).await
     }
 
     async fn decline(&self, offer_ids: Vec<OfferId>) -> anyhow::Result<()> {
@@ -522,29 +669,36 @@ impl SchedulerClient {
         self.call(call).await.context("DECLINE")
     }
 
-    fn accept_call(&self, offer: &Offer, task_id: &TaskId, need: &Resources) -> Call {
-        let task = TaskInfo {
-            name: task_id.to_string(),
-            task_id: task_id.clone(),
-            agent_id: offer.agent_id.clone(),
-            resources: resources_to_wire(need, None),
-            executor: None,
-            command: Some(CommandInfo {
-                value: Some(TASK_COMMAND.to_string()),
-                ..CommandInfo::default()
-            }),
-            kill_policy: None,
-            data: None,
-            extra: Default::default(),
-        };
+    fn accept_call(
+        &self,
+        offer: &Offer,
+        task_ids: &[TaskId],
+        need: &Resources,
+        command: &str,
+    ) -> Call {
+        let tasks: Vec<TaskInfo> = task_ids
+            .iter()
+            .map(|task_id| TaskInfo {
+                name: task_id.to_string(),
+                task_id: task_id.clone(),
+                agent_id: offer.agent_id.clone(),
+                resources: resources_to_wire(need, None),
+                executor: None,
+                command: Some(CommandInfo {
+                    value: Some(command.to_string()),
+                    ..CommandInfo::default()
+                }),
+                kill_policy: None,
+                data: None,
+                extra: Default::default(),
+            })
+            .collect();
         let mut call = Call::new(CallType::Accept, Some(self.framework_id.clone()));
         call.accept = Some(Accept {
             offer_ids: vec![offer.id.clone()],
             operations: vec![Operation {
                 kind: "LAUNCH".to_string(),
-                launch: Some(Launch {
-                    task_infos: vec![task],
-                }),
+                launch: Some(Launch { task_infos: tasks }),
                 launch_group: None,
             }],
             filters: None,
@@ -649,8 +803,16 @@ impl SchedulerClient {
     }
 
     async fn ack(&self, status: &TaskStatus) -> anyhow::Result<()> {
+        match self.ack_call(status) {
+            Some(call) => self.call(call).await.context("ACKNOWLEDGE"),
+            None => Ok(()),
+        }
+    }
+
+    /// The ACKNOWLEDGE an update needs, if it carries a uuid.
+    fn ack_call(&self, status: &TaskStatus) -> Option<Call> {
         let (Some(uuid), Some(agent_id)) = (&status.uuid, &status.agent_id) else {
-            return Ok(());
+            return None;
         };
         let mut call = Call::new(CallType::Acknowledge, Some(self.framework_id.clone()));
         call.acknowledge = Some(Acknowledge {
@@ -658,7 +820,7 @@ impl SchedulerClient {
             task_id: status.task_id.clone(),
             uuid: uuid.clone(),
         });
-        self.call(call).await.context("ACKNOWLEDGE")
+        Some(call)
     }
 }
 
@@ -738,6 +900,8 @@ mod tests {
             elapsed: Duration::from_secs(2),
             isolation: None,
             floor: None,
+            concurrency: 1,
+            checkpoint: false,
         };
         let text = r.render();
         let median = text

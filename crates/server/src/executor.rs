@@ -83,6 +83,18 @@ fn env(name: &str) -> anyhow::Result<String> {
 
 /// Entry point of `mantle executor`.
 pub async fn run() -> anyhow::Result<()> {
+    let sandbox = std::env::var("MESOS_SANDBOX")
+        .map(std::path::PathBuf::from)
+        .or_else(|_| std::env::current_dir())?;
+    // Rotated output, if the agent asked for it, for as long as the executor runs (dropped
+    // last, so the tasks' final lines are written).
+    let output = crate::sandbox::RotatedOutput::from_env(&sandbox)?;
+    let result = serve().await;
+    drop(output);
+    result
+}
+
+async fn serve() -> anyhow::Result<()> {
     let endpoint = env("MESOS_AGENT_ENDPOINT")?;
     let framework_id = FrameworkId::new(env("MESOS_FRAMEWORK_ID")?);
     let executor_id = ExecutorId::new(env("MESOS_EXECUTOR_ID")?);

@@ -26,6 +26,71 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
+/// The built-in executor's own stdout and stderr (and so its tasks', which inherit them) sent
+/// through pipes to threads of the executor that write them rotated, as `write_rotating`:
+/// two processes fewer per launch than a `mantle log-writer` for each stream. The agent asks
+/// for it with `MANTLE_LOG_MAX_SIZE` and `MANTLE_LOG_KEEP`. Dropping it closes the
+/// executor's ends and gives the writers up to 2 s to drain what the tasks wrote.
+pub struct RotatedOutput {
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl RotatedOutput {
+    /// `None` when the agent did not ask for rotation.
+    pub fn from_env(sandbox: &Path) -> std::io::Result<Option<RotatedOutput>> {
+        use std::os::fd::AsRawFd;
+        let Some(max_size) = std::env::var("MANTLE_LOG_MAX_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|m| *m > 0)
+        else {
+            return Ok(None);
+        };
+        let keep = std::env::var("MANTLE_LOG_KEEP")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(5);
+        let mut writers = Vec::new();
+        for (fd, name) in [(1, "stdout"), (2, "stderr")] {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let path = sandbox.join(name);
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("log-{name}"))
+                    .spawn(move || {
+                        let _ = write_rotating(std::fs::File::from(read), &path, max_size, keep);
+                    })?,
+            );
+            // The copy on fd 1 or 2 is inheritable (dup2 clears close-on-exec); the original
+            // end closes when `write` drops.
+            nix::unistd::dup2(write.as_raw_fd(), fd)?;
+        }
+        Ok(Some(RotatedOutput { writers }))
+    }
+}
+
+impl Drop for RotatedOutput {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            for fd in [1, 2] {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+            }
+        }
+        // A writer ends when every copy of its pipe's write end is closed; a task's orphaned
+        // child may keep one open, so do not wait for ever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        for w in self.writers.drain(..) {
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
 /// Copies `input` to `path` until end of input, rotating the file before it would pass
 /// `max_size` bytes (keeping `keep` old files). Data is split at the last line end that fits,
 /// or anywhere when a line is longer than the room left.

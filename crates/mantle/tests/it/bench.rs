@@ -88,3 +88,56 @@ fn bench_dns_prints_a_positive_p50_and_leaves_no_processes() {
     let left = processes_under(dir.path());
     assert!(left.is_empty(), "orphans: {left:?}");
 }
+
+#[test]
+fn bench_launch_with_overlapping_launches_runs_every_task_to_its_end() {
+    // Goal: `--concurrency` keeps several launches in flight, packs offers, and every `true`
+    // task runs and finishes; method: 12 tasks, 4 at a time, then count the sandboxes and the
+    // tasks' FINISHED state in each sandbox's executor output.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "launch",
+            "--tasks",
+            "12",
+            "--concurrency",
+            "4",
+            "--work-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("12 tasks launched up to 4 at a time"),
+        "{stdout}"
+    );
+    let runs: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == "runs")
+        })
+        .collect();
+    assert_eq!(runs.len(), 12, "{runs:?}");
+    let left = processes_under(dir.path());
+    assert!(left.is_empty(), "orphans: {left:?}");
+    // A bad window is refused with a message naming the flag.
+    let bad = Command::new(BIN)
+        .args(["bench", "launch", "--concurrency", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--concurrency"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -139,6 +139,7 @@ async fn an_agent_re_registers_with_a_restarted_master_and_keeps_its_task() {
     assert_eq!(used_before["cpus"], 0.1, "{used_before}");
 
     let old_master_pid = cluster.master_pid();
+    let restarted = Instant::now();
     cluster.restart_master();
     assert_ne!(cluster.master_pid(), old_master_pid);
     // The scheduler's stream died with the old master.
@@ -158,6 +159,7 @@ async fn an_agent_re_registers_with_a_restarted_master_and_keeps_its_task() {
         })
     })
     .await;
+    let reregistered = restarted.elapsed();
     assert_eq!(slave["active"], true, "{slave}");
     assert_eq!(slave["used_resources"], used_before, "{slave}");
     let slaves = plain::blocking_get_json(&slaves_url);
@@ -198,6 +200,11 @@ async fn an_agent_re_registers_with_a_restarted_master_and_keeps_its_task() {
         .await;
     assert_eq!(code, 202, "{body}");
     let st = s2.await_state("survivor", "TASK_RUNNING", 10).await;
+    eprintln!(
+        "master kill -9 and restart: agent re-registered after {:.2} s, framework re-subscribed and reconciled after {:.2} s",
+        reregistered.as_secs_f64(),
+        restarted.elapsed().as_secs_f64()
+    );
     assert_eq!(st["agent_id"]["value"], agent_id.as_str());
     assert_eq!(st["reason"], "REASON_RECONCILIATION", "{st}");
 
@@ -310,144 +317,6 @@ fn marathon_tasks(url: &str, app: &str) -> Vec<(String, String, String)> {
         .collect();
     out.sort();
     out
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marathon_replaces_the_tasks_of_a_paused_agent_and_kills_the_extras_when_it_returns() {
-    // Goal (issue 5): SIGSTOP an agent past the ping window; its tasks go UNREACHABLE and,
-    // past the app's inactiveAfterSeconds, the service scheduler starts replacements on the
-    // other agent. On SIGCONT the originals come back untouched and the extras are killed.
-    let cluster = Cluster::start_with(
-        2,
-        &[],
-        &[
-            "--agent-ping-timeout",
-            "0.5",
-            "--max-agent-ping-timeouts",
-            "3",
-        ],
-    );
-    let port = crate::harness::free_port("127.0.0.1");
-    let m = crate::marathon::Scheduler::start(&cluster, port);
-    let app = json!({
-        "id": "/partitioned", "cmd": "sleep 600", "instances": 2, "cpus": 0.1, "mem": 16,
-        "portDefinitions": [],
-        "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 3600},
-    });
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v2/apps", m.url))
-        .json(&app)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.text().await.unwrap()
-    );
-    let tasks = eventually(30, "two running tasks", || {
-        let t = marathon_tasks(&m.url, "partitioned");
-        (t.len() == 2 && t.iter().all(|(_, s, _)| s == "TASK_RUNNING")).then_some(t)
-    })
-    .await;
-    // Pause the agent of the first task; the tasks there are the originals.
-    let slaves = plain::blocking_get_json(&format!("{}/master/slaves", cluster.master));
-    let victim_agent = tasks[0].2.clone();
-    let slave = slaves["slaves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == victim_agent.as_str())
-        .cloned()
-        .expect("the task's agent is registered");
-    let index = (0..2)
-        .find(|i| {
-            let ip = format!("127.0.0.{}", i + 2);
-            slave["hostname"] == ip.as_str()
-                || slave["pid"]
-                    .as_str()
-                    .is_some_and(|p| p.contains(&format!("@{ip}:")))
-        })
-        .unwrap_or_else(|| panic!("which agent is {slave}?"));
-    let originals: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.2 == victim_agent)
-        .map(|t| t.0.clone())
-        .collect();
-    let others: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.2 != victim_agent)
-        .map(|t| t.0.clone())
-        .collect();
-    // Let the agent answer pings first (the master judges by pings only agents that ponged).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(index) as i32);
-    struct Resume(nix::unistd::Pid);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
-        }
-    }
-    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let resume = Resume(agent);
-    let paused = Instant::now();
-    let during = eventually(30, "originals unreachable and replacements running", || {
-        let t = marathon_tasks(&m.url, "partitioned");
-        let unreachable = t
-            .iter()
-            .filter(|x| originals.contains(&x.0) && x.1 == "TASK_UNREACHABLE")
-            .count();
-        let running_elsewhere = t
-            .iter()
-            .filter(|x| x.2 != victim_agent && x.1 == "TASK_RUNNING")
-            .count();
-        (unreachable == originals.len() && running_elsewhere == 2).then_some(t)
-    })
-    .await;
-    let replaced_after = paused.elapsed();
-    let extras: Vec<String> = during
-        .iter()
-        .filter(|x| !originals.contains(&x.0) && !others.contains(&x.0))
-        .map(|x| x.0.clone())
-        .collect();
-    assert_eq!(extras.len(), originals.len(), "{during:?}");
-    // Resume: the originals come back, the extras are killed, nothing else is touched.
-    drop(resume);
-    let mut expected: Vec<String> = originals.iter().chain(&others).cloned().collect();
-    expected.sort();
-    eventually(30, "the originals back and the extras gone", || {
-        let t = marathon_tasks(&m.url, "partitioned");
-        let ids: Vec<String> = t.iter().map(|x| x.0.clone()).collect();
-        (ids == expected && t.iter().all(|x| x.1 == "TASK_RUNNING")).then_some(())
-    })
-    .await;
-    // The master agrees: the originals run, the extras ended KILLED.
-    let state = cluster.state();
-    let fw = &state["frameworks"][0];
-    let mut running: Vec<String> = fw["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["state"] == "TASK_RUNNING")
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect();
-    running.sort();
-    assert_eq!(running, expected, "{fw}");
-    for e in &extras {
-        let done = eventually(15, "the extra's end at the master", || {
-            let s = cluster.state();
-            s["frameworks"][0]["completed_tasks"]
-                .as_array()
-                .and_then(|a| a.iter().find(|t| t["id"] == e.as_str()).cloned())
-        })
-        .await;
-        assert_eq!(done["state"], "TASK_KILLED", "{done}");
-    }
-    eprintln!(
-        "agent paused: replacements running {:.2} s after SIGSTOP (ping window 1.5 s, inactiveAfterSeconds 1)",
-        replaced_after.as_secs_f64()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,25 +485,69 @@ fn must(cmd: &str, args: &[&str]) {
 }
 
 #[test]
+fn marathon_replaces_the_tasks_of_a_paused_agent_and_kills_the_extras_when_it_returns() {
+    // Goal (issue 5): SIGSTOP an agent past the ping window; its tasks go UNREACHABLE and,
+    // past the app's inactiveAfterSeconds, the service scheduler starts replacements on the
+    // other agent. On SIGCONT the originals come back untouched and the extras are killed.
+    // Never panics: healing also runs while a failed test unwinds.
+    let signal = |cluster: &Cluster, index: usize, sig| {
+        let agent = nix::unistd::Pid::from_raw(cluster.agent_pid(index) as i32);
+        let _ = nix::sys::signal::kill(agent, sig);
+    };
+    marathon_partition_scenario(
+        "SIGSTOP",
+        |c, i, _| signal(c, i, nix::sys::signal::Signal::SIGSTOP),
+        |c, i, _| signal(c, i, nix::sys::signal::Signal::SIGCONT),
+    );
+}
+
+#[test]
 fn an_iptables_partition_between_an_agent_and_the_master_replaces_its_tasks_until_it_heals() {
-    // Goal (issue 5, REFERENCE §3.2): a real network partition, not a pause. The test runs in
-    // a private network namespace (so its iptables rules cannot touch the host), drops every
-    // packet between one agent's address and the master's, and checks the same story as the
-    // SIGSTOP test: TASK_UNREACHABLE, replacements past inactiveAfterSeconds, and after the
-    // partition heals the originals come back while the extras are killed. Needs root.
+    // Goal (issue 5, REFERENCE §3.2): the same story with a real network partition, not a
+    // pause: every packet between one agent's address and the master's is dropped. The test
+    // runs in a private network namespace, so its iptables rules cannot touch the host. Needs
+    // root.
     let scenario = std::thread::spawn(|| {
         // Only this thread (and what it spawns) enters the namespace.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .expect("a private network namespace (the partition test needs root)");
         must("ip", &["link", "set", "lo", "up"]);
-        partition_scenario();
+        let rule = |op: &str, src: &str, dst: &str| {
+            std::process::Command::new("iptables")
+                .args([op, "INPUT", "-s", src, "-d", dst, "-j", "DROP"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        marathon_partition_scenario(
+            "iptables partition",
+            |_, _, ip| {
+                for (src, dst) in [(ip, "127.0.0.1"), ("127.0.0.1", ip)] {
+                    assert!(rule("-I", src, dst), "iptables -I INPUT -s {src} -d {dst}");
+                }
+            },
+            // Never panics: healing also runs while a failed test unwinds.
+            |_, _, ip| {
+                for (src, dst) in [(ip, "127.0.0.1"), ("127.0.0.1", ip)] {
+                    let _ = rule("-D", src, dst);
+                }
+            },
+        );
     });
     if let Err(e) = scenario.join() {
         std::panic::resume_unwind(e);
     }
 }
 
-fn partition_scenario() {
+/// A Marathon app of two instances on two agents; `cut` separates the agent of the first
+/// instance from the master (given the cluster, the agent's index and its address) and `heal`
+/// undoes it. Checks: the originals go TASK_UNREACHABLE, replacements run on the other agent
+/// past `inactiveAfterSeconds`, and after healing exactly the originals run while the extras
+/// end TASK_KILLED. Blocking, so it can run on a thread of its own (in its own namespace).
+fn marathon_partition_scenario(
+    what: &str,
+    cut: impl Fn(&Cluster, usize, &str),
+    heal: impl Fn(&Cluster, usize, &str),
+) {
     let cluster = Cluster::start_with(
         2,
         &[],
@@ -669,8 +582,13 @@ fn partition_scenario() {
         .find(|s| s["id"] == victim_agent.as_str())
         .cloned()
         .expect("the task's agent is registered");
+    // Agents use their --ip (127.0.0.2 + index) as their hostname.
     let ip = slave["hostname"].as_str().unwrap_or_default().to_string();
-    assert!(ip.starts_with("127.0.0."), "{slave}");
+    let index = ip
+        .strip_prefix("127.0.0.")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(2))
+        .unwrap_or_else(|| panic!("which agent is {slave}?"));
     let originals: Vec<String> = tasks
         .iter()
         .filter(|t| t.2 == victim_agent)
@@ -683,16 +601,27 @@ fn partition_scenario() {
         .collect();
     // Let the agent answer pings first (the master judges by pings only agents that ponged).
     std::thread::sleep(Duration::from_millis(1500));
-    let rules = [
-        ["-s", ip.as_str(), "-d", "127.0.0.1", "-j", "DROP"],
-        ["-s", "127.0.0.1", "-d", ip.as_str(), "-j", "DROP"],
-    ];
-    for r in &rules {
-        let mut args = vec!["-I", "INPUT"];
-        args.extend_from_slice(r);
-        must("iptables", &args);
+    /// Heals however the test ends, so the agent can shut its executors down.
+    struct Healer<'a, F: Fn(&Cluster, usize, &str)> {
+        heal: Option<(&'a F, &'a Cluster, usize, &'a str)>,
     }
-    let cut = Instant::now();
+    impl<F: Fn(&Cluster, usize, &str)> Healer<'_, F> {
+        fn now(&mut self) {
+            if let Some((h, c, i, ip)) = self.heal.take() {
+                h(c, i, ip);
+            }
+        }
+    }
+    impl<F: Fn(&Cluster, usize, &str)> Drop for Healer<'_, F> {
+        fn drop(&mut self) {
+            self.now();
+        }
+    }
+    cut(&cluster, index, &ip);
+    let mut healer = Healer {
+        heal: Some((&heal, &cluster, index, ip.as_str())),
+    };
+    let cut_at = Instant::now();
     let during = eventually_blocking(30, "originals unreachable and replacements running", || {
         let t = marathon_tasks(&m.url, "cut");
         let unreachable = t
@@ -705,19 +634,14 @@ fn partition_scenario() {
             .count();
         (unreachable == originals.len() && elsewhere == 2).then_some(t)
     });
-    let replaced_after = cut.elapsed();
+    let replaced_after = cut_at.elapsed();
     let extras: Vec<String> = during
         .iter()
         .filter(|x| !originals.contains(&x.0) && !others.contains(&x.0))
         .map(|x| x.0.clone())
         .collect();
     assert_eq!(extras.len(), originals.len(), "{during:?}");
-    // The tasks behind the partition kept running all along.
-    for r in &rules {
-        let mut args = vec!["-D", "INPUT"];
-        args.extend_from_slice(r);
-        must("iptables", &args);
-    }
+    healer.now();
     let healed = Instant::now();
     let mut expected: Vec<String> = originals.iter().chain(&others).cloned().collect();
     expected.sort();
@@ -727,6 +651,17 @@ fn partition_scenario() {
         (ids == expected && t.iter().all(|x| x.1 == "TASK_RUNNING")).then_some(())
     });
     let back_after = healed.elapsed();
+    // The master agrees: the originals run, the extras ended KILLED.
+    let state = cluster.state();
+    let mut running: Vec<String> = state["frameworks"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    running.sort();
+    assert_eq!(running, expected, "{state}");
     for e in &extras {
         let done = eventually_blocking(15, "the extra's end at the master", || {
             let s = cluster.state();
@@ -737,7 +672,7 @@ fn partition_scenario() {
         assert_eq!(done["state"], "TASK_KILLED", "{done}");
     }
     eprintln!(
-        "iptables partition: replacements running {:.2} s after the cut; originals back and extras killed {:.2} s after healing",
+        "{what}: replacements running {:.2} s after the cut (ping window 1.5 s, inactiveAfterSeconds 1); originals back and extras killed {:.2} s after healing",
         replaced_after.as_secs_f64(),
         back_after.as_secs_f64()
     );

@@ -509,6 +509,17 @@ impl Agent {
                     }
                 }
             }
+            MasterToAgent::UpdateFramework { framework_id } => {
+                // Its scheduler is back: what it missed goes again now, not at the next retry.
+                for ((f, _), q) in self.updates.iter_mut() {
+                    if *f == framework_id {
+                        if let Some(p) = q.front_mut() {
+                            p.next_send = now.mono;
+                        }
+                    }
+                }
+                self.tick(now);
+            }
             // Mesos's PongSlaveMessage: tells the master this agent is alive and listening.
             MasterToAgent::Ping => self.outputs.push(Output::ToMaster(AgentToMaster::Pong)),
         }

@@ -455,3 +455,45 @@ fn a_checkpoint_round_trips_and_recovery_keeps_live_executors_and_ends_dead_ones
     );
     let _ = c2;
 }
+
+/// A scheduler that was away (restarted, failed over) gets what it missed at once, not at
+/// the next retry: the master sends UPDATE_FRAMEWORK when it subscribes again.
+#[test]
+fn update_framework_resends_that_frameworks_pending_updates_at_once() {
+    let mut a = agent();
+    run_command_task(&mut a, "t1");
+    a.executor_subscribe(
+        7,
+        &Call {
+            kind: CallType::Subscribe,
+            ..update("t1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
+    a.take_outputs();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    assert_eq!(a.take_outputs().len(), 1, "the update goes to the master");
+    // Next retry is at 11 s; at 3 s nothing is due.
+    a.tick(at(3));
+    assert!(a.take_outputs().is_empty());
+    // Another framework's word changes nothing.
+    a.from_master(
+        at(3),
+        MasterToAgent::UpdateFramework {
+            framework_id: FrameworkId::new("other"),
+        },
+    );
+    assert!(a.take_outputs().is_empty());
+    a.from_master(
+        at(3),
+        MasterToAgent::UpdateFramework {
+            framework_id: FrameworkId::new("F"),
+        },
+    );
+    let outs = a.take_outputs();
+    assert!(
+        matches!(outs.as_slice(), [Output::ToMaster(AgentToMaster::StatusUpdate { status, .. })] if status.uuid.as_deref() == Some(U1)),
+        "{outs:?}"
+    );
+}

@@ -100,6 +100,10 @@ pub enum MasterToAgent {
         executor_id: ExecutorId,
         data: String,
     },
+    /// The framework subscribed again (a restarted or failed-over scheduler): resend its
+    /// unacknowledged status updates now instead of at their next retry (Mesos
+    /// `UpdateFrameworkMessage`).
+    UpdateFramework { framework_id: FrameworkId },
     /// Keeps the stream alive and asks for a `PONG`: the master sends one every
     /// `min(5 s, --agent-ping-timeout)`; an agent that hears nothing for several intervals
     /// reconnects, and a master that hears no `PONG` (nor any other message) from an agent

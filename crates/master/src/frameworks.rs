@@ -6,7 +6,7 @@ use crate::{CallError, ConnId, Framework, Master, Output, Subscription, MAX_COMP
 use mantle_api::internal::MasterToAgent;
 use mantle_api::mesos::FrameworkInfo;
 use mantle_api::scheduler::{Call, CallType, Event, Subscribe, Subscribed};
-use mantle_model::{validate_id, AgentId, FrameworkId, Now, TaskState};
+use mantle_model::{validate_id, AgentId, FrameworkId, Now, TaskId, TaskState};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tracing::info;
@@ -146,6 +146,22 @@ impl Master {
             self.allocator
                 .update_framework(&framework_id, &roles, &suppressed);
             self.allocator.set_framework_active(&framework_id, true);
+            // Agents hold the updates the framework missed until their next retry (10 s
+            // and more): ask those running its tasks to resend them now.
+            let agents: BTreeSet<AgentId> = self
+                .tasks
+                .range((framework_id.clone(), TaskId::new(""))..)
+                .take_while(|((f, _), _)| *f == framework_id)
+                .map(|(_, t)| t.info.agent_id.clone())
+                .collect();
+            for a in agents {
+                self.send_agent(
+                    &a,
+                    MasterToAgent::UpdateFramework {
+                        framework_id: framework_id.clone(),
+                    },
+                );
+            }
         } else {
             info!(framework_id = %framework_id, name = %info.name, "framework subscribed");
             self.allocator

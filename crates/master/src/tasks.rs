@@ -496,10 +496,18 @@ impl Master {
         // the agent retries it until acknowledged.
         self.supersede_master_update(&framework_id, &status.task_id);
         let key = (framework_id.clone(), status.task_id.clone());
+        // A task whose end was acknowledged is complete: any word about it now is a late copy.
+        let completed = || {
+            self.frameworks.get(&framework_id).is_some_and(|f| {
+                f.completed_tasks
+                    .iter()
+                    .any(|t| t.info.task_id == status.task_id)
+            })
+        };
         let stale = status.uuid.as_ref().filter(|u| {
             self.tasks
                 .get(&key)
-                .is_some_and(|t| t.acked.iter().any(|a| a == *u))
+                .map_or_else(completed, |t| t.acked.iter().any(|a| a == *u))
         });
         if let Some(uuid) = stale.cloned() {
             // A late copy of an update the framework already acknowledged (a delayed POST):

@@ -1520,4 +1520,53 @@ fn a_late_copy_of_an_acknowledged_update_is_not_forwarded_again() {
             .count(),
         2
     );
+    // Once its end is acknowledged the task is complete, and a late copy of any earlier
+    // update (seed 7577: a RUNNING after KILLED) is not forwarded either.
+    ack(&mut m, killed);
+    m.take_outputs();
+    update(&mut m, TaskState::Running, running);
+    assert!(events(&mut m, 1).iter().all(|e| e.update.is_none()));
+}
+
+/// A framework that subscribes again (its scheduler restarted or failed over) has the agents
+/// running its tasks resend what it missed (Mesos `UpdateFrameworkMessage`).
+#[test]
+fn a_resubscribing_framework_has_its_agents_resend_pending_updates() {
+    let mut m = master();
+    register_agent(&mut m, 100, "127.0.0.2");
+    register_agent(&mut m, 101, "127.0.0.3");
+    let sub = subscribe(&mut m, 1, json!({"failover_timeout": 60.0}));
+    m.tick(at(1));
+    let ev = events(&mut m, 1);
+    let offer = ev
+        .into_iter()
+        .filter_map(|e| e.offers)
+        .flat_map(|o| o.offers)
+        .find(|o| o.hostname == "127.0.0.2")
+        .expect("an offer of the first agent");
+    m.call(
+        at(1),
+        Some(&sub.stream_id),
+        call(&sub.framework_id, launch(&offer, "t1", 1.0)),
+    )
+    .unwrap();
+    m.framework_disconnected(at(2), 1);
+    m.take_outputs();
+    subscribe(
+        &mut m,
+        2,
+        json!({"id": {"value": sub.framework_id.as_str()}, "failover_timeout": 60.0}),
+    );
+    let outs = m.take_outputs();
+    let told: Vec<ConnId> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToAgent {
+                conn,
+                message: MasterToAgent::UpdateFramework { framework_id },
+            } if *framework_id == sub.framework_id => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![100], "only the agent running its task: {outs:?}");
 }

@@ -2014,6 +2014,7 @@ fn master_msg_short(m: &MasterToAgent) -> String {
         }
         MasterToAgent::AckStatusUpdate { task_id, .. } => format!("ACK {task_id}"),
         MasterToAgent::FrameworkMessage { .. } => "FRAMEWORK_MESSAGE".into(),
+        MasterToAgent::UpdateFramework { .. } => "UPDATE_FRAMEWORK".into(),
         MasterToAgent::Ping => "PING".into(),
     }
 }

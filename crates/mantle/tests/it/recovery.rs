@@ -158,6 +158,53 @@ async fn a_killed_agent_recovers_its_200_tasks_and_delivers_updates_from_its_dow
         "recovery: {TASKS} tasks; from restarting the agent to the downtime update delivered: {:.2} s",
         recovery.as_secs_f64()
     );
+
+    // A burst: every survivor killed at once. Each end is checkpointed before it is sent
+    // (group commit: one write per batch of what the agent has waiting), and each arrives
+    // exactly once.
+    let survivors: Vec<String> = (0..TASKS)
+        .map(|i| format!("r{i}"))
+        .filter(|id| *id != failed_id)
+        .collect();
+    let burst = Instant::now();
+    for id in &survivors {
+        let (code, body) = s
+            .call(json!({"type": "KILL", "kill": {"task_id": {"value": id}}}))
+            .await;
+        assert_eq!(code, 202, "{body}");
+    }
+    let mut ended: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ended.len() < survivors.len() {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} ends arrived", ended.len(), survivors.len()))
+            .unwrap();
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        let id = st["task_id"]["value"].as_str().unwrap().to_string();
+        let state = st["state"].as_str().unwrap().to_string();
+        if state == "TASK_RUNNING" {
+            continue;
+        }
+        assert_eq!(state, "TASK_KILLED", "{st}");
+        assert!(
+            ended.insert(id.clone(), state).is_none(),
+            "{id} ended twice"
+        );
+    }
+    let took = burst.elapsed();
+    assert!(sleepers(&marker).is_empty(), "every task process is gone");
+    eprintln!(
+        "burst: {} kills sent and {} TASK_KILLED updates checkpointed and delivered in {:.2} s ({:.0} updates/s, scheduler acks included)",
+        survivors.len(),
+        ended.len(),
+        took.as_secs_f64(),
+        ended.len() as f64 / took.as_secs_f64()
+    );
 }
 
 /// Unmounts a tmpfs when dropped (lazily, so a process still inside cannot keep it).

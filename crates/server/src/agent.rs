@@ -1219,11 +1219,28 @@ async fn master_sender(
     master: String,
     mut rx: mpsc::UnboundedReceiver<(AgentEnvelope, ())>,
 ) {
-    let url = format!("http://{master}/api/internal/agent/message");
+    let one = format!("http://{master}/api/internal/agent/message");
+    let many = format!("http://{master}/api/internal/agent/messages");
     while let Some((envelope, ())) = rx.recv().await {
-        match client.post(&url).json(&envelope).send().await {
+        // What queued up while the last POST was out goes in one POST, in order, which the
+        // master handles as one step (one registry commit).
+        let mut batch = vec![envelope];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok((e, ())) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let sent = if batch.len() == 1 {
+            client.post(&one).json(&batch[0]).send().await
+        } else {
+            client.post(&many).json(&batch).send().await
+        };
+        match sent {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => warn!(status = %r.status(), "master rejected an agent message"),
+            Ok(r) => {
+                warn!(status = %r.status(), messages = batch.len(), "master rejected an agent message")
+            }
             Err(e) => debug!(error = %e, "cannot send to master"),
         }
     }

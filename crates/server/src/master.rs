@@ -48,6 +48,11 @@ enum Cmd {
         envelope: AgentEnvelope,
         reply: Reply<Result<(), CallError>>,
     },
+    /// Several messages of one agent, in order (what its sender had queued).
+    AgentMessages {
+        envelopes: Vec<AgentEnvelope>,
+        reply: Reply<Result<(), CallError>>,
+    },
     AgentGone {
         conn: ConnId,
     },
@@ -144,6 +149,7 @@ fn router(state: AppState) -> Router {
         .route("/master/api/v1", any(operator))
         .route("/api/internal/agent/register", any(agent_register))
         .route("/api/internal/agent/message", any(agent_message))
+        .route("/api/internal/agent/messages", any(agent_messages))
         .route("/version", get(version))
         .route("/files/browse", get(|s, q| files_proxy(s, q, "browse")))
         .route(
@@ -190,6 +196,9 @@ fn router(state: AppState) -> Router {
 /// A reply held back until the step's registry writes are durable.
 type Deferred = Box<dyn FnOnce() + Send>;
 
+/// Most commands handled in one step (one registry commit).
+const MAX_BATCH: usize = 256;
+
 async fn actor(
     mut master: Master,
     registry: Registry,
@@ -213,6 +222,16 @@ async fn actor(
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return Ok(()) };
+                // Take what else is waiting too: the whole batch is one step for the registry
+                // (one commit), and nothing it justifies goes out before that commit.
+                let mut batch = vec![cmd];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
+                for cmd in batch {
                 let now = clock.now();
                 match cmd {
                     Cmd::Subscribe { call, reply } => {
@@ -259,11 +278,26 @@ async fn actor(
                         let r = master.agent_message(now, envelope);
                         deferred.push(Box::new(move || { let _ = reply.send(r); }));
                     }
+                    Cmd::AgentMessages { envelopes, reply } => {
+                        let mut r = Ok(());
+                        for envelope in envelopes {
+                            if let Err(e) = master.agent_message(now, envelope) {
+                                if r.is_ok() {
+                                    r = Err(e);
+                                }
+                            }
+                        }
+                        deferred.push(Box::new(move || { let _ = reply.send(r); }));
+                    }
                     Cmd::AgentGone { conn } => {
                         agents.remove(&conn);
                         master.agent_disconnected(now, conn);
                     }
-                    Cmd::Read { f, reply } => { let _ = reply.send(f(&master)); }
+                    Cmd::Read { f, reply } => {
+                        // Answered with the rest of the batch, once what it shows is durable.
+                        let v = f(&master);
+                        deferred.push(Box::new(move || { let _ = reply.send(v); }));
+                    }
                     Cmd::OperatorSubscribe { reply } => {
                         // Bring existing subscribers up to date first, so the new one's
                         // SUBSCRIBED state and everyone's later events line up.
@@ -286,6 +320,7 @@ async fn actor(
                     Cmd::OperatorGone { conn } => {
                         operators.remove(&conn);
                     }
+                }
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -489,6 +524,25 @@ async fn agent_message(
         Err(r) => return r,
     };
     match ask(&state, |reply| Cmd::AgentMessage { envelope, reply }).await {
+        Ok(Ok(())) => http::accepted(),
+        Ok(Err(e)) => call_error(e),
+        Err(r) => r,
+    }
+}
+
+/// Several messages of one agent in one POST, handled in order in one step.
+async fn agent_messages(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let envelopes: Vec<AgentEnvelope> =
+        match http::decode_call(&method, &headers, &body, "a list of AgentEnvelope") {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+    match ask(&state, |reply| Cmd::AgentMessages { envelopes, reply }).await {
         Ok(Ok(())) => http::accepted(),
         Ok(Err(e)) => call_error(e),
         Err(r) => r,

@@ -219,6 +219,7 @@ async fn actor(
         if !operators.is_empty() {
             deadline = deadline.min(next_operator_heartbeat.into_std());
         }
+        let mut operator_subscribes: Vec<Reply<EventStream>> = Vec::new();
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return Ok(()) };
@@ -298,25 +299,8 @@ async fn actor(
                         let v = f(&master);
                         deferred.push(Box::new(move || { let _ = reply.send(v); }));
                     }
-                    Cmd::OperatorSubscribe { reply } => {
-                        // Bring existing subscribers up to date first, so the new one's
-                        // SUBSCRIBED state and everyone's later events line up.
-                        let events = tracker.changes(&master);
-                        broadcast(&mut operators, &events);
-                        let conn = next_conn;
-                        next_conn += 1;
-                        let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
-                        let first = OperatorEvent::subscribed(master.operator_state(), heartbeat.as_secs_f64());
-                        if stx.try_send(http::frame(&first)).is_ok() {
-                            operators.insert(conn, stx);
-                            if operators.len() == 1 {
-                                next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
-                            }
-                        }
-                        let gone = tx.clone();
-                        let stream = EventStream::new(srx, move || { let _ = gone.send(Cmd::OperatorGone { conn }); });
-                        let _ = reply.send(stream);
-                    }
+                    // Answered after the step's commit, with the state it shows.
+                    Cmd::OperatorSubscribe { reply } => operator_subscribes.push(reply),
                     Cmd::OperatorGone { conn } => {
                         operators.remove(&conn);
                     }
@@ -328,14 +312,6 @@ async fn actor(
         let now = clock.now();
         if now.mono >= master.next_deadline() {
             master.tick(now);
-        }
-        if !operators.is_empty() {
-            let events = tracker.changes(&master);
-            broadcast(&mut operators, &events);
-            if tokio::time::Instant::now() >= next_operator_heartbeat {
-                next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
-                broadcast(&mut operators, &[OperatorEvent::heartbeat()]);
-            }
         }
         let outputs = master.take_outputs();
         // The step's registry writes come first; they must be durable before anything they
@@ -353,6 +329,34 @@ async fn actor(
         }
         for reply in deferred.drain(..) {
             reply();
+        }
+        // Operators hear of the step once it is durable, like everyone else.
+        if !operators.is_empty() {
+            let events = tracker.changes(&master);
+            broadcast(&mut operators, &events);
+            if tokio::time::Instant::now() >= next_operator_heartbeat {
+                next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
+                broadcast(&mut operators, &[OperatorEvent::heartbeat()]);
+            }
+        }
+        for reply in operator_subscribes {
+            // Existing subscribers are up to date (just above), so the new one's SUBSCRIBED
+            // state and everyone's later events line up.
+            let conn = next_conn;
+            next_conn += 1;
+            let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
+            let first = OperatorEvent::subscribed(master.operator_state(), heartbeat.as_secs_f64());
+            if stx.try_send(http::frame(&first)).is_ok() {
+                operators.insert(conn, stx);
+                if operators.len() == 1 {
+                    next_operator_heartbeat = tokio::time::Instant::now() + heartbeat;
+                }
+            }
+            let gone = tx.clone();
+            let stream = EventStream::new(srx, move || {
+                let _ = gone.send(Cmd::OperatorGone { conn });
+            });
+            let _ = reply.send(stream);
         }
         for out in outputs {
             match out {

@@ -405,7 +405,10 @@ async fn webui_creates_scales_follows_logs_and_shows_validation_errors_in_chromi
             t == "running"
         })
         .await;
-    assert_eq!(browser.text(&format!("{row} td.target")).await, "1");
+    // The table is redrawn as data arrives: wait for the cell rather than read it once.
+    browser
+        .until(&format!("{row} td.target"), 10, "target 1", |t| t == "1")
+        .await;
     assert!(
         browser
             .text("tr[data-group=\"/webui\"]")
@@ -432,7 +435,9 @@ async fn webui_creates_scales_follows_logs_and_shows_validation_errors_in_chromi
             |t| t == "2",
         )
         .await;
-    assert_eq!(browser.text(&format!("{row} td.target")).await, "2");
+    browser
+        .until(&format!("{row} td.target"), 10, "target 2", |t| t == "2")
+        .await;
     let app = plain::blocking_get_json(&format!("{}/v2/apps{APP}", sched.url));
     assert_eq!(app["app"]["instances"], 2, "{}", fail("scaled for real"));
     assert_eq!(app["app"]["tasksHealthy"], 2);

@@ -480,20 +480,7 @@ async fn a_launch_on_a_full_disk_fails_saying_so_and_the_agent_carries_on() {
         .stderr(std::process::Stdio::null())
         .status();
     launch_fetching(&mut s, &mut offers, "on-full", &small, "cat small.txt").await;
-    for ev in s.drain(4.0).await {
-        if ev["type"] == "OFFERS" {
-            offers.extend(
-                ev["offers"]["offers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        assert!(
-            ev["type"] != "UPDATE",
-            "an update went out while the disk was full: {ev}"
-        );
-    }
+    quiet_while_full(&mut s, &mut offers, 4.0).await;
     assert_agent_up(&cluster, "on-full");
     // A plain launch (nothing to fetch) on the full disk fails too, naming the cause.
     while offers.is_empty() {
@@ -508,20 +495,7 @@ async fn a_launch_on_a_full_disk_fails_saying_so_and_the_agent_carries_on() {
     let offer = offers.remove(0);
     let t = crate::harness::task(&offer, "plain", "echo ran > ran", 0.1);
     assert_eq!(s.call(crate::harness::launch(&offer, vec![t])).await.0, 202);
-    for ev in s.drain(3.0).await {
-        if ev["type"] == "OFFERS" {
-            offers.extend(
-                ev["offers"]["offers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        assert!(
-            ev["type"] != "UPDATE",
-            "an update went out while the disk was full: {ev}"
-        );
-    }
+    quiet_while_full(&mut s, &mut offers, 3.0).await;
     assert_agent_up(&cluster, "plain");
     std::fs::remove_file(&fill).unwrap();
     // Both end; keep the offers that come meanwhile (await_ends would drop them).
@@ -572,4 +546,23 @@ async fn a_launch_on_a_full_disk_fails_saying_so_and_the_agent_carries_on() {
         ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
         "{st}"
     );
+}
+
+/// Drains `secs` of events while the disk is full: offers are kept, and no update may go out
+/// (none can be on disk).
+async fn quiet_while_full(s: &mut Scheduler, offers: &mut Vec<Value>, secs: f64) {
+    for ev in s.drain(secs).await {
+        if ev["type"] == "OFFERS" {
+            offers.extend(
+                ev["offers"]["offers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        assert!(
+            ev["type"] != "UPDATE",
+            "an update went out while the disk was full: {ev}"
+        );
+    }
 }

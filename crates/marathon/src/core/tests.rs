@@ -23,6 +23,22 @@ fn config() -> Config {
     }
 }
 
+/// The SUBSCRIBED event of framework `fw-1` from a master on 127.0.0.1:5050.
+fn subscribed_event() -> Event {
+    let mut e = Event::bare(EventType::Subscribed);
+    e.subscribed = Some(Subscribed {
+        framework_id: FrameworkId::new("fw-1"),
+        heartbeat_interval_seconds: 15.0,
+        master_info: serde_json::from_value(json!({
+            "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
+            "hostname": "localhost", "version": "1.11.0",
+            "address": {"ip": "127.0.0.1", "port": 5050}
+        }))
+        .expect("master info"),
+    });
+    e
+}
+
 struct Sim {
     core: Core,
     now: Now,
@@ -45,17 +61,7 @@ impl Sim {
             writes: Vec::new(),
             events: Vec::new(),
         };
-        let mut e = Event::bare(EventType::Subscribed);
-        e.subscribed = Some(Subscribed {
-            framework_id: FrameworkId::new("fw-1"),
-            heartbeat_interval_seconds: 15.0,
-            master_info: serde_json::from_value(json!({
-                "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
-                "hostname": "localhost", "version": "1.11.0",
-                "address": {"ip": "127.0.0.1", "port": 5050}
-            }))
-            .expect("master info"),
-        });
+        let e = subscribed_event();
         s.core.on_event(e, s.now);
         s.collect();
         s
@@ -939,17 +945,7 @@ fn reconciliation_runs_every_interval_while_subscribed() {
     let mut cfg = config();
     cfg.reconciliation_interval_ms = 0;
     let mut core = Core::new(cfg, Snapshot::default());
-    let mut e = Event::bare(EventType::Subscribed);
-    e.subscribed = Some(Subscribed {
-        framework_id: FrameworkId::new("fw-1"),
-        heartbeat_interval_seconds: 15.0,
-        master_info: serde_json::from_value(json!({
-            "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
-            "hostname": "localhost", "version": "1.11.0",
-            "address": {"ip": "127.0.0.1", "port": 5050}
-        }))
-        .expect("master info"),
-    });
+    let e = subscribed_event();
     core.on_event(e, start);
     assert_eq!(reconcile_calls(&mut core).len(), 1, "SUBSCRIBED reconciles");
     core.tick(start.plus(Duration::from_secs(10_000)));
@@ -1023,17 +1019,7 @@ fn a_restarted_core_waits_for_reconciliation_before_killing_overdue_tasks() {
     // The scheduler was down for ten minutes; the task started meanwhile.
     let later = s.now.plus(Duration::from_secs(600));
     let mut core = Core::new(config(), snapshot);
-    let mut e = Event::bare(EventType::Subscribed);
-    e.subscribed = Some(Subscribed {
-        framework_id: FrameworkId::new("fw-1"),
-        heartbeat_interval_seconds: 15.0,
-        master_info: serde_json::from_value(json!({
-            "id": "m", "ip": 0, "port": 5050, "pid": "master@127.0.0.1:5050",
-            "hostname": "localhost", "version": "1.11.0",
-            "address": {"ip": "127.0.0.1", "port": 5050}
-        }))
-        .expect("master info"),
-    });
+    let e = subscribed_event();
     core.on_event(e, later);
     core.tick(later.plus(Duration::from_secs(1)));
     let kills = |core: &mut Core| {

@@ -1536,7 +1536,11 @@ impl Core {
             self.store(Write::Instance(inst.clone()));
             self.instances.insert(task_id, inst);
         }
-        self.expire_unreachable(now);
+        // Only a TASK_UNREACHABLE can be due at once (a short strategy or an old
+        // `unreachable_time`); the others wait for `tick`, so most updates scan nothing.
+        if s.state == TaskState::Unreachable {
+            self.expire_unreachable(now);
+        }
         self.converge(now);
     }
 

@@ -87,11 +87,10 @@ impl Master {
         // An agent coming back after it was marked unreachable: put its partition-aware
         // tasks back on the books, then treat it as any re-registering agent.
         let mut kill_on_return = BTreeSet::new();
-        let mut returning = false;
-        if let Some(u) = self.unreachable_agents.remove(&agent_id) {
-            info!(agent_id = %agent_id, "unreachable agent re-registered");
-            kill_on_return = u.kill_on_return;
-            returning = true;
+        let unreachable = self.unreachable_agents.remove(&agent_id);
+        let gone = unreachable.is_none() && self.gone_agents.remove(&agent_id).is_some();
+        let returning = unreachable.is_some() || gone;
+        if returning {
             self.admit(
                 now,
                 conn,
@@ -101,27 +100,21 @@ impl Master {
                 total.clone(),
                 attributes.clone(),
             );
+        }
+        if let Some(u) = unreachable {
+            info!(agent_id = %agent_id, "unreachable agent re-registered");
+            kill_on_return = u.kill_on_return;
             if let Some(a) = self.agents.get_mut(&agent_id) {
                 a.registered_time = u.record.registered_time;
                 a.reregistered_time = Some(now.wall_secs);
             }
             self.restore_unreachable_tasks(&agent_id);
-        } else if self.gone_agents.remove(&agent_id).is_some() {
-            // Gone: what it still runs was written off; kill it all and admit it empty.
+        } else if gone {
+            // Gone: what it still runs was written off; kill it all (it is admitted empty).
             warn!(agent_id = %agent_id, "gone agent re-registered; killing its tasks");
             for t in &reg.tasks {
                 kill_on_return.insert((t.framework_id.clone(), t.task.task_id.clone()));
             }
-            returning = true;
-            self.admit(
-                now,
-                conn,
-                &agent_id,
-                &stream_id,
-                &reg,
-                total.clone(),
-                attributes.clone(),
-            );
         }
 
         if returning {

@@ -9,7 +9,10 @@
 //! Status updates are designed for checkpointing (issue #5): the queue per task is plain data
 //! (`pending_updates()`), so persisting it before `ToMaster` is an added effect, not a rework.
 
+mod journal;
 mod state;
+
+pub use journal::JournalEntry;
 
 use base64::Engine;
 use mantle_api::executor::{self as exec, Event as ExecEvent, EventType as ExecEventType};
@@ -220,6 +223,8 @@ pub struct Agent {
     rng: ChaCha8Rng,
     pub(crate) start_time: f64,
     outputs: Vec<Output>,
+    /// Changes to the update streams not yet taken by the shell (`take_journal`).
+    journal: Vec<JournalEntry>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -240,12 +245,19 @@ impl Agent {
             completed_executors: VecDeque::new(),
             start_time: now.wall_secs,
             outputs: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
     /// Effects produced since the last call.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    /// Changes to the update streams since the last call, for the shell's update log (see
+    /// `journal`).
+    pub fn take_journal(&mut self) -> Vec<JournalEntry> {
+        std::mem::take(&mut self.journal)
     }
 
     /// The agent ID, once registered.
@@ -488,7 +500,7 @@ impl Agent {
                 framework_id,
                 task_id,
                 uuid,
-            } => self.acknowledged(&framework_id, &task_id, &uuid),
+            } => self.acknowledged(now, &framework_id, &task_id, &uuid),
             MasterToAgent::FrameworkMessage {
                 framework_id,
                 executor_id,
@@ -887,7 +899,7 @@ impl Agent {
         s.timestamp = Some(now.wall_secs);
         s.uuid = Some(self.new_uuid());
         self.record(framework_id, executor_id, &s);
-        self.enqueue(now, framework_id.clone(), s);
+        self.enqueue(now, framework_id.clone(), executor_id, s);
     }
 
     /// Applies a status to the task's record (moving it to completed when terminal).
@@ -903,7 +915,7 @@ impl Agent {
                 return;
             }
             t.state = s.state;
-            t.statuses.push(s.clone());
+            mantle_api::mesos::push_status(&mut t.statuses, s.clone());
             if s.state.is_terminal() {
                 if let Some(t) = e.tasks.remove(&s.task_id) {
                     e.completed.push_back(t);
@@ -915,7 +927,18 @@ impl Agent {
         }
     }
 
-    fn enqueue(&mut self, now: Now, framework_id: FrameworkId, status: TaskStatus) {
+    fn enqueue(
+        &mut self,
+        now: Now,
+        framework_id: FrameworkId,
+        executor_id: &ExecutorId,
+        status: TaskStatus,
+    ) {
+        self.journal.push(JournalEntry::Update {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            status: status.clone(),
+        });
         let key = (framework_id.clone(), status.task_id.clone());
         let q = self.updates.entry(key).or_default();
         let first = q.is_empty();
@@ -933,7 +956,7 @@ impl Agent {
         }
     }
 
-    fn acknowledged(&mut self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
+    fn acknowledged(&mut self, now: Now, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
         let key = (framework_id.clone(), task_id.clone());
         let Some(q) = self.updates.get_mut(&key) else {
             warn!(task_id = %task_id, "acknowledgement for a task with no pending update");
@@ -944,6 +967,17 @@ impl Agent {
             return;
         }
         q.pop_front();
+        self.journal.push(JournalEntry::Ack {
+            framework_id: framework_id.clone(),
+            task_id: task_id.clone(),
+            uuid: uuid.to_string(),
+        });
+        // The next update goes now, and is retried from now: it may have waited in the queue
+        // longer than its first retry interval.
+        if let Some(p) = q.front_mut() {
+            p.next_send = now.mono + self.config.status_update_retry_min;
+            p.backoff = self.config.status_update_retry_min * 2;
+        }
         // Tell the executor, which waits for this before exiting after a terminal update.
         if let Some(executor) = self.executors.values().find(|e| {
             e.tasks.contains_key(task_id) || e.completed.iter().any(|t| &t.info.task_id == task_id)
@@ -1083,7 +1117,16 @@ impl Agent {
                         t.statuses
                             .iter()
                             .any(|s| s.uuid.as_deref() == Some(uuid.as_str()))
-                    });
+                    })
+                    // The history keeps one status per state; an update not yet acknowledged
+                    // is still in the task's queue.
+                    || self
+                        .updates
+                        .get(&(call.framework_id.clone(), status.task_id.clone()))
+                        .is_some_and(|q| {
+                            q.iter()
+                                .any(|p| p.status.uuid.as_deref() == Some(uuid.as_str()))
+                        });
                 if seen {
                     // A resend (an executor that lost its agent sends again what it could
                     // not be sure of): the update is already in the stream.
@@ -1108,7 +1151,7 @@ impl Agent {
                 status.timestamp = Some(status.timestamp.unwrap_or(now.wall_secs));
                 let conn = e.conn;
                 self.record(&key.0, &key.1, &status);
-                self.enqueue(now, key.0.clone(), status);
+                self.enqueue(now, key.0.clone(), &key.1, status);
                 let _ = conn;
                 Ok(())
             }
@@ -1263,6 +1306,16 @@ impl Agent {
 
     /// Everything a restarted agent needs to take over this one's executors.
     pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint_with(true)
+    }
+
+    /// `checkpoint().structure()` without copying the update streams: what only a whole
+    /// checkpoint records (see `journal`).
+    pub fn checkpoint_structure(&self) -> Checkpoint {
+        self.checkpoint_with(false)
+    }
+
+    fn checkpoint_with(&self, streams: bool) -> Checkpoint {
         Checkpoint {
             agent_id: self.agent_id.clone(),
             frameworks: self.frameworks.values().cloned().collect(),
@@ -1279,7 +1332,10 @@ impl Agent {
                     tasks: e
                         .tasks
                         .values()
-                        .map(|t| (t.info.clone(), t.state, t.statuses.clone()))
+                        .map(|t| match streams {
+                            true => (t.info.clone(), t.state, t.statuses.clone()),
+                            false => (t.info.clone(), TaskState::Staging, Vec::new()),
+                        })
                         .collect(),
                     queued: e
                         .queued
@@ -1295,7 +1351,11 @@ impl Agent {
                     shutting_down: e.shutdown_deadline.is_some(),
                 })
                 .collect(),
-            updates: self.pending_updates(),
+            updates: if streams {
+                self.pending_updates()
+            } else {
+                Vec::new()
+            },
         }
     }
 

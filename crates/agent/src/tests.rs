@@ -497,3 +497,109 @@ fn update_framework_resends_that_frameworks_pending_updates_at_once() {
         "{outs:?}"
     );
 }
+
+/// A valid update uuid from a number.
+fn uuid_of(n: u32) -> String {
+    let mut b = [0u8; 16];
+    b[12..].copy_from_slice(&n.to_be_bytes());
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn the_journal_replayed_onto_an_earlier_checkpoint_gives_the_later_one() {
+    use rand::Rng;
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut a = agent();
+        let ids = ["t1", "t2", "t3"];
+        for (conn, id) in ids.iter().enumerate() {
+            run_command_task(&mut a, id);
+            let sub = Call {
+                kind: CallType::Subscribe,
+                ..update(id, "TASK_RUNNING", U1)
+            };
+            a.executor_subscribe(conn as ConnId, &sub).unwrap();
+            a.take_outputs();
+        }
+        a.take_outputs();
+        a.take_journal();
+        let mut replayed = a.checkpoint();
+        let mut next_uuid = 10;
+        let mut sends = [0u32; 3];
+        for step in 0..60 {
+            let i = rng.gen_range(0..3);
+            let id = ids[i];
+            if rng.gen_bool(0.5) {
+                // The executor's next update: RUNNING a few times, then FINISHED.
+                sends[i] += 1;
+                let state = if sends[i] < 5 {
+                    "TASK_RUNNING"
+                } else {
+                    "TASK_FINISHED"
+                };
+                next_uuid += 1;
+                let _ = a.executor_call(at(1 + step), update(id, state, &uuid_of(next_uuid)));
+            } else if let Some(head) = a
+                .pending_updates()
+                .into_iter()
+                .find(|(_, s)| s.task_id.as_str() == id)
+            {
+                a.from_master(
+                    at(1 + step),
+                    MasterToAgent::AckStatusUpdate {
+                        framework_id: FrameworkId::new("F"),
+                        task_id: TaskId::new(id),
+                        uuid: head.1.uuid.unwrap(),
+                    },
+                );
+            }
+            a.take_outputs();
+            for entry in a.take_journal() {
+                replayed.apply(entry);
+            }
+            let mut want = a.checkpoint();
+            want.sort_updates();
+            replayed.sort_updates();
+            assert_eq!(replayed, want, "seed {seed}, step {step}");
+        }
+    }
+}
+
+#[test]
+fn an_update_that_waited_in_the_queue_past_its_retry_is_sent_once_when_its_turn_comes() {
+    let mut a = agent();
+    run_command_task(&mut a, "t1");
+    let sub = Call {
+        kind: CallType::Subscribe,
+        ..update("t1", "TASK_RUNNING", U1)
+    };
+    a.executor_subscribe(7, &sub).unwrap();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    a.executor_call(at(1), update("t1", "TASK_FINISHED", U2))
+        .unwrap();
+    a.take_outputs();
+    // U1 is acknowledged only after U2 has waited 30 s, past its first retry.
+    a.from_master(
+        at(31),
+        MasterToAgent::AckStatusUpdate {
+            framework_id: FrameworkId::new("F"),
+            task_id: TaskId::new("t1"),
+            uuid: U1.into(),
+        },
+    );
+    let to_master = |outs: Vec<Output>| {
+        outs.into_iter()
+            .filter(|o| matches!(o, Output::ToMaster(AgentToMaster::StatusUpdate { .. })))
+            .count()
+    };
+    assert_eq!(to_master(a.take_outputs()), 1, "U2 goes at once");
+    a.tick(at(31));
+    assert_eq!(to_master(a.take_outputs()), 0, "and not again at once");
+    a.tick(at(41));
+    assert_eq!(
+        to_master(a.take_outputs()),
+        1,
+        "but 10 s later, unacknowledged"
+    );
+}

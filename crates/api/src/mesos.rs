@@ -280,6 +280,16 @@ pub struct TaskStatus {
     pub extra: Extra,
 }
 
+/// Adds `status` to a task's status history as Mesos does: a status of the same state as the
+/// last one replaces it, so the history holds one status per change of state and does not
+/// grow with health checks and progress messages.
+pub fn push_status(statuses: &mut Vec<TaskStatus>, status: TaskStatus) {
+    if statuses.last().is_some_and(|l| l.state == status.state) {
+        statuses.pop();
+    }
+    statuses.push(status);
+}
+
 impl TaskStatus {
     /// A status with only the required fields set.
     pub fn new(task_id: TaskId, state: TaskState) -> Self {

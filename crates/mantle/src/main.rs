@@ -61,6 +61,12 @@ enum Command {
     /// The built-in executor, started by agents (not for direct use).
     #[command(hide = true)]
     Executor,
+    /// The executor of `mantle bench updates`, started by its agent (not for direct use).
+    #[command(hide = true)]
+    BenchExecutor {
+        #[arg(long)]
+        updates: usize,
+    },
     /// Copies standard input to a sandbox log file with size-based rotation (started by
     /// agents, not for direct use).
     #[command(hide = true)]
@@ -559,6 +565,26 @@ enum BenchCommand {
     Launch(BenchLaunchArgs),
     /// Time from TASK_RUNNING to the task's name resolving in `mantle dns`, on a fresh cluster.
     Dns(BenchLaunchArgs),
+    /// Status updates per second from an executor to a scheduler, each acknowledged, on a
+    /// fresh cluster with one agent.
+    Updates(BenchUpdatesArgs),
+}
+
+#[derive(Args)]
+struct BenchUpdatesArgs {
+    /// Number of tasks, all on one executor; each task's updates go one at a time.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    tasks: u32,
+    /// TASK_RUNNING updates each task sends before TASK_FINISHED.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    updates: u32,
+    /// Work directory for the cluster's logs and sandboxes (default: a fresh directory under
+    /// the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// The bench framework asks for checkpointing (`FrameworkInfo.checkpoint`, as Marathon).
+    #[arg(long)]
+    checkpoint: bool,
 }
 
 #[derive(Args)]
@@ -936,7 +962,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print(mantle_server::bench::dns(options).await?.render())
         }
+        Command::Bench {
+            command: BenchCommand::Updates(a),
+        } => {
+            let options = mantle_server::bench_updates::UpdatesOptions {
+                tasks: a.tasks as usize,
+                updates: a.updates as usize,
+                work_dir: a.work_dir.unwrap_or_else(|| default_dir("bench")),
+                program: std::env::current_exe().context("cannot find the mantle binary")?,
+                checkpoint: a.checkpoint,
+            };
+            print(mantle_server::bench_updates::run(options).await?.render())
+        }
         Command::Executor => mantle_server::executor::run().await,
+        Command::BenchExecutor { updates } => mantle_server::bench_updates::executor(updates).await,
         Command::LogWriter(a) => mantle_server::sandbox::write_rotating(
             std::io::stdin().lock(),
             &a.file,

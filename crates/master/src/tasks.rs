@@ -530,7 +530,11 @@ impl Master {
                 task.state = status.state;
                 self.dirty.tasks.insert(key.clone());
             }
-            task.statuses.push(status.clone());
+            // As Mesos: one status per state, without `data` (the framework's, possibly
+            // large, and already delivered).
+            let mut kept = status.clone();
+            kept.data = None;
+            mantle_api::mesos::push_status(&mut task.statuses, kept);
             if task.statuses.len() > MAX_STATUSES_PER_TASK {
                 task.statuses.remove(1);
             }

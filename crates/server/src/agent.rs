@@ -2,6 +2,7 @@
 //! processes (each in its own process group, in its sandbox), serves the v1 executor API,
 //! `/state` and the sandbox `/files` endpoints, all around one `mantle_agent::Agent` actor.
 
+use crate::agent_checkpoint::CheckpointStore;
 use crate::clock::Clock;
 use crate::http::{self, EventStream};
 use axum::body::Bytes;
@@ -162,69 +163,6 @@ pub enum Recover {
     Cleanup,
 }
 
-/// The checkpoint file: the core's `Checkpoint` and the executors' pids, written atomically
-/// (temporary file, fsync, rename, fsync of the directory) whenever it changes.
-struct CheckpointStore {
-    dir: PathBuf,
-    last: std::cell::RefCell<Vec<u8>>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CheckpointFile {
-    core: mantle_agent::Checkpoint,
-    pids: BTreeMap<String, i32>,
-}
-
-impl CheckpointStore {
-    fn file(&self) -> PathBuf {
-        self.dir.join("agent.json")
-    }
-
-    fn read(&self) -> anyhow::Result<Option<CheckpointFile>> {
-        let path = self.file();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let cp = serde_json::from_slice(&bytes).map_err(|e| {
-                    anyhow::anyhow!(
-                        "the checkpoint {} is unreadable ({e}); move it away or start with --recover cleanup",
-                        path.display()
-                    )
-                })?;
-                *self.last.borrow_mut() = bytes;
-                Ok(Some(cp))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-        }
-    }
-
-    fn write(
-        &self,
-        core: &mantle_agent::Checkpoint,
-        pids: &BTreeMap<String, i32>,
-    ) -> std::io::Result<()> {
-        #[derive(serde::Serialize)]
-        struct Ref<'a> {
-            core: &'a mantle_agent::Checkpoint,
-            pids: &'a BTreeMap<String, i32>,
-        }
-        let bytes = serde_json::to_vec(&Ref { core, pids }).map_err(std::io::Error::other)?;
-        if *self.last.borrow() == bytes {
-            return Ok(());
-        }
-        use std::io::Write;
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join("agent.json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.file())?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        *self.last.borrow_mut() = bytes;
-        Ok(())
-    }
-}
-
 /// Whether `pid` is a live (not zombie) executor of container `container_id`: its environment
 /// names the container, so a recycled pid is never taken for it.
 fn executor_alive(pid: i32, container_id: &str) -> bool {
@@ -310,10 +248,7 @@ pub async fn serve(
     std::fs::create_dir_all(&sandbox_root)?;
     let sandbox_root = std::fs::canonicalize(&sandbox_root)?;
     // What a previous run of this agent left: executors to take over, or to kill.
-    let store = CheckpointStore {
-        dir: options.work_dir.join("meta"),
-        last: std::cell::RefCell::new(Vec::new()),
-    };
+    let mut store = CheckpointStore::new(options.work_dir.join("meta"));
     let previous = store.read()?;
     let mut recovered: BTreeMap<String, i32> = BTreeMap::new();
     let previous = match (previous, options.recover) {
@@ -527,7 +462,7 @@ async fn actor(
     options: AgentOptions,
     pids: std::sync::Arc<std::sync::Mutex<BTreeMap<String, i32>>>,
     cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
-    checkpoints: Option<CheckpointStore>,
+    mut checkpoints: Option<CheckpointStore>,
 ) {
     let mut execs: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut next_conn: ConnId = 1;
@@ -677,9 +612,9 @@ async fn actor(
         // Durable before it is acknowledged or acted on: an executor's update is answered, and
         // anything is sent to the master, only once the checkpoint holding it is written.
         let mut durable = true;
-        if let Some(store) = &checkpoints {
+        if let Some(store) = checkpoints.as_mut() {
             let pids_now = pids.lock().map(|m| m.clone()).unwrap_or_default();
-            if let Err(e) = store.write(&agent.checkpoint(), &pids_now) {
+            if let Err(e) = store.write(&mut agent, &pids_now) {
                 durable = false;
                 // Nothing is acknowledged that is not on disk: executors retry their updates.
                 warn!(error = %e, "cannot write the agent checkpoint");

@@ -42,7 +42,7 @@ pub const SHORT_TASK_COMMAND: &str = "true";
 /// Resources each bench agent offers (fixed, so results do not depend on the machine's size).
 pub const AGENT_RESOURCES: &str = "cpus:4;mem:4096;disk:4096;ports:[31000-32000]";
 /// How long any one step (an offer, an update) may take before the bench gives up.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of each scheduler call (not of the event stream).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest event record accepted from the master.
@@ -520,7 +520,7 @@ async fn run_overlapping(
 }
 
 /// Posts a call and expects 202.
-async fn post_call(
+pub(crate) async fn post_call(
     http: &reqwest::Client,
     url: &str,
     stream_id: &str,
@@ -579,11 +579,11 @@ async fn resolvable(server: std::net::SocketAddr, name: &str) -> anyhow::Result<
 }
 
 /// A minimal v1 scheduler: one SUBSCRIBE stream read by a background task, calls as POSTs.
-struct SchedulerClient {
-    http: reqwest::Client,
-    url: String,
-    framework_id: FrameworkId,
-    stream_id: String,
+pub(crate) struct SchedulerClient {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) framework_id: FrameworkId,
+    pub(crate) stream_id: String,
     /// Events with the time they were decoded; an `Err` when the stream failed or ended.
     events: mpsc::UnboundedReceiver<Result<(Instant, Event), String>>,
     reader: tokio::task::JoinHandle<()>,
@@ -596,7 +596,10 @@ impl Drop for SchedulerClient {
 }
 
 impl SchedulerClient {
-    async fn subscribe(master: &str, checkpoint: bool) -> anyhow::Result<SchedulerClient> {
+    pub(crate) async fn subscribe(
+        master: &str,
+        checkpoint: bool,
+    ) -> anyhow::Result<SchedulerClient> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -654,7 +657,7 @@ impl SchedulerClient {
     }
 
     /// Posts a call and expects 202.
-    async fn call(&self, call: Call) -> anyhow::Result<()> {
+    pub(crate) async fn call(&self, call: Call) -> anyhow::Result<()> {
         post_call(&self.http, &self.url, &self.stream_id, &call).await
     }
 
@@ -707,7 +710,7 @@ impl SchedulerClient {
     }
 
     /// The next event, or an error on timeout, stream end or an ERROR event.
-    async fn next_event(
+    pub(crate) async fn next_event(
         &mut self,
         deadline: tokio::time::Instant,
     ) -> anyhow::Result<(Instant, Event)> {
@@ -725,7 +728,7 @@ impl SchedulerClient {
 
     /// Handles an event that is not the one being waited for: offers are kept, rescinded
     /// offers dropped, updates acknowledged.
-    async fn absorb(&self, event: Event, held: &mut Vec<Offer>) -> anyhow::Result<()> {
+    pub(crate) async fn absorb(&self, event: Event, held: &mut Vec<Offer>) -> anyhow::Result<()> {
         match event.kind {
             EventType::Offers => held.extend(event.offers.map(|o| o.offers).unwrap_or_default()),
             EventType::Rescind => {
@@ -746,7 +749,7 @@ impl SchedulerClient {
     }
 
     /// An offer from `held` that has room for `need`, waiting for OFFERS if there is none.
-    async fn take_offer(
+    pub(crate) async fn take_offer(
         &mut self,
         held: &mut Vec<Offer>,
         need: &Resources,
@@ -810,7 +813,7 @@ impl SchedulerClient {
     }
 
     /// The ACKNOWLEDGE an update needs, if it carries a uuid.
-    fn ack_call(&self, status: &TaskStatus) -> Option<Call> {
+    pub(crate) fn ack_call(&self, status: &TaskStatus) -> Option<Call> {
         let (Some(uuid), Some(agent_id)) = (&status.uuid, &status.agent_id) else {
             return None;
         };

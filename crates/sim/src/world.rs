@@ -1609,6 +1609,8 @@ impl World {
         let Some(core) = self.agents[i].core.as_mut() else {
             return false;
         };
+        // The simulated agent keeps no checkpoint (yet): its update journal is not written.
+        core.take_journal();
         let mut outputs = core.take_outputs();
         if outputs.is_empty() && core.next_deadline().is_some_and(|d| d <= now.mono) {
             core.tick(now);

@@ -141,3 +141,45 @@ fn bench_launch_with_overlapping_launches_runs_every_task_to_its_end() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn bench_updates_carries_every_update_in_order_and_leaves_no_processes() {
+    // Goal: `mantle bench updates` runs end to end through a real agent and executor and
+    // reports a rate; method: run it as a process with 20 tasks x 11 updates.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "updates",
+            "--tasks",
+            "20",
+            "--updates",
+            "10",
+            "--checkpoint",
+            "--work-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rate: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("220 updates in order and each once: "))
+        .and_then(|rest| rest.strip_suffix(" updates/s"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rate for 220 updates in:\n{stdout}"));
+    assert!(rate.is_finite() && rate > 0.0, "{rate}\n{stdout}");
+    // The agent logged the updates (its checkpoint is the whole state plus an update log).
+    let meta = dir.path().join("agent-1/meta");
+    assert!(
+        meta.join("agent.json").is_file(),
+        "no checkpoint in {meta:?}"
+    );
+    let left = processes_under(dir.path());
+    assert!(left.is_empty(), "orphans: {left:?}");
+}

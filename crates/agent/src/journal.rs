@@ -11,6 +11,8 @@
 //! Invariant: for a checkpoint `cp` taken at some point, and the records `j` taken after it,
 //! `cp.apply(j)` holds the same tasks and update streams as a checkpoint taken at the end,
 //! when no executor or task was added or removed in between (`Checkpoint::structure` equal).
+//! An ended task stays in its executor's list, in its terminal state, until its last update
+//! is acknowledged.
 
 use crate::Checkpoint;
 use mantle_api::mesos::TaskStatus;
@@ -69,9 +71,6 @@ impl Checkpoint {
                         if !task.1.is_terminal() {
                             task.1 = status.state;
                             mantle_api::mesos::push_status(&mut task.2, status.clone());
-                            if status.state.is_terminal() {
-                                e.tasks.remove(i);
-                            }
                         }
                     }
                 }
@@ -89,6 +88,21 @@ impl Checkpoint {
                 if let Some(i) = head {
                     if self.updates[i].1.uuid.as_deref() == Some(uuid.as_str()) {
                         self.updates.remove(i);
+                    }
+                }
+                // An ended task's record goes with its last update.
+                let more = self
+                    .updates
+                    .iter()
+                    .any(|(f, s)| *f == framework_id && s.task_id == task_id);
+                if !more {
+                    for e in self
+                        .executors
+                        .iter_mut()
+                        .filter(|e| e.framework_id == framework_id)
+                    {
+                        e.tasks
+                            .retain(|t| t.0.task_id != task_id || !t.1.is_terminal());
                     }
                 }
             }

@@ -225,6 +225,8 @@ pub struct Agent {
     outputs: Vec<Output>,
     /// Changes to the update streams not yet taken by the shell (`take_journal`).
     journal: Vec<JournalEntry>,
+    /// Bumped by every call that may change the state (`changes`).
+    changes: u64,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -246,12 +248,19 @@ impl Agent {
             start_time: now.wall_secs,
             outputs: Vec::new(),
             journal: Vec::new(),
+            changes: 0,
         }
     }
 
     /// Effects produced since the last call.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    /// A count of the calls that may have changed the state: while it stays the same, so
+    /// does `checkpoint()`, and a writer can skip comparing checkpoints.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Changes to the update streams since the last call, for the shell's update log (see
@@ -362,6 +371,7 @@ impl Agent {
 
     /// The master's stream ended: keep everything, resend once reconnected.
     pub fn master_disconnected(&mut self) {
+        self.changes += 1;
         self.stream_id = None;
     }
 
@@ -390,6 +400,7 @@ impl Agent {
     /// Timers: resend unacknowledged updates, kill executors that never subscribed or
     /// ignored SHUTDOWN.
     pub fn tick(&mut self, now: Now) {
+        self.changes += 1;
         if self.stream_id.is_some() {
             let mut resend = Vec::new();
             for ((framework_id, _), q) in self.updates.iter_mut() {
@@ -452,6 +463,7 @@ impl Agent {
 
     /// A message from the master.
     pub fn from_master(&mut self, now: Now, message: MasterToAgent) {
+        self.changes += 1;
         match message {
             MasterToAgent::Registered {
                 agent_id,
@@ -1011,15 +1023,18 @@ impl Agent {
     /// queued launches follow as outputs.
     pub fn executor_subscribe(
         &mut self,
+        now: Now,
         conn: ConnId,
         call: &exec::Call,
     ) -> Result<ExecEvent, CallError> {
+        self.changes += 1;
         let key = (call.framework_id.clone(), call.executor_id.clone());
         let framework = self
             .frameworks
             .get(&call.framework_id)
             .cloned()
             .ok_or_else(|| CallError::BadRequest("Framework cannot be found".into()))?;
+        let framework_partition_aware = framework.has_capability("PARTITION_AWARE");
         let agent_info = self.agent_info();
         let e = self
             .executors
@@ -1027,6 +1042,25 @@ impl Agent {
             .ok_or_else(|| CallError::BadRequest("Executor cannot be found".into()))?;
         if let Some(old) = e.conn.replace(conn) {
             self.outputs.push(Output::CloseExecutor { conn: old });
+        }
+        // An executor subscribing again after an agent restart names the tasks it knows
+        // (`unacknowledged_tasks`). A task still STAGING that it does not know was handed to
+        // it by the agent that died before the LAUNCH arrived: it never runs, so it ends now
+        // (TASK_DROPPED, or TASK_LOST for frameworks that are not partition-aware), as Mesos
+        // does; a kill of it would otherwise wait for ever.
+        let mut dropped = Vec::new();
+        if e.registration_deadline.is_some() {
+            let known: BTreeSet<&TaskId> = call
+                .subscribe
+                .iter()
+                .flat_map(|s| s.unacknowledged_tasks.iter().map(|t| &t.task_id))
+                .collect();
+            dropped = e
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Staging && !known.contains(&t.info.task_id))
+                .map(|t| t.info.task_id.clone())
+                .collect();
         }
         e.registration_deadline = None;
         let mut ev = ExecEvent::bare(ExecEventType::Subscribed);
@@ -1052,11 +1086,28 @@ impl Agent {
         for event in launches {
             self.outputs.push(Output::ToExecutor { conn, event });
         }
+        let state = if framework_partition_aware {
+            TaskState::Dropped
+        } else {
+            TaskState::Lost
+        };
+        for task_id in dropped {
+            self.agent_update(
+                now,
+                &key.0,
+                &key.1,
+                &task_id,
+                state,
+                "REASON_AGENT_RESTARTED",
+                "Task launched during agent restart",
+            );
+        }
         Ok(ev)
     }
 
     /// An executor UPDATE, MESSAGE or HEARTBEAT.
     pub fn executor_call(&mut self, now: Now, call: exec::Call) -> Result<(), CallError> {
+        self.changes += 1;
         let key = (call.framework_id.clone(), call.executor_id.clone());
         let Some(e) = self.executors.get(&key) else {
             if !self.frameworks.contains_key(&call.framework_id) {
@@ -1179,6 +1230,7 @@ impl Agent {
 
     /// An executor's event stream on `conn` ended (the process may still be alive).
     pub fn executor_disconnected(&mut self, conn: ConnId) {
+        self.changes += 1;
         for e in self.executors.values_mut() {
             if e.conn == Some(conn) {
                 e.conn = None;
@@ -1197,6 +1249,7 @@ impl Agent {
     /// An executor process exited with `status` (exit code or -signal). Its unfinished tasks
     /// end: TASK_KILLED when a kill was asked for, TASK_FAILED otherwise.
     pub fn executor_exited(&mut self, now: Now, container_id: &str, status: Option<i32>) {
+        self.changes += 1;
         let Some(key) = self.executor_of_container(container_id) else {
             return;
         };
@@ -1260,6 +1313,7 @@ impl Agent {
     /// tasks end TASK_FAILED from SOURCE_AGENT with that reason, and the container is killed.
     /// Later updates from its executor for those tasks are dropped.
     pub fn container_failed(&mut self, now: Now, container_id: &str, reason: &str, message: &str) {
+        self.changes += 1;
         let Some(key) = self.executor_of_container(container_id) else {
             return;
         };
@@ -1316,39 +1370,58 @@ impl Agent {
     }
 
     fn checkpoint_with(&self, streams: bool) -> Checkpoint {
+        let pending =
+            |f: &FrameworkId, t: &TaskId| self.updates.contains_key(&(f.clone(), t.clone()));
+        let task = |t: &Task| match streams {
+            true => (t.info.clone(), t.state, t.statuses.clone()),
+            false => (t.info.clone(), TaskState::Staging, Vec::new()),
+        };
+        // Live executors, and exited ones while a task of theirs has updates to deliver: a
+        // task's record stays until its end is acknowledged, or a restarted agent would not
+        // report it and the master would take it for gone.
+        let live = self.executors.iter().map(|(k, e)| (k, e, true));
+        let exited = self
+            .completed_executors
+            .iter()
+            .filter(|(k, e)| {
+                !self.executors.contains_key(k)
+                    && e.completed.iter().any(|t| pending(&k.0, &t.info.task_id))
+            })
+            .map(|(k, e)| (k, e, false));
         Checkpoint {
             agent_id: self.agent_id.clone(),
             frameworks: self.frameworks.values().cloned().collect(),
-            executors: self
-                .executors
-                .iter()
-                .map(|((f, _), e)| CheckpointedExecutor {
-                    framework_id: f.clone(),
-                    info: e.info.clone(),
-                    builtin: e.builtin,
-                    container_id: e.container_id.clone(),
-                    directory: e.directory.clone(),
-                    role: e.role.clone(),
-                    tasks: e
+            executors: live
+                .chain(exited)
+                .map(|((f, _), e, running)| {
+                    let mut tasks: Vec<_> = e
                         .tasks
                         .values()
-                        .map(|t| match streams {
-                            true => (t.info.clone(), t.state, t.statuses.clone()),
-                            false => (t.info.clone(), TaskState::Staging, Vec::new()),
-                        })
-                        .collect(),
-                    queued: e
-                        .queued
-                        .iter()
-                        .map(|p| Self::pending_tasks(p).to_vec())
-                        .collect(),
-                    queued_groups: e
-                        .queued
-                        .iter()
-                        .map(|p| matches!(p, Pending::Group(_)))
-                        .collect(),
-                    killed: e.killed.iter().cloned().collect(),
-                    shutting_down: e.shutdown_deadline.is_some(),
+                        .chain(e.completed.iter().filter(|t| pending(f, &t.info.task_id)))
+                        .map(task)
+                        .collect();
+                    tasks.sort_by(|a, b| a.0.task_id.cmp(&b.0.task_id));
+                    CheckpointedExecutor {
+                        framework_id: f.clone(),
+                        info: e.info.clone(),
+                        builtin: e.builtin,
+                        container_id: e.container_id.clone(),
+                        directory: e.directory.clone(),
+                        role: e.role.clone(),
+                        tasks,
+                        queued: e
+                            .queued
+                            .iter()
+                            .map(|p| Self::pending_tasks(p).to_vec())
+                            .collect(),
+                        queued_groups: e
+                            .queued
+                            .iter()
+                            .map(|p| matches!(p, Pending::Group(_)))
+                            .collect(),
+                        killed: e.killed.iter().cloned().collect(),
+                        shutting_down: running && e.shutdown_deadline.is_some(),
+                    }
                 })
                 .collect(),
             updates: if streams {
@@ -1373,19 +1446,19 @@ impl Agent {
         }
         let mut dead = Vec::new();
         for x in cp.executors {
-            let tasks = x
+            // Ended tasks are in the checkpoint while their updates are on their way.
+            let (ended, live): (Vec<Task>, Vec<Task>) = x
                 .tasks
                 .into_iter()
-                .map(|(info, state, statuses)| {
-                    (
-                        info.task_id.clone(),
-                        Task {
-                            info,
-                            state,
-                            statuses,
-                        },
-                    )
+                .map(|(info, state, statuses)| Task {
+                    info,
+                    state,
+                    statuses,
                 })
+                .partition(|t| t.state.is_terminal());
+            let tasks = live
+                .into_iter()
+                .map(|t| (t.info.task_id.clone(), t))
                 .collect();
             let queued = x
                 .queued
@@ -1411,7 +1484,7 @@ impl Agent {
                     conn: None,
                     queued,
                     tasks,
-                    completed: VecDeque::new(),
+                    completed: ended.into(),
                     killed: x.killed.into_iter().collect(),
                     registration_deadline: live.then(|| now.mono + EXECUTOR_REREGISTRATION_TIMEOUT),
                     shutdown_deadline: x.shutting_down.then(|| now.mono + EXECUTOR_SHUTDOWN_GRACE),

@@ -87,7 +87,7 @@ fn queued_task_is_launched_when_the_executor_subscribes() {
         kind: CallType::Subscribe,
         ..update("t1", "TASK_RUNNING", U1)
     };
-    let ev = a.executor_subscribe(7, &sub).unwrap();
+    let ev = a.executor_subscribe(at(0), 7, &sub).unwrap();
     assert_eq!(ev.kind, ExecEventType::Subscribed);
     let outs = a.take_outputs();
     assert!(
@@ -100,6 +100,7 @@ fn updates_go_one_at_a_time_per_task_and_retry_until_acknowledged() {
     let mut a = agent();
     run_command_task(&mut a, "t1");
     a.executor_subscribe(
+        at(0),
         7,
         &Call {
             kind: CallType::Subscribe,
@@ -164,6 +165,7 @@ fn executor_exit_fails_unfinished_tasks_or_kills_them_after_a_kill() {
     let c2 = run_command_task(&mut a, "t2");
     for (id, conn) in [("t1", 1), ("t2", 2)] {
         a.executor_subscribe(
+            at(0),
             conn,
             &Call {
                 kind: CallType::Subscribe,
@@ -208,6 +210,7 @@ fn executor_calls_are_validated() {
         Err(CallError::Forbidden(_))
     ));
     a.executor_subscribe(
+        at(0),
         7,
         &Call {
             kind: CallType::Subscribe,
@@ -256,6 +259,7 @@ fn a_container_limitation_fails_its_tasks_with_the_reason_and_drops_late_words()
     let mut a = agent();
     let container = run_command_task(&mut a, "t1");
     a.executor_subscribe(
+        at(0),
         7,
         &Call {
             kind: CallType::Subscribe,
@@ -335,7 +339,7 @@ fn registration_reports_tasks_in_the_state_of_their_oldest_unacknowledged_update
         kind: CallType::Subscribe,
         ..update("t1", "TASK_RUNNING", U1)
     };
-    a.executor_subscribe(7, &sub).unwrap();
+    a.executor_subscribe(at(0), 7, &sub).unwrap();
     a.executor_call(at(1), update("t1", "TASK_STARTING", U1))
         .unwrap();
     a.executor_call(at(1), update("t1", "TASK_RUNNING", U2))
@@ -374,6 +378,7 @@ fn a_checkpoint_round_trips_and_recovery_keeps_live_executors_and_ends_dead_ones
     let c2 = run_command_task(&mut a, "t2");
     for (conn, id) in [(7, "t1"), (8, "t2")] {
         a.executor_subscribe(
+            at(0),
             conn,
             &Call {
                 kind: CallType::Subscribe,
@@ -417,6 +422,7 @@ fn a_checkpoint_round_trips_and_recovery_keeps_live_executors_and_ends_dead_ones
         .all(|s| s.state == TaskState::Running && s.uuid.as_deref() == Some(U1)));
     // The live executor subscribes again; a resent update it already gave is not doubled.
     b.executor_subscribe(
+        at(100),
         9,
         &Call {
             kind: CallType::Subscribe,
@@ -463,6 +469,7 @@ fn update_framework_resends_that_frameworks_pending_updates_at_once() {
     let mut a = agent();
     run_command_task(&mut a, "t1");
     a.executor_subscribe(
+        at(0),
         7,
         &Call {
             kind: CallType::Subscribe,
@@ -518,7 +525,7 @@ fn the_journal_replayed_onto_an_earlier_checkpoint_gives_the_later_one() {
                 kind: CallType::Subscribe,
                 ..update(id, "TASK_RUNNING", U1)
             };
-            a.executor_subscribe(conn as ConnId, &sub).unwrap();
+            a.executor_subscribe(at(0), conn as ConnId, &sub).unwrap();
             a.take_outputs();
         }
         a.take_outputs();
@@ -573,7 +580,7 @@ fn an_update_that_waited_in_the_queue_past_its_retry_is_sent_once_when_its_turn_
         kind: CallType::Subscribe,
         ..update("t1", "TASK_RUNNING", U1)
     };
-    a.executor_subscribe(7, &sub).unwrap();
+    a.executor_subscribe(at(0), 7, &sub).unwrap();
     a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
         .unwrap();
     a.executor_call(at(1), update("t1", "TASK_FINISHED", U2))
@@ -602,4 +609,75 @@ fn an_update_that_waited_in_the_queue_past_its_retry_is_sent_once_when_its_turn_
         1,
         "but 10 s later, unacknowledged"
     );
+}
+
+#[test]
+fn a_task_that_ended_with_updates_unacknowledged_is_still_reported_after_a_restart() {
+    let mut a = agent();
+    let c1 = run_command_task(&mut a, "t1");
+    let sub = Call {
+        kind: CallType::Subscribe,
+        ..update("t1", "TASK_RUNNING", U1)
+    };
+    a.executor_subscribe(at(0), 7, &sub).unwrap();
+    a.executor_call(at(1), update("t1", "TASK_RUNNING", U1))
+        .unwrap();
+    a.executor_call(at(1), update("t1", "TASK_FINISHED", U2))
+        .unwrap();
+    a.executor_exited(at(2), &c1, Some(0));
+    a.take_outputs();
+    // Nothing acknowledged yet: the agent restarts; the executor is gone.
+    let cp: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&a.checkpoint()).unwrap()).unwrap();
+    let b = Agent::recover(a.config.clone(), at(10), cp, |_| false);
+    let reg = b.registration();
+    let t1 = reg
+        .tasks
+        .iter()
+        .find(|t| t.task.task_id.as_str() == "t1")
+        .expect("t1 is reported while its updates are on their way");
+    assert_eq!(
+        t1.state,
+        TaskState::Running,
+        "in its oldest pending update's state"
+    );
+    let pending: Vec<TaskState> = b.pending_updates().iter().map(|(_, s)| s.state).collect();
+    assert_eq!(pending, vec![TaskState::Running, TaskState::Finished]);
+}
+
+#[test]
+fn a_staging_task_its_executor_never_got_is_dropped_when_the_executor_returns() {
+    let mut a = agent();
+    run_command_task(&mut a, "t1");
+    let sub = Call {
+        kind: CallType::Subscribe,
+        ..update("t1", "TASK_RUNNING", U1)
+    };
+    // The agent hands t1 over and dies before the LAUNCH reaches the executor.
+    a.executor_subscribe(at(0), 7, &sub).unwrap();
+    a.take_outputs();
+    let cp: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&a.checkpoint()).unwrap()).unwrap();
+    let mut b = Agent::recover(a.config.clone(), at(10), cp.clone(), |_| true);
+    b.executor_subscribe(at(11), 8, &sub).unwrap();
+    let pending = b.pending_updates();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].1.state, TaskState::Lost, "not partition-aware");
+    assert_eq!(
+        pending[0].1.reason.as_deref(),
+        Some("REASON_AGENT_RESTARTED")
+    );
+    // An executor that names the task keeps it.
+    let mut c = Agent::recover(a.config.clone(), at(10), cp, |_| true);
+    let mut known = sub.clone();
+    let task: TaskInfo = serde_json::from_value(
+        json!({"name": "t", "task_id": {"value": "t1"}, "agent_id": {"value": "A1"}}),
+    )
+    .unwrap();
+    known.subscribe = Some(exec::Subscribe {
+        unacknowledged_tasks: vec![task],
+        unacknowledged_updates: vec![],
+    });
+    c.executor_subscribe(at(11), 8, &known).unwrap();
+    assert!(c.pending_updates().is_empty());
 }

@@ -546,7 +546,7 @@ async fn actor(
                     Cmd::ExecSubscribe { call, reply } => {
                         let conn = next_conn;
                         next_conn += 1;
-                        match agent.executor_subscribe(conn, &call) {
+                        match agent.executor_subscribe(now, conn, &call) {
                             Ok(first) => {
                                 let (stx, srx) = mpsc::channel(http::STREAM_BUFFER);
                                 let _ = stx.try_send(http::frame(&first));

@@ -141,11 +141,9 @@ impl CheckpointStore {
         let generation = self.generation + 1;
         std::fs::create_dir_all(&self.dir)?;
         // The new generation's log exists (empty) before the checkpoint naming it does.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(self.log_path(generation))?;
+        let log_path = self.log_path(generation);
+        std::fs::File::create(&log_path)?;
+        let log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
         #[derive(serde::Serialize)]
         struct Ref<'a> {
             core: &'a Checkpoint,
@@ -280,6 +278,7 @@ mod tests {
         .unwrap();
         a.from_master(now, MasterToAgent::RunTask { framework, task });
         a.executor_subscribe(
+            now,
             1,
             &exec_call(mantle_api::executor::CallType::Subscribe, None),
         )

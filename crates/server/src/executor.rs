@@ -57,6 +57,8 @@ struct Executor {
     running: BTreeMap<TaskId, Running>,
     unacked: BTreeMap<String, TaskId>,
     launched: BTreeSet<TaskId>,
+    /// The tasks it was given, named when it subscribes again to a restarted agent.
+    infos: BTreeMap<TaskId, TaskInfo>,
     tx: mpsc::UnboundedSender<Msg>,
     shutting_down: bool,
     /// The agent's address, where HTTP and TCP health checks connect.
@@ -130,6 +132,7 @@ async fn serve() -> anyhow::Result<()> {
         running: BTreeMap::new(),
         unacked: BTreeMap::new(),
         launched: BTreeSet::new(),
+        infos: BTreeMap::new(),
         tx,
         shutting_down: false,
         agent_host: endpoint
@@ -190,7 +193,7 @@ async fn serve() -> anyhow::Result<()> {
             }
             if last_try.elapsed() >= Duration::from_secs(1) {
                 last_try = tokio::time::Instant::now();
-                if subscribe(&ex.client, &ex.url, &sub, ex.tx.clone())
+                if subscribe(&ex.client, &ex.url, &ex.resubscribe(&sub), ex.tx.clone())
                     .await
                     .is_ok()
                 {
@@ -291,6 +294,31 @@ fn new_uuid() -> String {
 }
 
 impl Executor {
+    /// SUBSCRIBE to a restarted agent: it names the tasks not yet acknowledged to their
+    /// end (`unacknowledged_tasks`), so the agent knows which of the tasks it had handed over
+    /// arrived (one that did not is ended by the agent).
+    fn resubscribe(&self, sub: &Call) -> Call {
+        let pending = |id: &TaskId| {
+            self.running.contains_key(id)
+                || self.unacked.values().any(|t| t == id)
+                || self
+                    .outbox
+                    .iter()
+                    .any(|c| c.update.as_ref().is_some_and(|u| &u.status.task_id == id))
+        };
+        let mut call = sub.clone();
+        call.subscribe = Some(Subscribe {
+            unacknowledged_tasks: self
+                .infos
+                .iter()
+                .filter(|(id, _)| pending(id))
+                .map(|(_, t)| t.clone())
+                .collect(),
+            unacknowledged_updates: Vec::new(),
+        });
+        call
+    }
+
     async fn on_event(&mut self, ev: Event) {
         match ev.kind {
             EventType::Subscribed => {
@@ -426,6 +454,9 @@ impl Executor {
 
     async fn launch(&mut self, task: TaskInfo) {
         let task_id = task.task_id.clone();
+        self.infos
+            .entry(task_id.clone())
+            .or_insert_with(|| task.clone());
         if !self.launched.insert(task_id.clone()) {
             warn!(task_id = %task_id, "duplicate launch ignored");
             return;

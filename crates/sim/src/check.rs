@@ -5,7 +5,7 @@
 //! - no lost update: per task, the updates the scheduler sees keep the executor's order, and
 //!   a terminal state is never followed by a non-terminal one; at the end, every update an
 //!   executor produced was seen by the scheduler or is still queued for retry on its agent
-//!   (unless that agent crashed: it has no checkpoint yet);
+//!   (across crashes of that agent too: it recovers its queue from its checkpoint);
 //! - no lost intent: every acknowledged API write is in the scheduler's state, across its
 //!   restarts, and nothing deleted comes back;
 //! - no surprise kills: checked where a simulated executor is told to kill (`world.rs`);
@@ -303,7 +303,7 @@ impl World {
     }
 
     /// No lost update: every update an executor produced was seen by the scheduler or is
-    /// still queued on its agent, unless that agent crashed (it keeps no checkpoint yet).
+    /// still queued on its agent, whose checkpoint keeps it across a crash.
     pub(crate) fn check_end(&self) -> Result<(), String> {
         let mut pending = std::collections::BTreeSet::new();
         for a in &self.agents {
@@ -319,13 +319,6 @@ impl World {
             }
         }
         for (id, t) in &self.tracks {
-            if self
-                .agents
-                .get(t.agent)
-                .is_some_and(|a| a.crashed_incs.contains(&t.agent_inc))
-            {
-                continue;
-            }
             for (uuid, state) in &t.produced {
                 if !self.seen_uuids.contains(uuid) && !pending.contains(uuid) {
                     return Err(format!("task {id}: update {} was lost", state.as_str()));

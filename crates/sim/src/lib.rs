@@ -21,8 +21,10 @@
 //! - the service scheduler restarts from its persisted records (what `marathon_store.rs`
 //!   keeps: framework ID, apps, versions, instances, deployments), round-tripped through JSON
 //!   as the store does;
-//! - an agent restarts with nothing (no checkpointing yet): its executors see the agent go
-//!   and kill their tasks, and it registers as a new agent at the same address.
+//! - an agent restarts from its checkpoint (a whole checkpoint plus the journal records
+//!   replayed onto it, as `server/src/agent_checkpoint.rs` keeps them) and re-registers with
+//!   its ID; its executors outlive it, keep their updates in an outbox, subscribe again
+//!   naming the tasks they know, and send the outbox in order.
 
 mod check;
 mod rng;

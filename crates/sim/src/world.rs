@@ -35,6 +35,8 @@ const CONNECT_TIMEOUT: Ms = 5_000;
 const SCHEDULER_TIMER: Ms = 1_000;
 const RECONCILE_EVERY: u64 = 60;
 const ACK_WAIT: Ms = 5_000;
+/// How often an executor whose agent is away tries to subscribe again.
+const EXEC_RESUBSCRIBE: Ms = 1_000;
 const CONVERGE_POLL: Ms = 5_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,9 +109,10 @@ enum Ev {
     MarathonSilence {
         conn: ConnId,
     },
+    /// Executors belong to their container, not to an agent incarnation: with
+    /// checkpointing they outlive their agent and subscribe to the next one.
     ExecSubscribe {
         agent: usize,
-        inc: u32,
         container: String,
     },
     ExecEvent {
@@ -120,7 +123,6 @@ enum Ev {
     },
     ExecUpdate {
         agent: usize,
-        inc: u32,
         container: String,
         task: TaskId,
         state: TaskState,
@@ -128,7 +130,6 @@ enum Ev {
     },
     ExecExit {
         agent: usize,
-        inc: u32,
         container: String,
         code: i32,
     },
@@ -174,6 +175,9 @@ pub(crate) struct SimExec {
     pub(crate) alive: bool,
     shutdown: bool,
     exit_scheduled: bool,
+    /// Updates made while the executor had no agent to take them (it was restarting), sent
+    /// in order once it has subscribed again (`server/src/executor.rs`'s outbox).
+    outbox: std::collections::VecDeque<(TaskId, TaskState)>,
 }
 
 impl SimExec {
@@ -197,8 +201,13 @@ pub(crate) struct AgentNode {
     next_exec_conn: u64,
     post_fifo: Ms,
     pub(crate) total: Resources,
-    /// Incarnations whose pending updates died with them (no checkpointing yet).
-    pub(crate) crashed_incs: BTreeSet<u32>,
+    /// The agent's checkpoint as its shell keeps it: a whole checkpoint with the journal
+    /// records since replayed onto it (`server/src/agent_checkpoint.rs`), and the structure
+    /// of that whole checkpoint. A restarted agent recovers from it.
+    durable: Option<mantle_agent::Checkpoint>,
+    durable_structure: Option<mantle_agent::Checkpoint>,
+    /// `Agent::changes` at the last write: no call since, nothing to write.
+    durable_changes: Option<u64>,
 }
 
 /// The service scheduler's durable records, as JSON, as `marathon_store.rs` keeps them.
@@ -295,7 +304,6 @@ pub(crate) struct MarathonNode {
 pub(crate) struct Track {
     pub(crate) app: String,
     pub(crate) agent: usize,
-    pub(crate) agent_inc: u32,
     /// Updates the executor produced (uuid, state), in order.
     pub(crate) produced: Vec<(String, TaskState)>,
     pub(crate) max_seen: Option<usize>,
@@ -400,7 +408,9 @@ impl World {
                     next_exec_conn: 1,
                     post_fifo: 0,
                     total,
-                    crashed_incs: BTreeSet::new(),
+                    durable: None,
+                    durable_structure: None,
+                    durable_changes: None,
                 }
             })
             .collect();
@@ -757,11 +767,7 @@ impl World {
                     self.marathon_lost_master();
                 }
             }
-            Ev::ExecSubscribe {
-                agent,
-                inc,
-                container,
-            } => self.exec_subscribe(agent, inc, &container),
+            Ev::ExecSubscribe { agent, container } => self.exec_subscribe(agent, &container),
             Ev::ExecEvent {
                 agent,
                 inc,
@@ -770,7 +776,6 @@ impl World {
             } => self.exec_event(agent, inc, conn, *event),
             Ev::ExecUpdate {
                 agent,
-                inc,
                 container,
                 task,
                 state,
@@ -779,14 +784,13 @@ impl World {
                 if natural && self.quiet {
                     return;
                 }
-                self.exec_update(agent, inc, &container, task, state)
+                self.exec_update(agent, &container, task, state)
             }
             Ev::ExecExit {
                 agent,
-                inc,
                 container,
                 code,
-            } => self.exec_exit(agent, inc, &container, code),
+            } => self.exec_exit(agent, &container, code),
             Ev::Workload => {
                 if !self.quiet {
                     self.workload();
@@ -1149,45 +1153,78 @@ impl World {
 
     // ----- simulated executors (server/src/executor.rs) -----
 
-    fn exec_subscribe(&mut self, i: usize, inc: u32, container: &str) {
+    fn exec_subscribe(&mut self, i: usize, container: &str) {
         let a = &mut self.agents[i];
-        if a.inc != inc {
-            return;
-        }
         let Some(e) = a.execs.get(container) else {
             return;
         };
-        if !e.alive {
+        if !e.alive || e.conn.is_some() {
             return;
         }
+        if a.core.is_none() {
+            // The agent is restarting: the executor tries again every second.
+            self.at(
+                EXEC_RESUBSCRIBE,
+                Ev::ExecSubscribe {
+                    agent: i,
+                    container: container.to_string(),
+                },
+            );
+            return;
+        }
+        // The tasks it was given, as a real executor names them when it subscribes again.
+        let unacknowledged_tasks = e
+            .tasks
+            .keys()
+            .filter_map(|id| {
+                serde_json::from_value(serde_json::json!({"name": id.as_str(),
+                    "task_id": {"value": id.as_str()}, "agent_id": {"value": ""}}))
+                .ok()
+            })
+            .collect();
         let call = exec::Call {
             executor_id: e.executor_id.clone(),
             framework_id: e.framework_id.clone(),
             kind: exec::CallType::Subscribe,
-            subscribe: Some(exec::Subscribe::default()),
+            subscribe: Some(exec::Subscribe {
+                unacknowledged_tasks,
+                unacknowledged_updates: Vec::new(),
+            }),
             update: None,
             message: None,
         };
         let conn = a.next_exec_conn;
         a.next_exec_conn += 1;
+        let now = now_of(self.now);
         let Some(core) = a.core.as_mut() else { return };
-        match core.executor_subscribe(conn, &call) {
+        match core.executor_subscribe(now, conn, &call) {
             Ok(_) => {
                 if let Some(e) = a.execs.get_mut(container) {
                     e.conn = Some(conn);
                 }
                 self.trace(format!("agent{i} executor {} subscribed", call.executor_id));
+                // What it could not send while its agent was away goes now, in order.
+                while let Some((task, state)) = self.agents[i]
+                    .execs
+                    .get_mut(container)
+                    .and_then(|e| e.outbox.pop_front())
+                {
+                    self.send_update(i, container, task, state);
+                }
+                self.maybe_exit(i, container);
             }
             Err(err) => {
                 self.trace(format!(
                     "agent{i} executor {} refused: {err}",
                     call.executor_id
                 ));
+                if let Some(e) = self.agents[i].execs.get_mut(container) {
+                    e.outbox.clear();
+                }
                 self.at(
                     1,
                     Ev::ExecExit {
                         agent: i,
-                        inc,
                         container: container.to_string(),
                         code: 1,
                     },
@@ -1224,7 +1261,6 @@ impl World {
                     self.tasks_launched += 1;
                     let track = self.tracks.entry(task_id.to_string()).or_default();
                     track.agent = i;
-                    track.agent_inc = inc;
                     if let Some(e) = self.agents[i].execs.get_mut(&container) {
                         e.tasks.insert(
                             task_id.clone(),
@@ -1240,7 +1276,6 @@ impl World {
                         d,
                         Ev::ExecUpdate {
                             agent: i,
-                            inc,
                             container: container.clone(),
                             task: task_id.clone(),
                             state: TaskState::Starting,
@@ -1258,7 +1293,6 @@ impl World {
                         d,
                         Ev::ExecUpdate {
                             agent: i,
-                            inc,
                             container: container.clone(),
                             task: task_id.clone(),
                             state,
@@ -1276,7 +1310,6 @@ impl World {
                             life,
                             Ev::ExecUpdate {
                                 agent: i,
-                                inc,
                                 container: container.clone(),
                                 task: task_id,
                                 state: end,
@@ -1312,7 +1345,6 @@ impl World {
                     d,
                     Ev::ExecUpdate {
                         agent: i,
-                        inc,
                         container,
                         task: k.task_id,
                         state: TaskState::Killed,
@@ -1352,7 +1384,6 @@ impl World {
                         d,
                         Ev::ExecUpdate {
                             agent: i,
-                            inc,
                             container: container.clone(),
                             task: t,
                             state: TaskState::Killed,
@@ -1378,11 +1409,14 @@ impl World {
     /// The executor exits once every task ended and its terminal update was acknowledged,
     /// or `ACK_WAIT` after the last one ended.
     fn maybe_exit(&mut self, i: usize, container: &str) {
-        let inc = self.agents[i].inc;
         let Some(e) = self.agents[i].execs.get_mut(container) else {
             return;
         };
         if !e.alive || e.live_tasks() > 0 || (e.tasks.is_empty() && !e.shutdown) {
+            return;
+        }
+        // An executor whose agent is away waits for it, with what it still has to send.
+        if e.conn.is_none() || !e.outbox.is_empty() {
             return;
         }
         let delay = if e.unacked.is_empty() { 1 } else { ACK_WAIT };
@@ -1392,7 +1426,6 @@ impl World {
                 delay,
                 Ev::ExecExit {
                     agent: i,
-                    inc,
                     container: container.to_string(),
                     code: 0,
                 },
@@ -1400,20 +1433,39 @@ impl World {
         }
     }
 
-    fn exec_update(&mut self, i: usize, inc: u32, container: &str, task: TaskId, state: TaskState) {
-        if self.agents[i].inc != inc {
-            return;
-        }
-        let Some(e) = self.agents[i].execs.get(container) else {
+    /// The executor sees its task reach `state` and reports it (or keeps it for later, when
+    /// its agent is away).
+    fn exec_update(&mut self, i: usize, container: &str, task: TaskId, state: TaskState) {
+        let Some(e) = self.agents[i].execs.get_mut(container) else {
             return;
         };
         if !e.alive {
             return;
         }
-        let Some(t) = e.tasks.get(&task) else { return };
+        let Some(t) = e.tasks.get_mut(&task) else {
+            return;
+        };
         if t.state.is_terminal() || (t.killing && state != TaskState::Killed) {
             return;
         }
+        t.state = state;
+        if e.conn.is_none() || !e.outbox.is_empty() {
+            let note = format!(
+                "agent{i} executor keeps {task} {} until its agent is back",
+                state.as_str()
+            );
+            e.outbox.push_back((task, state));
+            self.trace(note);
+            return;
+        }
+        self.send_update(i, container, task, state);
+    }
+
+    /// The executor POSTs an UPDATE; the agent has made it durable when it answers.
+    fn send_update(&mut self, i: usize, container: &str, task: TaskId, state: TaskState) {
+        let Some(e) = self.agents[i].execs.get(container) else {
+            return;
+        };
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
         b[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
@@ -1436,13 +1488,6 @@ impl World {
         match core.executor_call(now, call) {
             Ok(()) => {
                 self.trace(format!("agent{i} executor: {task} {}", state.as_str()));
-                if let Some(t) = self.agents[i]
-                    .execs
-                    .get_mut(container)
-                    .and_then(|e| e.tasks.get_mut(&task))
-                {
-                    t.state = state;
-                }
                 if state.is_terminal() {
                     if let Some(e) = self.agents[i].execs.get_mut(container) {
                         e.unacked.insert(uuid.clone());
@@ -1461,14 +1506,16 @@ impl World {
         }
     }
 
-    fn exec_exit(&mut self, i: usize, inc: u32, container: &str, code: i32) {
-        if self.agents[i].inc != inc {
-            return;
-        }
+    fn exec_exit(&mut self, i: usize, container: &str, code: i32) {
         let Some(e) = self.agents[i].execs.get_mut(container) else {
             return;
         };
         if !e.alive {
+            return;
+        }
+        if code == 0 && (e.conn.is_none() || !e.outbox.is_empty()) {
+            // Its agent went away meanwhile: it waits for it (`maybe_exit` again later).
+            e.exit_scheduled = false;
             return;
         }
         e.alive = false;
@@ -1486,7 +1533,6 @@ impl World {
 
     /// The executor process is killed (SIGKILL from the agent, or its stream closed).
     fn exec_killed(&mut self, i: usize, container: &str, why: &str) {
-        let inc = self.agents[i].inc;
         let Some(e) = self.agents[i].execs.get(container) else {
             return;
         };
@@ -1510,7 +1556,6 @@ impl World {
             1,
             Ev::ExecExit {
                 agent: i,
-                inc,
                 container: container.to_string(),
                 code: -9,
             },
@@ -1530,6 +1575,12 @@ impl World {
             if !busy {
                 break;
             }
+        }
+        // The shell writes before anything it decided goes out; here nothing goes out before
+        // the event's end (messages are delivered by later events, and a crash is an event of
+        // its own), so one write per agent at the end of each event is the same.
+        for i in 0..self.agents.len() {
+            self.persist_agent(i);
         }
         // Arm the next timers.
         if let Some(m) = self.master.core.as_ref() {
@@ -1603,14 +1654,42 @@ impl World {
         true
     }
 
+    /// The agent shell's write after a batch (`server/src/agent_checkpoint.rs`): a whole
+    /// checkpoint when its structure changed, else the journal records, each round-tripped
+    /// through JSON, replayed onto the last one.
+    fn persist_agent(&mut self, i: usize) {
+        let a = &mut self.agents[i];
+        let Some(core) = a.core.as_mut() else { return };
+        if a.durable_changes == Some(core.changes()) {
+            return;
+        }
+        a.durable_changes = Some(core.changes());
+        let journal = core.take_journal();
+        let structure = core.checkpoint_structure();
+        match a.durable.as_mut() {
+            Some(durable) if a.durable_structure.as_ref() == Some(&structure) => {
+                for entry in journal {
+                    let entry = serde_json::to_string(&entry)
+                        .ok()
+                        .and_then(|j| serde_json::from_str(&j).ok());
+                    if let Some(entry) = entry {
+                        durable.apply(entry);
+                    }
+                }
+            }
+            _ => {
+                a.durable = Some(core.checkpoint());
+                a.durable_structure = Some(structure);
+            }
+        }
+    }
+
     fn drain_agent(&mut self, i: usize) -> bool {
         let now = now_of(self.now);
         let inc = self.agents[i].inc;
         let Some(core) = self.agents[i].core.as_mut() else {
             return false;
         };
-        // The simulated agent keeps no checkpoint (yet): its update journal is not written.
-        core.take_journal();
         let mut outputs = core.take_outputs();
         if outputs.is_empty() && core.next_deadline().is_some_and(|d| d <= now.mono) {
             core.tick(now);
@@ -1619,6 +1698,9 @@ impl World {
         if outputs.is_empty() {
             return false;
         }
+        let Some(core) = self.agents[i].core.as_ref() else {
+            return false;
+        };
         let ids = (
             core.agent_id().cloned(),
             core.stream_id().map(str::to_string),
@@ -1666,6 +1748,7 @@ impl World {
                             alive: true,
                             shutdown: false,
                             exit_scheduled: false,
+                            outbox: Default::default(),
                         },
                     );
                     let faulty = self.opts.faults && !self.quiet;
@@ -1675,7 +1758,6 @@ impl World {
                             d,
                             Ev::ExecSubscribe {
                                 agent: i,
-                                inc,
                                 container: container_id,
                             },
                         );
@@ -1872,9 +1954,26 @@ impl World {
                 a.core = None;
                 a.conn = None;
                 a.tick_at = None;
-                a.crashed_incs.insert(a.inc);
-                // Executors see their agent go and kill their tasks (no recovery yet).
-                a.execs.clear();
+                // Executors of checkpointing frameworks (Marathon's are) outlive their agent:
+                // they lose their stream and subscribe again, every second, until one answers.
+                let alive: Vec<String> = a
+                    .execs
+                    .iter_mut()
+                    .filter(|(_, e)| e.alive)
+                    .map(|(c, e)| {
+                        e.conn = None;
+                        c.clone()
+                    })
+                    .collect();
+                for container in alive {
+                    self.at(
+                        EXEC_RESUBSCRIBE,
+                        Ev::ExecSubscribe {
+                            agent: i,
+                            container,
+                        },
+                    );
+                }
                 for c in conns {
                     if self.conns.get(&c).is_some_and(|x| x.peer == Node::Agent(i)) {
                         self.close_peer_end(c);
@@ -1942,16 +2041,40 @@ impl World {
                 if self.agents[i].core.is_some() {
                     return;
                 }
+                let now = now_of(self.now);
                 let a = &mut self.agents[i];
                 a.inc += 1;
-                a.core = Some(Agent::new(agent_config(i, seed), now_of(self.now)));
+                // From its checkpoint, round-tripped through JSON as the shell keeps it.
+                let checkpoint = a
+                    .durable
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok())
+                    .and_then(|j| serde_json::from_str::<mantle_agent::Checkpoint>(&j).ok());
+                let from_checkpoint = checkpoint.is_some();
+                let execs = &a.execs;
+                a.core = Some(match checkpoint {
+                    Some(cp) => Agent::recover(agent_config(i, seed), now, cp, |c| {
+                        execs.get(c).is_some_and(|e| e.alive)
+                    }),
+                    None => Agent::new(agent_config(i, seed), now),
+                });
+                // Its first write is a whole checkpoint, as the shell's.
+                a.durable_structure = None;
+                a.durable_changes = None;
                 a.backoff = 200;
                 // A new process: answers to the old one's registrations are not its own (found
                 // with seed 2239: a restarted, empty agent took the REGISTERED meant for its
                 // previous incarnation, so the master believed it still ran that one's tasks).
                 a.attempt += 1;
                 let attempt = a.attempt;
-                self.trace(format!("agent{i} restarts empty"));
+                self.trace(format!(
+                    "agent{i} restarts {}",
+                    if from_checkpoint {
+                        "from its checkpoint"
+                    } else {
+                        "empty"
+                    }
+                ));
                 let d = self.rng.range(1, 300);
                 self.at(d, Ev::AgentConnect { agent: i, attempt });
             }

@@ -284,6 +284,10 @@ async fn a_full_disk_holds_updates_back_until_they_are_durable_and_loses_none() 
         .arg(format!("of={}", fill.display()))
         .stderr(std::process::Stdio::null())
         .status();
+    // The agent appends updates to its log: a record that fits in the log's last, partly
+    // used page needs no new block, so that slack is filled too (with newlines, which the
+    // log's reader skips).
+    fill_update_log_slack(&work.join("meta"));
     let held = s.drain(6.0).await;
     let updates: Vec<&Value> = held.iter().filter(|e| e["type"] == "UPDATE").collect();
     assert!(
@@ -564,5 +568,21 @@ async fn quiet_while_full(s: &mut Scheduler, offers: &mut Vec<Value>, secs: f64)
             ev["type"] != "UPDATE",
             "an update went out while the disk was full: {ev}"
         );
+    }
+}
+
+/// Appends newlines to the agent's update logs under `meta` until the disk refuses a byte.
+fn fill_update_log_slack(meta: &std::path::Path) {
+    use std::io::Write;
+    let logs: Vec<_> = std::fs::read_dir(meta)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert!(!logs.is_empty(), "no update log in {meta:?}");
+    for log in logs {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        while f.write_all(b"\n").and_then(|_| f.sync_data()).is_ok() {}
     }
 }

@@ -696,6 +696,11 @@ impl SchedulerClient {
                 extra: Default::default(),
             })
             .collect();
+        self.launch_call(offer, tasks)
+    }
+
+    /// ACCEPT of `offer` with one LAUNCH of `tasks`.
+    pub(crate) fn launch_call(&self, offer: &Offer, tasks: Vec<TaskInfo>) -> Call {
         let mut call = Call::new(CallType::Accept, Some(self.framework_id.clone()));
         call.accept = Some(Accept {
             offer_ids: vec![offer.id.clone()],

@@ -22,7 +22,7 @@ use mantle_api::executor::{
 use mantle_api::mesos::{CommandInfo, ExecutorInfo, TaskInfo, TaskStatus};
 use mantle_api::recordio::Decoder;
 use mantle_api::resources_to_wire;
-use mantle_api::scheduler::{Accept, Call, CallType, EventType, Launch, Operation};
+use mantle_api::scheduler::EventType;
 use mantle_model::{ExecutorId, FrameworkId, Resources, TaskId, TaskState};
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -197,17 +197,9 @@ async fn measure(master: &str, o: &UpdatesOptions) -> anyhow::Result<(usize, Dur
             extra: Default::default(),
         })
         .collect();
-    let mut accept = Call::new(CallType::Accept, Some(s.framework_id.clone()));
-    accept.accept = Some(Accept {
-        offer_ids: vec![offer.id.clone()],
-        operations: vec![Operation {
-            kind: "LAUNCH".to_string(),
-            launch: Some(Launch { task_infos: tasks }),
-            launch_group: None,
-        }],
-        filters: None,
-    });
-    s.call(accept).await.context("ACCEPT")?;
+    s.call(s.launch_call(&offer, tasks))
+        .await
+        .context("ACCEPT")?;
     let mut next: BTreeMap<TaskId, usize> = BTreeMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let (mut finished, mut received) = (0usize, 0usize);

@@ -946,11 +946,13 @@ impl Agent {
         executor_id: &ExecutorId,
         status: TaskStatus,
     ) {
-        self.journal.push(JournalEntry::Update {
-            framework_id: framework_id.clone(),
-            executor_id: executor_id.clone(),
-            status: status.clone(),
-        });
+        if self.checkpointed(&framework_id) {
+            self.journal.push(JournalEntry::Update {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                status: status.clone(),
+            });
+        }
         let key = (framework_id.clone(), status.task_id.clone());
         let q = self.updates.entry(key).or_default();
         let first = q.is_empty();
@@ -979,11 +981,17 @@ impl Agent {
             return;
         }
         q.pop_front();
-        self.journal.push(JournalEntry::Ack {
-            framework_id: framework_id.clone(),
-            task_id: task_id.clone(),
-            uuid: uuid.to_string(),
-        });
+        if self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.checkpoint == Some(true))
+        {
+            self.journal.push(JournalEntry::Ack {
+                framework_id: framework_id.clone(),
+                task_id: task_id.clone(),
+                uuid: uuid.to_string(),
+            });
+        }
         // The next update goes now, and is retried from now: it may have waited in the queue
         // longer than its first retry interval.
         if let Some(p) = q.front_mut() {
@@ -1369,6 +1377,15 @@ impl Agent {
         self.checkpoint_with(false)
     }
 
+    /// Whether the framework asked for checkpointing (`FrameworkInfo.checkpoint`): only such
+    /// frameworks' executors, tasks and updates are checkpointed, as in Mesos. The others'
+    /// executors end with the agent, and their updates are not made durable.
+    fn checkpointed(&self, framework_id: &FrameworkId) -> bool {
+        self.frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.checkpoint == Some(true))
+    }
+
     fn checkpoint_with(&self, streams: bool) -> Checkpoint {
         let pending =
             |f: &FrameworkId, t: &TaskId| self.updates.contains_key(&(f.clone(), t.clone()));
@@ -1379,18 +1396,28 @@ impl Agent {
         // Live executors, and exited ones while a task of theirs has updates to deliver: a
         // task's record stays until its end is acknowledged, or a restarted agent would not
         // report it and the master would take it for gone.
-        let live = self.executors.iter().map(|(k, e)| (k, e, true));
+        let live = self
+            .executors
+            .iter()
+            .filter(|(k, _)| self.checkpointed(&k.0))
+            .map(|(k, e)| (k, e, true));
         let exited = self
             .completed_executors
             .iter()
             .filter(|(k, e)| {
-                !self.executors.contains_key(k)
+                self.checkpointed(&k.0)
+                    && !self.executors.contains_key(k)
                     && e.completed.iter().any(|t| pending(&k.0, &t.info.task_id))
             })
             .map(|(k, e)| (k, e, false));
         Checkpoint {
             agent_id: self.agent_id.clone(),
-            frameworks: self.frameworks.values().cloned().collect(),
+            frameworks: self
+                .frameworks
+                .values()
+                .filter(|f| f.checkpoint == Some(true))
+                .cloned()
+                .collect(),
             executors: live
                 .chain(exited)
                 .map(|((f, _), e, running)| {
@@ -1426,6 +1453,9 @@ impl Agent {
                 .collect(),
             updates: if streams {
                 self.pending_updates()
+                    .into_iter()
+                    .filter(|(f, _)| self.checkpointed(f))
+                    .collect()
             } else {
                 Vec::new()
             },

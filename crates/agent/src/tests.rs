@@ -34,8 +34,10 @@ fn agent() -> Agent {
 }
 
 fn run_command_task(a: &mut Agent, id: &str) -> String {
-    let framework: FrameworkInfo =
-        serde_json::from_value(json!({"user": "u", "name": "f", "id": {"value": "F"}})).unwrap();
+    let framework: FrameworkInfo = serde_json::from_value(
+        json!({"user": "u", "name": "f", "id": {"value": "F"}, "checkpoint": true}),
+    )
+    .unwrap();
     let task: TaskInfo = serde_json::from_value(
         json!({"name": "t", "task_id": {"value": id}, "agent_id": {"value": "A1"},
         "resources": [], "command": {"value": "sleep 1"}}),
@@ -235,8 +237,10 @@ fn executor_calls_are_validated() {
 #[test]
 fn a_container_is_sized_to_its_tasks_plus_the_builtin_executor() {
     let mut a = agent();
-    let framework: FrameworkInfo =
-        serde_json::from_value(json!({"user": "u", "name": "f", "id": {"value": "F"}})).unwrap();
+    let framework: FrameworkInfo = serde_json::from_value(
+        json!({"user": "u", "name": "f", "id": {"value": "F"}, "checkpoint": true}),
+    )
+    .unwrap();
     let task: TaskInfo = serde_json::from_value(json!({"name": "t", "task_id": {"value": "t1"},
         "agent_id": {"value": "A1"}, "command": {"value": "sleep 1"},
         "resources": [
@@ -680,4 +684,42 @@ fn a_staging_task_its_executor_never_got_is_dropped_when_the_executor_returns() 
     });
     c.executor_subscribe(at(11), 8, &known).unwrap();
     assert!(c.pending_updates().is_empty());
+}
+
+#[test]
+fn a_framework_without_checkpointing_is_left_out_of_the_checkpoint() {
+    let mut a = agent();
+    let framework: FrameworkInfo =
+        serde_json::from_value(json!({"user": "u", "name": "g", "id": {"value": "G"}})).unwrap();
+    let task: TaskInfo = serde_json::from_value(
+        json!({"name": "t", "task_id": {"value": "g1"}, "agent_id": {"value": "A1"},
+        "resources": [], "command": {"value": "sleep 1"}}),
+    )
+    .unwrap();
+    a.from_master(at(0), MasterToAgent::RunTask { framework, task });
+    let sub = Call {
+        framework_id: FrameworkId::new("G"),
+        kind: CallType::Subscribe,
+        ..update("g1", "TASK_RUNNING", U1)
+    };
+    a.executor_subscribe(at(0), 7, &sub).unwrap();
+    a.executor_call(
+        at(1),
+        Call {
+            framework_id: FrameworkId::new("G"),
+            ..update("g1", "TASK_RUNNING", U1)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        a.pending_updates().len(),
+        1,
+        "its update is queued and sent"
+    );
+    assert!(a.take_journal().is_empty(), "but not journaled");
+    let cp = a.checkpoint();
+    assert!(
+        cp.frameworks.is_empty() && cp.executors.is_empty() && cp.updates.is_empty(),
+        "{cp:?}"
+    );
 }

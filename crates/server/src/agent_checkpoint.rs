@@ -114,8 +114,15 @@ impl CheckpointStore {
         pids: &BTreeMap<String, i32>,
     ) -> std::io::Result<()> {
         let journal = agent.take_journal();
-        let structure = serde_json::to_vec(&(agent.checkpoint_structure(), pids))
-            .map_err(std::io::Error::other)?;
+        let core = agent.checkpoint_structure();
+        // Only the executors the checkpoint holds (those of checkpointing frameworks).
+        let pids: BTreeMap<String, i32> = pids
+            .iter()
+            .filter(|(c, _)| core.executors.iter().any(|e| &e.container_id == *c))
+            .map(|(c, p)| (c.clone(), *p))
+            .collect();
+        let pids = &pids;
+        let structure = serde_json::to_vec(&(core, pids)).map_err(std::io::Error::other)?;
         let whole =
             self.log.is_none() || structure != self.structure || self.log_len > LOG_COMPACT_BYTES;
         let result = if whole {
@@ -269,7 +276,7 @@ mod tests {
             },
         );
         let framework = serde_json::from_value(
-            serde_json::json!({"user": "u", "name": "f", "id": {"value": "F"}}),
+            serde_json::json!({"user": "u", "name": "f", "id": {"value": "F"}, "checkpoint": true}),
         )
         .unwrap();
         let task = serde_json::from_value(serde_json::json!({"name": "t",

@@ -456,7 +456,7 @@ async fn a_launch_on_a_full_disk_fails_saying_so_and_the_agent_carries_on() {
     std::fs::write(&small, "x".repeat(64 << 10)).unwrap();
     let mut s = Scheduler::subscribe(
         &cluster.master,
-        json!({"user": "root", "name": "full-disk-launch"}),
+        json!({"user": "root", "name": "full-disk-launch", "checkpoint": true}),
     )
     .await;
     let mut offers = Vec::new();

@@ -320,7 +320,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("meta");
         let mut a = agent_with_a_task();
-        let pids = BTreeMap::from([("c".to_string(), 42)]);
+        // The pid of the task's executor (pids of containers it does not hold are dropped).
+        let container = a.checkpoint().executors[0].container_id.clone();
+        let pids = BTreeMap::from([(container.clone(), 42)]);
         let mut store = CheckpointStore::new(dir.clone());
         store.write(&mut a, &pids).unwrap();
         let whole = std::fs::read(dir.join("agent.json")).unwrap();
@@ -348,7 +350,7 @@ mod tests {
 
         // A new pid is a change of structure: a whole checkpoint of a new generation, whose
         // log starts empty, and the old log is gone.
-        let pids2 = BTreeMap::from([("c".to_string(), 43)]);
+        let pids2 = BTreeMap::from([(container, 43)]);
         store.write(&mut a, &pids2).unwrap();
         assert!(!dir.join("updates.1.log").exists());
         assert_eq!(std::fs::read(dir.join("updates.2.log")).unwrap().len(), 0);

@@ -994,9 +994,18 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
         } else {
             (program, args)
         };
-        let mut cmd = if spec.procs_files.is_empty() {
+        // `mantle-executor` joins its cgroups itself, before it does anything else, which
+        // saves a shell per launch; any other program (or one in namespaces) is wrapped.
+        let joins_itself = matches!(spec.kind, ExecutorKind::Builtin)
+            && !options.pid_namespace
+            && args.is_empty()
+            && program.ends_with("/mantle-executor");
+        let mut cmd = if spec.procs_files.is_empty() || joins_itself {
             let mut c = tokio::process::Command::new(&program);
             c.args(&args);
+            if !spec.procs_files.is_empty() {
+                c.env("MANTLE_CGROUP_PROCS", spec.procs_files.join(":"));
+            }
             c
         } else {
             let mut c = tokio::process::Command::new("/bin/sh");

@@ -6,6 +6,9 @@
 //! every launch pays.
 
 fn main() -> std::process::ExitCode {
+    if let Err(code) = join_cgroups() {
+        return code;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MANTLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -29,4 +32,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Moves this process into every cgroup whose `cgroup.procs` file `MANTLE_CGROUP_PROCS` lists
+/// (colon-separated; the agent sets it), before anything else runs: writing `0` moves the
+/// writer. Exit code 125 when one cannot be joined, as the agent's shell wrapper does.
+#[allow(clippy::print_stderr)] // no logger yet, and the agent reads stderr into the sandbox
+fn join_cgroups() -> Result<(), std::process::ExitCode> {
+    let Some(list) = std::env::var_os("MANTLE_CGROUP_PROCS") else {
+        return Ok(());
+    };
+    for file in std::env::split_paths(&list) {
+        if let Err(e) = std::fs::write(&file, "0") {
+            eprintln!("mantle: cannot join cgroup {}: {e}", file.display());
+            return Err(std::process::ExitCode::from(125));
+        }
+    }
+    // Not for the tasks it starts.
+    std::env::remove_var("MANTLE_CGROUP_PROCS");
+    Ok(())
 }

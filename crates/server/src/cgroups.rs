@@ -481,7 +481,13 @@ impl Cgroups {
             // An exited process may linger in the cgroup for a moment until it is reaped.
             let mut last = Ok(());
             for _ in 0..50 {
-                last = match std::fs::remove_dir(&d) {
+                // Off the runtime's threads: removing a cgroup waits for the kernel's cgroup
+                // lock, which a launch joining its own cgroup also takes.
+                let dir = d.clone();
+                let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir(&dir))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                last = match removed {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(e),

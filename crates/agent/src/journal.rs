@@ -10,13 +10,13 @@
 //!
 //! Invariant: for a checkpoint `cp` taken at some point, and the records `j` taken after it,
 //! `cp.apply(j)` holds the same tasks and update streams as a checkpoint taken at the end,
-//! when no executor or task was added or removed in between (`Checkpoint::structure` equal).
+//! when no executor or task was added or removed in between (`Agent::checkpoint_structure` equal).
 //! An ended task stays in its executor's list, in its terminal state, until its last update
 //! is acknowledged.
 
 use crate::Checkpoint;
 use mantle_api::mesos::TaskStatus;
-use mantle_model::{ExecutorId, FrameworkId, TaskId, TaskState};
+use mantle_model::{ExecutorId, FrameworkId, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// One change to the update streams.
@@ -39,20 +39,6 @@ pub enum JournalEntry {
 }
 
 impl Checkpoint {
-    /// The checkpoint without what the journal records (task states, status histories and
-    /// queued updates): two checkpoints with equal structures differ only by journal records.
-    pub fn structure(&self) -> Checkpoint {
-        let mut s = self.clone();
-        s.updates.clear();
-        for e in &mut s.executors {
-            for t in &mut e.tasks {
-                t.1 = TaskState::Staging;
-                t.2.clear();
-            }
-        }
-        s
-    }
-
     /// Replays one journal record onto this checkpoint, as the agent did when it wrote it.
     pub fn apply(&mut self, entry: JournalEntry) {
         match entry {

@@ -972,6 +972,7 @@ impl Agent {
 
     fn acknowledged(&mut self, now: Now, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
         let key = (framework_id.clone(), task_id.clone());
+        let journaled = self.checkpointed(framework_id);
         let Some(q) = self.updates.get_mut(&key) else {
             warn!(task_id = %task_id, "acknowledgement for a task with no pending update");
             return;
@@ -981,11 +982,7 @@ impl Agent {
             return;
         }
         q.pop_front();
-        if self
-            .frameworks
-            .get(framework_id)
-            .is_some_and(|f| f.checkpoint == Some(true))
-        {
+        if journaled {
             self.journal.push(JournalEntry::Ack {
                 framework_id: framework_id.clone(),
                 task_id: task_id.clone(),
@@ -1371,8 +1368,9 @@ impl Agent {
         self.checkpoint_with(true)
     }
 
-    /// `checkpoint().structure()` without copying the update streams: what only a whole
-    /// checkpoint records (see `journal`).
+    /// The checkpoint without what the journal records (task states, status histories and
+    /// queued updates): two checkpoints with equal structures differ only by journal records
+    /// (see `journal`).
     pub fn checkpoint_structure(&self) -> Checkpoint {
         self.checkpoint_with(false)
     }

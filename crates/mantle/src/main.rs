@@ -1,6 +1,8 @@
 //! The `mantle` binary: parses arguments and dispatches to the daemons (`master`, `agent`, `marathon`, `dns`,
 //! `local`, the hidden `executor`), the client commands and `bench`.
 
+mod logging;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::Ipv4Addr;
@@ -680,15 +682,6 @@ fn parse_weights(text: &str) -> anyhow::Result<std::collections::BTreeMap<String
     Ok(out)
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MANTLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -711,7 +704,7 @@ fn default_dir(name: &str) -> PathBuf {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    logging::init_tracing();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -480,20 +480,7 @@ async fn run_overlapping(
             }
         };
         // Acknowledge without waiting for the answer: the loop goes on launching.
-        let ack = s.ack_call(&status);
-        if let Some(call) = ack {
-            let (http, url, stream, errs) = (
-                s.http.clone(),
-                s.url.clone(),
-                s.stream_id.clone(),
-                ack_err_tx.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = post_call(&http, &url, &stream, &call).await {
-                    let _ = errs.send(e.to_string());
-                }
-            });
-        }
+        s.ack_in_background(&status, &ack_err_tx);
         if status.state == TaskState::Running {
             if let Some(t0) = sent.remove(&status.task_id) {
                 latencies.push(at.saturating_duration_since(t0));
@@ -815,6 +802,29 @@ impl SchedulerClient {
             Some(call) => self.call(call).await.context("ACKNOWLEDGE"),
             None => Ok(()),
         }
+    }
+
+    /// Sends the ACKNOWLEDGE an update needs without waiting for the answer; a failure is
+    /// reported on `errors`.
+    pub(crate) fn ack_in_background(
+        &self,
+        status: &TaskStatus,
+        errors: &mpsc::UnboundedSender<String>,
+    ) {
+        let Some(call) = self.ack_call(status) else {
+            return;
+        };
+        let (http, url, stream, errors) = (
+            self.http.clone(),
+            self.url.clone(),
+            self.stream_id.clone(),
+            errors.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = post_call(&http, &url, &stream, &call).await {
+                let _ = errors.send(e.to_string());
+            }
+        });
     }
 
     /// The ACKNOWLEDGE an update needs, if it carries a uuid.

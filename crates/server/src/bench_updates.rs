@@ -12,7 +12,7 @@
 //! arrive in order, each once. No process starts or ends while updates are measured, so the
 //! figure is the status update path alone.
 
-use crate::bench::{post_call, SchedulerClient, STEP_TIMEOUT};
+use crate::bench::{SchedulerClient, STEP_TIMEOUT};
 use crate::local::{agent_ip, free_port, LocalCluster, LocalOptions};
 use anyhow::{bail, Context};
 use futures::StreamExt;
@@ -233,19 +233,7 @@ async fn measure(master: &str, o: &UpdatesOptions) -> anyhow::Result<(usize, Dur
         if !seen.insert(uuid.clone()) {
             bail!("{}: update {uuid} delivered twice", status.task_id);
         }
-        if let Some(call) = s.ack_call(&status) {
-            let (http, url, stream, errs) = (
-                s.http.clone(),
-                s.url.clone(),
-                s.stream_id.clone(),
-                ack_err_tx.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = post_call(&http, &url, &stream, &call).await {
-                    let _ = errs.send(e.to_string());
-                }
-            });
-        }
+        s.ack_in_background(&status, &ack_err_tx);
         let n = next.entry(status.task_id.clone()).or_default();
         if check_order(n, o.updates, &status)? {
             finished += 1;

@@ -14,7 +14,7 @@ use mantle_api::executor::{Call, CallMessage, CallType, CallUpdate, Event, Event
 use mantle_api::mesos::{CommandInfo, FrameworkInfo, TaskInfo, TaskStatus};
 use mantle_api::recordio::Decoder;
 use mantle_model::{ExecutorId, FrameworkId, TaskId, TaskState};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -56,8 +56,8 @@ struct Executor {
     sandbox: String,
     running: BTreeMap<TaskId, Running>,
     unacked: BTreeMap<String, TaskId>,
-    launched: BTreeSet<TaskId>,
-    /// The tasks it was given, named when it subscribes again to a restarted agent.
+    /// The tasks it was given (a second LAUNCH of one is ignored), named when it subscribes
+    /// again to a restarted agent.
     infos: BTreeMap<TaskId, TaskInfo>,
     tx: mpsc::UnboundedSender<Msg>,
     shutting_down: bool,
@@ -131,7 +131,6 @@ async fn serve() -> anyhow::Result<()> {
         sandbox,
         running: BTreeMap::new(),
         unacked: BTreeMap::new(),
-        launched: BTreeSet::new(),
         infos: BTreeMap::new(),
         tx,
         shutting_down: false,
@@ -212,7 +211,7 @@ async fn serve() -> anyhow::Result<()> {
             done_since = None;
             continue;
         }
-        let idle = ex.running.is_empty() && (!ex.launched.is_empty() || ex.shutting_down);
+        let idle = ex.running.is_empty() && (!ex.infos.is_empty() || ex.shutting_down);
         if idle {
             let since = *done_since.get_or_insert_with(tokio::time::Instant::now);
             if ex.unacked.is_empty() || since.elapsed() >= ACK_WAIT {
@@ -454,10 +453,7 @@ impl Executor {
 
     async fn launch(&mut self, task: TaskInfo) {
         let task_id = task.task_id.clone();
-        self.infos
-            .entry(task_id.clone())
-            .or_insert_with(|| task.clone());
-        if !self.launched.insert(task_id.clone()) {
+        if self.infos.insert(task_id.clone(), task.clone()).is_some() {
             warn!(task_id = %task_id, "duplicate launch ignored");
             return;
         }

@@ -5,16 +5,14 @@
 //! so it starts and exits in a fraction of the time the whole `mantle` binary takes: a cost
 //! every launch pays.
 
+#[path = "../logging.rs"]
+mod logging;
+
 fn main() -> std::process::ExitCode {
     if let Err(code) = join_cgroups() {
         return code;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MANTLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -49,6 +49,9 @@ pub struct CheckpointStore {
     log_len: u64,
     /// The structure and pids of the last whole checkpoint, serialized.
     structure: Vec<u8>,
+    /// `Agent::changes` and the pids at the last successful write: while both stay the same
+    /// there is nothing to write, and the structure is not even serialized.
+    written: Option<(u64, BTreeMap<String, i32>)>,
 }
 
 impl CheckpointStore {
@@ -59,6 +62,7 @@ impl CheckpointStore {
             log: None,
             log_len: 0,
             structure: Vec::new(),
+            written: None,
         }
     }
 
@@ -113,6 +117,12 @@ impl CheckpointStore {
         agent: &mut Agent,
         pids: &BTreeMap<String, i32>,
     ) -> std::io::Result<()> {
+        let unchanged = |w: &(u64, BTreeMap<String, i32>)| w.0 == agent.changes() && w.1 == *pids;
+        if self.log.is_some() && self.written.as_ref().is_some_and(unchanged) {
+            return Ok(());
+        }
+        let changes = agent.changes();
+        let all_pids = pids;
         let journal = agent.take_journal();
         let core = agent.checkpoint_structure();
         // Only the executors the checkpoint holds (those of checkpointing frameworks).
@@ -122,7 +132,15 @@ impl CheckpointStore {
             .map(|(c, p)| (c.clone(), *p))
             .collect();
         let pids = &pids;
-        let structure = serde_json::to_vec(&(core, pids)).map_err(std::io::Error::other)?;
+        let structure = match serde_json::to_vec(&(core, pids)) {
+            Ok(s) => s,
+            Err(e) => {
+                // The journal is taken: only a whole checkpoint may follow.
+                self.log = None;
+                self.written = None;
+                return Err(std::io::Error::other(e));
+            }
+        };
         let whole =
             self.log.is_none() || structure != self.structure || self.log_len > LOG_COMPACT_BYTES;
         let result = if whole {
@@ -132,8 +150,12 @@ impl CheckpointStore {
         } else {
             self.append(&journal)
         };
-        if result.is_err() {
-            self.log = None;
+        match &result {
+            Ok(()) => self.written = Some((changes, all_pids.clone())),
+            Err(_) => {
+                self.log = None;
+                self.written = None;
+            }
         }
         result
     }

@@ -256,6 +256,13 @@ struct AgentArgs {
     /// so agents sharing a machine never touch each other's containers).
     #[arg(long)]
     cgroups_root: Option<String>,
+    /// With cgroups isolation, turn on the kernel's `favordynmods` (Linux 6.0 and later) so
+    /// that a launch joining its cgroups does not wait for an RCU grace period: the agent
+    /// mounts a controller-less hierarchy `name=mantle` at /run/mantle/cgroup-favordynmods,
+    /// which turns it on for the whole machine while mounted (forks and exits get slightly
+    /// dearer). `false` leaves the kernel as it is.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cgroups_favor_dynmods: bool,
     /// Containerizers, as in Mesos: `mesos` (processes, isolated per `--isolation`) and
     /// `docker` (tasks with `container.type: DOCKER`, through the Docker Engine API).
     #[arg(long, default_value = "mesos")]
@@ -291,6 +298,11 @@ struct AgentArgs {
     /// Off by default: every task runs as the agent's user.
     #[arg(long)]
     switch_user: bool,
+    /// Built-in executors to keep started ahead of launches, so a launch hands its container
+    /// to a process that is already loaded (0: start one per launch). Not used with
+    /// namespaces/pid, or without `mantle-executor` beside `mantle`.
+    #[arg(long, default_value_t = 4, env = "MANTLE_AGENT_EXECUTOR_STANDBY")]
+    executor_standby: usize,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -803,6 +815,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     root,
                     enable_cfs: a.cgroups_enable_cfs,
                     pids_max: pids.then_some(a.cgroups_pids_max),
+                    favor_dynmods: a.cgroups_favor_dynmods,
                 })
             } else {
                 mantle_server::agent::Isolation::Posix
@@ -839,6 +852,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 disk_watch_interval: Duration::from_secs_f64(a.disk_watch_interval),
                 pid_namespace: isolators.pid_namespace,
                 switch_user: a.switch_user,
+                executor_standby: a.executor_standby,
                 recover,
                 isolation,
                 docker_socket,

@@ -152,6 +152,8 @@ pub struct AgentOptions {
     /// The Docker daemon's unix socket when the docker containerizer is enabled.
     pub docker_socket: Option<String>,
     pub recover: Recover,
+    /// How many built-in executors to keep started ahead of launches (0: none).
+    pub executor_standby: usize,
 }
 
 /// What a starting agent does with what a previous run left (`--recover`, as Mesos).
@@ -176,7 +178,17 @@ fn executor_alive(pid: i32, container_id: &str) -> bool {
     }
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
     let want = format!("MESOS_CONTAINER_ID={container_id}");
-    env.split(|b| *b == 0).any(|v| v == want.as_bytes())
+    if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+        return true;
+    }
+    // A standby executor got its container's environment after it started, which
+    // /proc/<pid>/environ does not show; it runs in the container's sandbox, `.../runs/<id>`.
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+    cwd.file_name().is_some_and(|n| n == container_id)
+        && cwd
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "runs")
 }
 
 /// Watches a recovered executor (not this process's child, so it cannot be waited for) and
@@ -465,6 +477,11 @@ async fn actor(
     cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
     mut checkpoints: Option<CheckpointStore>,
 ) {
+    // Standby executors, started now so the first launches find them ready.
+    let standbys = Standbys::new(&options, tx.clone());
+    if let Some(s) = &standbys {
+        s.refill();
+    }
     let mut execs: BTreeMap<ConnId, mpsc::Sender<Bytes>> = BTreeMap::new();
     let mut next_conn: ConnId = 1;
     // Executor calls answered once the checkpoint that holds them is written.
@@ -751,9 +768,10 @@ async fn actor(
                         }
                     };
                     if uris.is_empty() {
-                        launch_executor(&options, spec, tx.clone());
+                        launch_executor(&options, spec, tx.clone(), standbys.as_ref());
                     } else {
                         let (fetcher, options, tx) = (fetcher.clone(), options.clone(), tx.clone());
+                        let standbys = standbys.clone();
                         tokio::spawn(async move {
                             let fetched = match tokio::fs::create_dir_all(&spec.directory).await {
                                 Ok(()) => fetcher
@@ -763,7 +781,7 @@ async fn actor(
                                 Err(e) => Err(e.to_string()),
                             };
                             match fetched {
-                                Ok(()) => launch_executor(&options, spec, tx),
+                                Ok(()) => launch_executor(&options, spec, tx, standbys.as_ref()),
                                 Err(e) => {
                                     let message = format!(
                                         "Failed to fetch all URIs for container '{}': {e}",
@@ -918,15 +936,41 @@ cd "$S" && exec "$@""#;
 
 /// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`
 /// environment executor libraries expect (Mesos `executorEnvironment`), and reports its exit.
-fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::UnboundedSender<Cmd>) {
-    let started = (|| -> std::io::Result<tokio::process::Child> {
-        std::fs::create_dir_all(&spec.directory)?;
-        // An executor started on a disk with no room left dies before it can say why (its
-        // own output cannot be written): fail the launch here instead, naming the cause.
-        let fs = nix::sys::statvfs::statvfs(&spec.directory).map_err(std::io::Error::from)?;
-        if fs.blocks_available() == 0 {
-            return Err(std::io::Error::from(nix::errno::Errno::ENOSPC));
+fn launch_executor(
+    options: &AgentOptions,
+    spec: LaunchSpec,
+    tx: mpsc::UnboundedSender<Cmd>,
+    standbys: Option<&Standbys>,
+) {
+    // The built-in executor rotates its (and its tasks') output itself; other executors
+    // get a `mantle log-writer` per stream.
+    let rotate_inside = options.log_max_size > 0 && matches!(spec.kind, ExecutorKind::Builtin);
+    if let (ExecutorKind::Builtin, Some(standbys)) = (&spec.kind, standbys) {
+        if let Err(e) = prepare_sandbox(&spec.directory) {
+            start_failed(&spec, &e, &tx);
+            return;
         }
+        let mut env = container_env(&spec);
+        if !spec.procs_files.is_empty() {
+            env.push((
+                "MANTLE_CGROUP_PROCS".to_string(),
+                spec.procs_files.join(":"),
+            ));
+        }
+        let assignment = crate::standby::Assignment {
+            directory: spec.directory.clone(),
+            env,
+            open_output: !rotate_inside,
+        };
+        let pid = standbys.assign(&spec.container_id, &assignment, &tx);
+        standbys.refill();
+        if let Some(pid) = pid {
+            info!(executor_id = %spec.executor_id, pid, dir = %spec.directory.display(), "executor started (standby)");
+            return;
+        }
+    }
+    let started = (|| -> std::io::Result<tokio::process::Child> {
+        prepare_sandbox(&spec.directory)?;
         // O_APPEND: the executor, its tasks and the Docker log copier all write these files,
         // and none may overwrite another's lines.
         let open = |name: &str| {
@@ -935,9 +979,6 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                 .append(true)
                 .open(spec.directory.join(name))
         };
-        // The built-in executor rotates its (and its tasks') output itself; other executors
-        // get a `mantle log-writer` per stream.
-        let rotate_inside = options.log_max_size > 0 && matches!(spec.kind, ExecutorKind::Builtin);
         let (stdout, stderr) = if options.log_max_size > 0 && !rotate_inside {
             (
                 log_writer(options, &spec.directory.join("stdout"))?,
@@ -1020,50 +1061,9 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let endpoint = format!("{}:{}", options.ip, options.port);
         cmd.current_dir(&spec.directory)
-            .env("MESOS_FRAMEWORK_ID", &spec.framework_id)
-            .env("MESOS_EXECUTOR_ID", &spec.executor_id)
-            .env("MESOS_DIRECTORY", &spec.directory)
-            .env("MESOS_SANDBOX", &spec.directory)
-            .env("MESOS_SLAVE_ID", &spec.agent_id)
-            .env("MESOS_AGENT_ID", &spec.agent_id)
-            .env("MESOS_SLAVE_PID", format!("slave(1)@{endpoint}"))
-            .env("MESOS_AGENT_ENDPOINT", &endpoint)
-            .env("MESOS_CHECKPOINT", if spec.checkpoint { "1" } else { "0" })
-            .env("MESOS_RECOVERY_TIMEOUT", "15mins")
-            .env("MESOS_HTTP_COMMAND_EXECUTOR", "1")
-            .env(
-                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
-                http::mesos_duration(mantle_agent::EXECUTOR_SHUTDOWN_GRACE),
-            )
-            .env("MESOS_ALLOCATION_ROLE", &spec.role)
-            .env("MESOS_CONTAINER_ID", &spec.container_id)
-            .env(
-                "MANTLE_SWITCH_USER",
-                if options.switch_user { "1" } else { "0" },
-            )
-            .envs(options.docker_socket.iter().flat_map(|s| {
-                [
-                    ("MANTLE_DOCKER_SOCKET".to_string(), s.clone()),
-                    ("MANTLE_DOCKER_AGENT".to_string(), options.docker_label()),
-                ]
-            }))
-            .envs(
-                rotate_inside
-                    .then(|| {
-                        [
-                            (
-                                "MANTLE_LOG_MAX_SIZE".to_string(),
-                                options.log_max_size.to_string(),
-                            ),
-                            ("MANTLE_LOG_KEEP".to_string(), options.log_keep.to_string()),
-                        ]
-                    })
-                    .into_iter()
-                    .flatten(),
-            )
-            .env("LIBPROCESS_PORT", "0")
+            .envs(container_env(&spec))
+            .envs(agent_env(options, rotate_inside))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -1091,18 +1091,214 @@ fn launch_executor(options: &AgentOptions, spec: LaunchSpec, tx: mpsc::Unbounded
                 });
             });
         }
-        Err(e) => {
-            warn!(executor_id = %spec.executor_id, error = %e, "failed to start executor");
-            // Sandbox not writable, disk full, program missing: the tasks fail saying so.
-            launch_failed(
-                &tx,
-                container_id,
-                format!(
-                    "Failed to start the executor in {}: {e}",
-                    spec.directory.display()
-                ),
-            );
+        Err(e) => start_failed(&spec, &e, &tx),
+    }
+}
+
+/// Creates the sandbox, and refuses a launch onto a full disk: an executor started on a disk
+/// with no room left dies before it can say why (its own output cannot be written).
+fn prepare_sandbox(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let fs = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    if fs.blocks_available() == 0 {
+        return Err(std::io::Error::from(nix::errno::Errno::ENOSPC));
+    }
+    Ok(())
+}
+
+/// Sandbox not writable, disk full, program missing: the tasks fail saying so.
+fn start_failed(spec: &LaunchSpec, e: &std::io::Error, tx: &mpsc::UnboundedSender<Cmd>) {
+    warn!(executor_id = %spec.executor_id, error = %e, "failed to start executor");
+    launch_failed(
+        tx,
+        spec.container_id.clone(),
+        format!(
+            "Failed to start the executor in {}: {e}",
+            spec.directory.display()
+        ),
+    );
+}
+
+/// The `MESOS_*` environment of one container's executor (Mesos `executorEnvironment`).
+fn container_env(spec: &LaunchSpec) -> Vec<(String, String)> {
+    let dir = spec.directory.to_string_lossy().into_owned();
+    [
+        ("MESOS_FRAMEWORK_ID", spec.framework_id.clone()),
+        ("MESOS_EXECUTOR_ID", spec.executor_id.clone()),
+        ("MESOS_DIRECTORY", dir.clone()),
+        ("MESOS_SANDBOX", dir),
+        ("MESOS_SLAVE_ID", spec.agent_id.clone()),
+        ("MESOS_AGENT_ID", spec.agent_id.clone()),
+        (
+            "MESOS_CHECKPOINT",
+            if spec.checkpoint { "1" } else { "0" }.to_string(),
+        ),
+        ("MESOS_ALLOCATION_ROLE", spec.role.clone()),
+        ("MESOS_CONTAINER_ID", spec.container_id.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The part of an executor's environment every container of this agent shares (so a standby
+/// executor starts with it).
+fn agent_env(options: &AgentOptions, rotate_inside: bool) -> Vec<(String, String)> {
+    let endpoint = format!("{}:{}", options.ip, options.port);
+    let mut env: Vec<(String, String)> = [
+        ("MESOS_SLAVE_PID", format!("slave(1)@{endpoint}")),
+        ("MESOS_AGENT_ENDPOINT", endpoint),
+        ("MESOS_RECOVERY_TIMEOUT", "15mins".to_string()),
+        ("MESOS_HTTP_COMMAND_EXECUTOR", "1".to_string()),
+        (
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+            http::mesos_duration(mantle_agent::EXECUTOR_SHUTDOWN_GRACE),
+        ),
+        (
+            "MANTLE_SWITCH_USER",
+            if options.switch_user { "1" } else { "0" }.to_string(),
+        ),
+        ("LIBPROCESS_PORT", "0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(socket) = &options.docker_socket {
+        env.push(("MANTLE_DOCKER_SOCKET".to_string(), socket.clone()));
+        env.push(("MANTLE_DOCKER_AGENT".to_string(), options.docker_label()));
+    }
+    if rotate_inside {
+        env.push((
+            "MANTLE_LOG_MAX_SIZE".to_string(),
+            options.log_max_size.to_string(),
+        ));
+        env.push(("MANTLE_LOG_KEEP".to_string(), options.log_keep.to_string()));
+    }
+    env
+}
+
+/// How long after a launch took a standby executor its replacement starts.
+const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(5);
+
+/// The agent's standby executors (see `crate::standby`), and how it starts more.
+#[derive(Clone)]
+struct Standbys {
+    pool: std::sync::Arc<std::sync::Mutex<crate::standby::Pool>>,
+    /// Standbys being started, not in the pool yet.
+    starting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many to keep ready.
+    size: usize,
+    /// `mantle-executor`.
+    program: String,
+    options: AgentOptions,
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Standbys {
+    /// Standbys when this agent can use them: `--executor-standby` above 0, `mantle-executor`
+    /// beside the agent's program, and no namespaces (those executors start inside
+    /// `unshare`).
+    fn new(options: &AgentOptions, tx: mpsc::UnboundedSender<Cmd>) -> Option<Standbys> {
+        if options.executor_standby == 0 || options.pid_namespace {
+            return None;
         }
+        let (program, args) = builtin_executor(&options.executor_program);
+        if !args.is_empty() {
+            return None;
+        }
+        Some(Standbys {
+            pool: Default::default(),
+            starting: Default::default(),
+            size: options.executor_standby,
+            program,
+            options: options.clone(),
+            tx,
+        })
+    }
+
+    /// Hands the container to a ready standby and records its pid (`ExecStarted`) before the
+    /// standby can exit as that container's executor.
+    fn assign(
+        &self,
+        container_id: &str,
+        assignment: &crate::standby::Assignment,
+        tx: &mpsc::UnboundedSender<Cmd>,
+    ) -> Option<i32> {
+        let mut pool = self.pool.lock().ok()?;
+        pool.assign(container_id, assignment, |pid| {
+            let _ = tx.send(Cmd::ExecStarted {
+                container_id: container_id.to_string(),
+                pid,
+            });
+        })
+    }
+
+    /// Starts standbys, off the caller's path, until `size` are ready or starting.
+    fn refill(&self) {
+        use std::sync::atomic::Ordering;
+        let ready = self.pool.lock().map(|p| p.len()).unwrap_or(self.size);
+        let starting = self.starting.load(Ordering::SeqCst);
+        let need = self.size.saturating_sub(ready + starting);
+        if need == 0 {
+            return;
+        }
+        self.starting.fetch_add(need, Ordering::SeqCst);
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Not while the launch that took one still needs the cores.
+            tokio::time::sleep(STANDBY_REFILL_DELAY).await;
+            for _ in 0..need {
+                match me.spawn_one() {
+                    Ok(s) => {
+                        if let Ok(mut p) = me.pool.lock() {
+                            p.add(s);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot start a standby executor"),
+                }
+                me.starting.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+
+    fn spawn_one(&self) -> std::io::Result<crate::standby::Standby> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let rotate_inside = self.options.log_max_size > 0;
+        let mut child = tokio::process::Command::new(&self.program)
+            .envs(agent_env(&self.options, rotate_inside))
+            .env(crate::standby::STANDBY_ENV, "1")
+            .current_dir(&self.options.work_dir)
+            .stdin(Stdio::from(read))
+            .stdout(Stdio::null())
+            // Until it has a sandbox, what it says goes to the agent's log.
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let (assigned, container) = oneshot::channel::<String>();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await.ok().map(|s| {
+                use std::os::unix::process::ExitStatusExt;
+                s.code().unwrap_or_else(|| -s.signal().unwrap_or(0))
+            });
+            // Reported as the exit of the container it became, if any.
+            match container.await {
+                Ok(container_id) => {
+                    let _ = tx.send(Cmd::ExecExited {
+                        container_id,
+                        status,
+                    });
+                }
+                Err(_) => debug!(pid, ?status, "a standby executor ended unassigned"),
+            }
+        });
+        Ok(crate::standby::Standby {
+            pid,
+            stdin: std::fs::File::from(write),
+            assigned,
+        })
     }
 }
 

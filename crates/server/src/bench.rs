@@ -341,6 +341,7 @@ async fn measure_floor(runs: usize) -> anyhow::Result<Floor> {
         root: format!("mantle-bench/floor-{}", std::process::id()),
         enable_cfs: false,
         pids_max: None,
+        favor_dynmods: false,
     })?;
     let limits = crate::cgroups::Limits {
         cpus: 0.1,

@@ -72,6 +72,8 @@ pub struct Settings {
     pub enable_cfs: bool,
     /// `pids.max` of each container, when set.
     pub pids_max: Option<u64>,
+    /// Turn on the kernel's `favordynmods` (see [`favor_dynamic_changes`]).
+    pub favor_dynmods: bool,
 }
 
 /// Usage and limits of one container, in the units of Mesos's `ResourceStatistics`.
@@ -208,9 +210,55 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Where the agent mounts the hierarchy that turns `favordynmods` on.
+pub const FAVOR_DYNMODS_MOUNT: &str = "/run/mantle/cgroup-favordynmods";
+
+/// Whether some cgroup mount in `mountinfo` text has `favordynmods` on (which turns it on for
+/// the whole kernel).
+pub fn favors_dynmods(mountinfo: &str) -> bool {
+    mounts(mountinfo)
+        .iter()
+        .filter(|(fstype, _, _)| fstype == "cgroup" || fstype == "cgroup2")
+        .any(|(_, _, opts)| opts.split(',').any(|o| o == "favordynmods"))
+}
+
+/// Turns on the kernel's `favordynmods` (Linux 6.0 and later), unless some cgroup mount has it
+/// already: then moving a process into a cgroup no longer waits for an RCU grace period
+/// (milliseconds, and every launch moves its executor into its container), at the cost of
+/// slightly dearer forks and exits. The kernel keeps one such setting for all hierarchies, on
+/// while any mount asks for it, so Mantle mounts a hierarchy of its own with no controllers
+/// (`name=mantle`) at [`FAVOR_DYNMODS_MOUNT`] and leaves it there; existing v1 hierarchies
+/// cannot be remounted with it. Returns whether it is on.
+pub fn favor_dynamic_changes() -> Result<bool, CgroupError> {
+    let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
+    if favors_dynmods(&mountinfo) {
+        return Ok(true);
+    }
+    let at = Path::new(FAVOR_DYNMODS_MOUNT);
+    std::fs::create_dir_all(at).map_err(io(at))?;
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some("cgroup"),
+        at,
+        Some("cgroup"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("none,name=mantle,favordynmods"),
+    )
+    .map_err(|e| io(at)(std::io::Error::from(e)))?;
+    let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
+    Ok(favors_dynmods(&mountinfo))
+}
+
 impl Cgroups {
     /// Detects the host's cgroups and checks that `settings.root` can be created in them.
     pub fn new(settings: Settings) -> Result<Self, CgroupError> {
+        if settings.favor_dynmods {
+            match favor_dynamic_changes() {
+                Ok(true) => tracing::debug!("cgroups favordynmods is on"),
+                Ok(false) => tracing::warn!("cgroups favordynmods did not turn on; launches wait for the kernel when they join their cgroups"),
+                Err(e) => tracing::warn!(error = %e, "cannot turn on cgroups favordynmods (Linux 6.0 and later); launches wait for the kernel when they join their cgroups"),
+            }
+        }
         let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
         let layout = detect_layout(&mountinfo, |p| {
             std::fs::read_to_string(p.join("cgroup.controllers")).ok()
@@ -246,13 +294,13 @@ impl Cgroups {
                 pids,
                 freezer,
             } => {
-                let mut v = vec![
-                    cpu.join(r),
-                    cpuacct.join(r),
-                    memory.join(r),
-                    pids.join(r),
-                    freezer.join(r),
-                ];
+                let mut v = vec![cpu.join(r), cpuacct.join(r), memory.join(r)];
+                // The pids hierarchy only when a limit is set (`cgroups/pids`), as Mesos:
+                // every hierarchy costs a launch a directory and a move.
+                if self.settings.pids_max.is_some() {
+                    v.push(pids.join(r));
+                }
+                v.push(freezer.join(r));
                 v.dedup();
                 v
             }
@@ -580,6 +628,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("cgroup2 at /sys/fs/cgroup"), "{e}");
+    }
+
+    #[test]
+    fn favordynmods_is_found_on_any_cgroup_mount_only() {
+        assert!(!favors_dynmods(HYBRID));
+        let on = format!(
+            "{HYBRID}40 25 0:40 / /run/mantle/cgroup-favordynmods rw,nosuid - cgroup cgroup rw,favordynmods,name=mantle\n"
+        );
+        assert!(favors_dynmods(&on));
+        // Not a cgroup mount, so not the kernel's cgroup setting.
+        let other = "41 25 0:41 / /x rw - tmpfs tmpfs rw,favordynmods\n";
+        assert!(!favors_dynmods(other));
     }
 
     #[test]

@@ -26,4 +26,5 @@ pub mod marathon_store;
 pub mod master;
 pub mod master_store;
 pub mod sandbox;
+pub mod standby;
 pub mod ui;

@@ -22,7 +22,7 @@ use mantle_master::{CallError, Config, ConnId, Master, OperatorTracker, Output, 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 type Reply<T> = oneshot::Sender<T>;
 type Reader = Box<dyn FnOnce(&Master) -> serde_json::Value + Send>;
@@ -254,6 +254,7 @@ async fn actor(
                         }
                     }
                     Cmd::Call { stream_id, call, reply } => {
+                        debug!(kind = ?call.kind, "scheduler call");
                         let r = master.call(now, stream_id.as_deref(), call);
                         deferred.push(Box::new(move || { let _ = reply.send(r); }));
                     }

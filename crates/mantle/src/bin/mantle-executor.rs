@@ -8,7 +8,17 @@
 #[path = "../logging.rs"]
 mod logging;
 
+#[allow(clippy::print_stderr)] // no logger yet; a standby's stderr is the agent's log
 fn main() -> std::process::ExitCode {
+    // A standby (started by the agent ahead of need) waits here for its container.
+    match mantle_server::standby::await_assignment() {
+        Ok(true) => {}
+        Ok(false) => return std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mantle: standby executor: {e}");
+            return std::process::ExitCode::from(125);
+        }
+    }
     if let Err(code) = join_cgroups() {
         return code;
     }

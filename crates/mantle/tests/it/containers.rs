@@ -85,6 +85,39 @@ fn memory_cgroup(root: &str, container_id: &str) -> std::path::PathBuf {
     }
 }
 
+/// The environment `pid` was started with (`/proc/<pid>/environ`).
+fn environ(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Standby executors started for the agent at `endpoint` (assigned ones included).
+fn standbys_of(endpoint: &str) -> Vec<i32> {
+    let want = format!("MESOS_AGENT_ENDPOINT={endpoint}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let env = environ(pid);
+        if env.iter().any(|v| v == "MANTLE_EXECUTOR_STANDBY=1") && env.contains(&want) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
@@ -232,6 +265,36 @@ async fn a_restarted_agent_keeps_its_recovered_containers_and_destroys_orphans()
         .to_string();
     let kept_pid = processes_with(&format!("sleep {kept_marker}"));
     assert_eq!(kept_pid.len(), 1);
+    // Its executor was a standby the agent had started ahead (so its container's environment
+    // is not in /proc/<pid>/environ, and recovery must find it by its sandbox); the agent has
+    // standbys ready for the next launches too.
+    let mut executor = parent_of(kept_pid[0]);
+    while environ(executor).contains(&"MESOS_TASK_ID=kept".to_string()) {
+        executor = parent_of(executor); // the task's shell
+    }
+    let endpoint = format!("127.0.0.2:{}", cluster.agent_port);
+    assert!(
+        environ(executor).contains(&"MANTLE_EXECUTOR_STANDBY=1".to_string()),
+        "the executor {executor} was not a standby: {:?}",
+        environ(executor)
+    );
+    // The agent turned on the kernel's favordynmods (the machine's kernel is 6.0 or later).
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.lines().any(|l| l.contains(" - cgroup ")
+            && l.rsplit(' ')
+                .next()
+                .is_some_and(|o| o.split(',').any(|x| x == "favordynmods"))),
+        "no cgroup mount with favordynmods:\n{mountinfo}"
+    );
+    wait_until("the agent has standbys ready", 10, || {
+        standbys_of(&endpoint).len() > 1
+    })
+    .await;
+    let idle: Vec<i32> = standbys_of(&endpoint)
+        .into_iter()
+        .filter(|p| *p != executor)
+        .collect();
     // An orphan: a cgroup under this agent's root that no checkpoint names, with a process.
     let orphan_marker = format!("{}.{}", 8000 + std::process::id() % 1000, 29);
     let mut orphan = std::process::Command::new("sleep")
@@ -254,6 +317,12 @@ async fn a_restarted_agent_keeps_its_recovered_containers_and_destroys_orphans()
         .unwrap()
         .unwrap();
     assert!(!reaped.success(), "the orphan was killed");
+    // The killed agent's idle standbys saw their stdin close and ended.
+    wait_until("the old agent's idle standbys are gone", 10, || {
+        idle.iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists() || parent_of(*p) == 0)
+    })
+    .await;
     wait_until("the orphan's cgroup is removed", 15, || {
         !memory_cgroup(&root, "orphan-x").exists()
     })

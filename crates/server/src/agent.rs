@@ -1178,7 +1178,7 @@ fn agent_env(options: &AgentOptions, rotate_inside: bool) -> Vec<(String, String
 }
 
 /// How long after a launch took a standby executor its replacement starts.
-const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(5);
+const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);
 
 /// The agent's standby executors (see `crate::standby`), and how it starts more.
 #[derive(Clone)]

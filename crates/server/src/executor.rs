@@ -85,27 +85,52 @@ fn env(name: &str) -> anyhow::Result<String> {
 
 /// Entry point of `mantle executor`.
 pub async fn run() -> anyhow::Result<()> {
+    run_with(client()?).await
+}
+
+/// The executor's HTTP client (to its agent).
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// Opens `n` connections to the agent at `MESOS_AGENT_ENDPOINT` and leaves them in `client`'s
+/// pool (a standby executor does this while it waits: its SUBSCRIBE and first update then
+/// need no connect). Best effort: a failure only means a later connect.
+pub async fn warm_up(client: &reqwest::Client, n: usize) {
+    let Ok(endpoint) = std::env::var("MESOS_AGENT_ENDPOINT") else {
+        return;
+    };
+    let url = format!("http://{endpoint}/health");
+    let gets = (0..n).map(|_| async {
+        if let Ok(r) = client.get(&url).send().await {
+            let _ = r.bytes().await;
+        }
+    });
+    futures::future::join_all(gets).await;
+}
+
+/// `run` with a client made (and perhaps warmed up) beforehand.
+pub async fn run_with(client: reqwest::Client) -> anyhow::Result<()> {
     let sandbox = std::env::var("MESOS_SANDBOX")
         .map(std::path::PathBuf::from)
         .or_else(|_| std::env::current_dir())?;
     // Rotated output, if the agent asked for it, for as long as the executor runs (dropped
     // last, so the tasks' final lines are written).
     let output = crate::sandbox::RotatedOutput::from_env(&sandbox)?;
-    let result = serve().await;
+    let result = serve(client).await;
     drop(output);
     result
 }
 
-async fn serve() -> anyhow::Result<()> {
+async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
     let endpoint = env("MESOS_AGENT_ENDPOINT")?;
     let framework_id = FrameworkId::new(env("MESOS_FRAMEWORK_ID")?);
     let executor_id = ExecutorId::new(env("MESOS_EXECUTOR_ID")?);
     let sandbox = std::env::var("MESOS_SANDBOX")
         .or_else(|_| std::env::current_dir().map(|d| d.to_string_lossy().into_owned()))?;
     let url = format!("http://{endpoint}/api/v1/executor");
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sub = Call {
         executor_id: executor_id.clone(),

@@ -66,6 +66,13 @@ pub fn await_assignment() -> Result<bool, StandbyError> {
         return Ok(false);
     }
     let a: Assignment = serde_json::from_str(&line).map_err(StandbyError::Parse)?;
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+    if threads > 1 {
+        tracing::warn!(
+            threads,
+            "a standby executor sets its environment with other threads running"
+        );
+    }
     take_on(&a)?;
     Ok(true)
 }

@@ -8,19 +8,12 @@
 #[path = "../logging.rs"]
 mod logging;
 
-#[allow(clippy::print_stderr)] // no logger yet; a standby's stderr is the agent's log
 fn main() -> std::process::ExitCode {
-    // A standby (started by the agent ahead of need) waits here for its container.
-    match mantle_server::standby::await_assignment() {
-        Ok(true) => {}
-        Ok(false) => return std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mantle: standby executor: {e}");
-            return std::process::ExitCode::from(125);
+    let standby = std::env::var_os(mantle_server::standby::STANDBY_ENV).is_some();
+    if !standby {
+        if let Err(code) = join_cgroups() {
+            return code;
         }
-    }
-    if let Err(code) = join_cgroups() {
-        return code;
     }
     logging::init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -33,7 +26,32 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mantle_server::executor::run()) {
+    let client = match mantle_server::executor::client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the executor's HTTP client");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if standby {
+        // A standby (started by the agent ahead of need) gets everything ready that does not
+        // depend on its container (the runtime, the client and its two connections: the
+        // SUBSCRIBE stream and the calls), then waits for its container. The runtime has no
+        // threads of its own, so the process is single-threaded while the environment is set.
+        runtime.block_on(mantle_server::executor::warm_up(&client, 2));
+        match mantle_server::standby::await_assignment() {
+            Ok(true) => {}
+            Ok(false) => return std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "standby executor");
+                return std::process::ExitCode::from(125);
+            }
+        }
+        if let Err(code) = join_cgroups() {
+            return code;
+        }
+    }
+    match runtime.block_on(mantle_server::executor::run_with(client)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "executor failed");

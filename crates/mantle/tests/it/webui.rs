@@ -188,11 +188,20 @@ impl Browser {
         }
     }
 
+    /// Clicks the element; when the page re-renders it between finding and clicking (a
+    /// "stale element reference"), finds it again, for up to 10 s.
     async fn click(&self, css: &str) {
-        let e = self.wait(css, 10).await;
-        self.cmd("POST", &format!("/element/{e}/click"), None)
-            .await
-            .unwrap_or_else(|err| panic!("click {css}: {err}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.wait(css, 10).await;
+            match self.cmd("POST", &format!("/element/{e}/click"), None).await {
+                Ok(_) => return,
+                Err(err) if err.contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("click {css}: {err}"),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {

@@ -597,6 +597,7 @@ async fn actor(
                         }
                         check_oom(&mut agent, &mut limited, &container_id, now);
                         limited.remove(&container_id);
+                        let sandbox = agent.sandbox_of(&container_id).map(PathBuf::from);
                         agent.executor_exited(now, &container_id, status);
                         if let Some(cg) = cgroups.clone() {
                             // And whatever left the group but not the cgroup.
@@ -604,6 +605,16 @@ async fn actor(
                                 if let Err(e) = cg.destroy(&container_id).await {
                                     warn!(%container_id, error = %e, "could not destroy a container");
                                 }
+                                // The sandbox's files stay in the page cache charged to the
+                                // removed memory cgroup, which the kernel then keeps as a dying
+                                // cgroup (one per launch, and thousands slow every cgroup
+                                // operation): once the kernel has written them back, drop them.
+                                let Some(dir) = sandbox else { return };
+                                tokio::time::sleep(SANDBOX_UNCACHE_DELAY).await;
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    crate::sandbox::uncache(&dir, SANDBOX_UNCACHE_MAX_FILES)
+                                })
+                                .await;
                             });
                         }
                     }
@@ -1176,6 +1187,12 @@ fn agent_env(options: &AgentOptions, rotate_inside: bool) -> Vec<(String, String
     }
     env
 }
+
+/// How long after a container with cgroups is destroyed its sandbox's files are dropped
+/// from the page cache: past the kernel's 30 s dirty-page expiry, so they are clean by then.
+const SANDBOX_UNCACHE_DELAY: Duration = Duration::from_secs(40);
+/// At most this many files of a sandbox are dropped from the page cache.
+const SANDBOX_UNCACHE_MAX_FILES: usize = 10_000;
 
 /// How long after a launch took a standby executor its replacement starts.
 const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);

@@ -212,6 +212,43 @@ pub fn to_collect(
 }
 
 /// Fraction of the filesystem holding `path` that is used.
+/// Drops the clean pages of the regular files under `dir` (at most `max_files` of them, not
+/// following symlinks) from the page cache, as `POSIX_FADV_DONTNEED`; dirty pages stay.
+/// Returns how many files it advised.
+pub fn uncache(dir: &Path, max_files: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut advised = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if advised >= max_files {
+                return advised;
+            }
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                let Ok(f) = std::fs::File::open(e.path()) else {
+                    continue;
+                };
+                let dropped = nix::fcntl::posix_fadvise(
+                    f.as_raw_fd(),
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+                if dropped.is_ok() {
+                    advised += 1;
+                }
+            }
+        }
+    }
+    advised
+}
+
 pub fn disk_usage(path: &Path) -> f64 {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) if s.blocks() > 0 => 1.0 - s.blocks_available() as f64 / s.blocks() as f64,
@@ -223,6 +260,43 @@ pub fn disk_usage(path: &Path) -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Bytes of `file` in the page cache, by util-linux's `fincore`.
+    fn resident(file: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(file)
+            .output()
+            .expect("util-linux's fincore");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[test]
+    fn uncache_drops_a_sandboxs_written_files_from_the_page_cache() {
+        // A disk-backed directory: tmpfs pages cannot be dropped.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir_in(&base).unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let files = [dir.path().join("stdout"), dir.path().join("a/b/data")];
+        for f in &files {
+            let mut w = std::fs::File::create(f).unwrap();
+            w.write_all(&vec![7u8; 1 << 20]).unwrap();
+            w.sync_all().unwrap();
+            assert!(
+                resident(f) > 0,
+                "{} was not cached to begin with",
+                f.display()
+            );
+        }
+        assert_eq!(uncache(dir.path(), 100), 2);
+        for f in &files {
+            assert_eq!(resident(f), 0, "{} is still cached", f.display());
+        }
+        // The cap holds.
+        assert_eq!(uncache(dir.path(), 1), 1);
+    }
 
     #[test]
     fn logs_rotate_by_size_and_keep_so_many() {

@@ -420,7 +420,7 @@ pub async fn serve(
         .with_state(state);
     info!(ip = %options.ip, port = options.port, "agent started");
     let result = tokio::select! {
-        r = axum::serve(listener, app) => r,
+        r = axum::serve(http::nodelay(listener), app) => r,
         _ = shutdown => { info!("agent stopping"); Ok(()) }
     };
     // Leave nothing behind: kill every executor process group we started.

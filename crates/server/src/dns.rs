@@ -141,7 +141,7 @@ pub async fn run(
     info!(dns = %o.listen, http = ?o.http_listen, domain = %config.domain, master = %o.master, "dns server started");
     let http = async move {
         match http_listener {
-            Some(l) => axum::serve(l, router(records, config)).await,
+            Some(l) => axum::serve(crate::http::nodelay(l), router(records, config)).await,
             None => std::future::pending().await,
         }
     };

@@ -218,3 +218,20 @@ pub fn mesos_duration(d: std::time::Duration) -> String {
         format!("{ms}ms")
     }
 }
+
+/// A listener whose connections have `TCP_NODELAY`. Responses and event streams go out in
+/// small writes (a RecordIO frame each), and with Nagle's algorithm a small write waits while
+/// an earlier one is unacknowledged, which a peer in delayed-ACK mode (a connection that has
+/// seen a request and a response) acknowledges only after 40 ms: a launch's SUBSCRIBED and
+/// LAUNCH events stalled that long on a kept-alive connection.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(stream: &mut tokio::net::TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}

@@ -205,7 +205,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(o.http_address).await?;
     info!(addr = %o.http_address, "service scheduler listening");
     tokio::select! {
-        r = axum::serve(listener, app) => r?,
+        r = axum::serve(crate::http::nodelay(listener), app) => r?,
         _ = shutdown => info!("service scheduler stopping"),
     }
     Ok(())

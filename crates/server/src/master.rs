@@ -132,7 +132,7 @@ pub async fn serve(
     // Event streams never end on their own, so shutdown does not wait for connections: the
     // listener closes and the process exits.
     tokio::select! {
-        r = axum::serve(listener, app) => r?,
+        r = axum::serve(http::nodelay(listener), app) => r?,
         r = actor => {
             r??;
         }

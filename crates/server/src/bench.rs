@@ -300,6 +300,25 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
     };
     info!("stopping bench cluster");
     cluster.stop().await;
+    if o.isolation
+        .as_deref()
+        .is_some_and(|i| i.contains("cgroups/"))
+    {
+        // The agent drops its sandboxes from the page cache 40 s after their containers end,
+        // and the bench's agent is gone before that: do it here, or each run leaves a dying
+        // memory cgroup per launch behind and the next runs are slower (see `sandbox::uncache`).
+        let dir = o.work_dir.clone();
+        let dropped = tokio::task::spawn_blocking(move || {
+            nix::unistd::sync();
+            crate::sandbox::uncache(&dir, usize::MAX)
+        })
+        .await
+        .unwrap_or(0);
+        debug!(
+            files = dropped,
+            "dropped the bench's files from the page cache"
+        );
+    }
     let (latencies, elapsed) = result.with_context(|| {
         format!(
             "benchmark failed (cluster logs in {})",

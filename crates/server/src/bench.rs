@@ -81,6 +81,10 @@ pub struct Floor {
 pub struct Report {
     pub agents: u8,
     pub latencies: Vec<Duration>,
+    /// ACCEPT sent to TASK_STARTING received, per task (launches one at a time only; empty
+    /// otherwise): the rest of a latency is TASK_STARTING's acknowledgement going round
+    /// through the scheduler, which the agent waits for before it sends TASK_RUNNING.
+    pub starting: Vec<Duration>,
     /// Wall time of the whole launch loop (offers, kills and all).
     pub elapsed: Duration,
     pub isolation: Option<String>,
@@ -147,6 +151,12 @@ impl Report {
             ("max", s.max),
         ] {
             out.push_str(&format!("  {name:<7}{v:>10.3} ms\n"));
+        }
+        if let Some(st) = Stats::of(&self.starting) {
+            out.push_str(&format!(
+                "of which ACCEPT sent to TASK_STARTING received: median {:.3} ms, p99 {:.3} ms (the rest is TASK_STARTING's acknowledgement going round before TASK_RUNNING)\n",
+                st.median, st.p99
+            ));
         }
         if let Some(f) = &self.floor {
             if let (Some(fe), Some(cg)) = (Stats::of(&f.fork_exec), Stats::of(&f.cgroup)) {
@@ -319,7 +329,11 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
             "dropped the bench's files from the page cache"
         );
     }
-    let (latencies, elapsed) = result.with_context(|| {
+    let Launched {
+        latencies,
+        starting,
+        elapsed,
+    } = result.with_context(|| {
         format!(
             "benchmark failed (cluster logs in {})",
             o.work_dir.display()
@@ -332,6 +346,7 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
     Ok(Report {
         agents: o.agents,
         latencies,
+        starting,
         elapsed,
         isolation: o.isolation.clone(),
         floor,
@@ -378,18 +393,27 @@ async fn measure_floor(runs: usize) -> anyhow::Result<Floor> {
     Ok(Floor { fork_exec, cgroup })
 }
 
+/// What a launch loop measured.
+struct Launched {
+    latencies: Vec<Duration>,
+    /// ACCEPT to TASK_STARTING per task, when measured.
+    starting: Vec<Duration>,
+    elapsed: Duration,
+}
+
 async fn run_launches(
     master: &str,
     tasks: usize,
     checkpoint: bool,
     dns: Option<std::net::SocketAddr>,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+) -> anyhow::Result<Launched> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
     info!(framework_id = %s.framework_id, "subscribed");
     let started = Instant::now();
     let mut held: Vec<Offer> = Vec::new();
     let mut latencies = Vec::with_capacity(tasks);
+    let mut starting = Vec::with_capacity(tasks);
     for i in 0..tasks {
         let offer = s.take_offer(&mut held, &need).await?;
         // Leftover offers go back at once, with no filter, so the allocator can offer them
@@ -401,10 +425,14 @@ async fn run_launches(
         let task_id = TaskId::new(format!("bench-{i}"));
         let accept = s.accept_call(&offer, std::slice::from_ref(&task_id), &need, TASK_COMMAND);
         let sent = Instant::now();
+        s.last_starting = None;
         s.call(accept).await.context("ACCEPT")?;
         let running = s
             .await_state(&task_id, TaskState::Running, &mut held)
             .await?;
+        if let Some(at) = s.last_starting {
+            starting.push(at.saturating_duration_since(sent));
+        }
         let latency = match dns {
             None => running.saturating_duration_since(sent),
             Some(server) => {
@@ -431,7 +459,11 @@ async fn run_launches(
     if !leftover.is_empty() {
         s.decline(leftover).await?;
     }
-    Ok((latencies, elapsed))
+    Ok(Launched {
+        latencies,
+        starting,
+        elapsed,
+    })
 }
 
 /// Launches `tasks` `true` tasks keeping up to `window` launches in flight: each offer is
@@ -443,7 +475,7 @@ async fn run_overlapping(
     tasks: usize,
     window: usize,
     checkpoint: bool,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+) -> anyhow::Result<Launched> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
     info!(framework_id = %s.framework_id, window, "subscribed");
@@ -523,7 +555,11 @@ async fn run_overlapping(
         s.decline(leftover).await?;
     }
     let elapsed = first.map_or(Duration::ZERO, |f| last.saturating_duration_since(f));
-    Ok((latencies, elapsed))
+    Ok(Launched {
+        latencies,
+        starting: Vec::new(),
+        elapsed,
+    })
 }
 
 /// Posts a call and expects 202.
@@ -594,6 +630,8 @@ pub(crate) struct SchedulerClient {
     /// Events with the time they were decoded; an `Err` when the stream failed or ended.
     events: mpsc::UnboundedReceiver<Result<(Instant, Event), String>>,
     reader: tokio::task::JoinHandle<()>,
+    /// When the last TASK_STARTING seen by `await_state` was decoded.
+    pub(crate) last_starting: Option<Instant>,
 }
 
 impl Drop for SchedulerClient {
@@ -660,6 +698,7 @@ impl SchedulerClient {
             stream_id,
             events,
             reader,
+            last_starting: None,
         })
     }
 
@@ -804,6 +843,9 @@ impl SchedulerClient {
                 }
             };
             self.ack(&status).await?;
+            if status.state == TaskState::Starting {
+                self.last_starting = Some(at);
+            }
             if status.state == state {
                 return Ok(at);
             }
@@ -935,6 +977,7 @@ mod tests {
         let r = Report {
             agents: 1,
             latencies: ms(&[10, 20, 30]),
+            starting: ms(&[4, 6, 8]),
             elapsed: Duration::from_secs(2),
             isolation: None,
             floor: None,
@@ -952,5 +995,9 @@ mod tests {
             assert!(text.lines().any(|l| l.trim().starts_with(name)), "{text}");
         }
         assert!(text.contains("3 tasks launched"), "{text}");
+        assert!(
+            text.contains("ACCEPT sent to TASK_STARTING received: median 6.000 ms"),
+            "{text}"
+        );
     }
 }

@@ -167,7 +167,8 @@ pub enum Recover {
 }
 
 /// Whether `pid` is a live (not zombie) executor of container `container_id`: its environment
-/// names the container, so a recycled pid is never taken for it.
+/// names the container, or it is a standby executor working in the container's sandbox, so a
+/// recycled pid is never taken for it.
 fn executor_alive(pid: i32, container_id: &str) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat
@@ -182,7 +183,14 @@ fn executor_alive(pid: i32, container_id: &str) -> bool {
         return true;
     }
     // A standby executor got its container's environment after it started, which
-    // /proc/<pid>/environ does not show; it runs in the container's sandbox, `.../runs/<id>`.
+    // /proc/<pid>/environ does not show; it runs in the container's sandbox, `.../runs/<id>`
+    // (and only a standby is taken by its sandbox: a task there is not an executor).
+    if !env
+        .split(|b| *b == 0)
+        .any(|v| v == b"MANTLE_EXECUTOR_STANDBY=1")
+    {
+        return false;
+    }
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
     cwd.file_name().is_some_and(|n| n == container_id)
         && cwd
@@ -956,22 +964,19 @@ fn launch_executor(
     // The built-in executor rotates its (and its tasks') output itself; other executors
     // get a `mantle log-writer` per stream.
     let rotate_inside = options.log_max_size > 0 && matches!(spec.kind, ExecutorKind::Builtin);
+    if let Err(e) = prepare_sandbox(&spec.directory) {
+        start_failed(&spec, &e, &tx);
+        return;
+    }
     if let (ExecutorKind::Builtin, Some(standbys)) = (&spec.kind, standbys) {
-        if let Err(e) = prepare_sandbox(&spec.directory) {
-            start_failed(&spec, &e, &tx);
-            return;
-        }
         let mut env = container_env(&spec);
-        if !spec.procs_files.is_empty() {
-            env.push((
-                "MANTLE_CGROUP_PROCS".to_string(),
-                spec.procs_files.join(":"),
-            ));
-        }
+        env.extend(procs_env(&spec));
+        // Its output goes to the sandbox from the start (a failure to join the cgroups or to
+        // set up rotation is written there); rotation, if asked for, then takes it over.
         let assignment = crate::standby::Assignment {
             directory: spec.directory.clone(),
             env,
-            open_output: !rotate_inside,
+            open_output: true,
         };
         let pid = standbys.assign(&spec.container_id, &assignment, &tx);
         standbys.refill();
@@ -981,7 +986,6 @@ fn launch_executor(
         }
     }
     let started = (|| -> std::io::Result<tokio::process::Child> {
-        prepare_sandbox(&spec.directory)?;
         // O_APPEND: the executor, its tasks and the Docker log copier all write these files,
         // and none may overwrite another's lines.
         let open = |name: &str| {
@@ -1055,9 +1059,6 @@ fn launch_executor(
         let mut cmd = if spec.procs_files.is_empty() || joins_itself {
             let mut c = tokio::process::Command::new(&program);
             c.args(&args);
-            if !spec.procs_files.is_empty() {
-                c.env("MANTLE_CGROUP_PROCS", spec.procs_files.join(":"));
-            }
             c
         } else {
             let mut c = tokio::process::Command::new("/bin/sh");
@@ -1065,16 +1066,18 @@ fn launch_executor(
                 .arg(CGROUP_JOIN_SCRIPT)
                 .arg("mantle-cgroup-join")
                 .arg(&program)
-                .args(&args)
-                .env("MANTLE_CGROUP_PROCS", spec.procs_files.join(":"));
+                .args(&args);
             c
         };
+        cmd.envs(procs_env(&spec));
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.current_dir(&spec.directory)
             .envs(container_env(&spec))
             .envs(agent_env(options, rotate_inside))
+            // Not a standby, even if the agent was started with the variable set.
+            .env_remove(crate::standby::STANDBY_ENV)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -1092,10 +1095,7 @@ fn launch_executor(
                 pid,
             });
             tokio::spawn(async move {
-                let status = child.wait().await.ok().map(|s| {
-                    use std::os::unix::process::ExitStatusExt;
-                    s.code().unwrap_or_else(|| -s.signal().unwrap_or(0))
-                });
+                let status = child.wait().await.ok().map(exit_code);
                 let _ = tx.send(Cmd::ExecExited {
                     container_id,
                     status,
@@ -1128,6 +1128,24 @@ fn start_failed(spec: &LaunchSpec, e: &std::io::Error, tx: &mpsc::UnboundedSende
             spec.directory.display()
         ),
     );
+}
+
+/// An exit status as the agent core takes it: the exit code, or minus the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
+}
+
+/// `MANTLE_CGROUP_PROCS`: the `cgroup.procs` files the executor joins (cgroups isolation).
+fn procs_env(spec: &LaunchSpec) -> Option<(String, String)> {
+    (!spec.procs_files.is_empty()).then(|| {
+        (
+            "MANTLE_CGROUP_PROCS".to_string(),
+            spec.procs_files.join(":"),
+        )
+    })
 }
 
 /// The `MESOS_*` environment of one container's executor (Mesos `executorEnvironment`).
@@ -1201,8 +1219,6 @@ const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);
 #[derive(Clone)]
 struct Standbys {
     pool: std::sync::Arc<std::sync::Mutex<crate::standby::Pool>>,
-    /// Standbys being started, not in the pool yet.
-    starting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// How many to keep ready.
     size: usize,
     /// `mantle-executor`.
@@ -1225,7 +1241,6 @@ impl Standbys {
         }
         Some(Standbys {
             pool: Default::default(),
-            starting: Default::default(),
             size: options.executor_standby,
             program,
             options: options.clone(),
@@ -1252,34 +1267,41 @@ impl Standbys {
 
     /// Starts standbys, off the caller's path, until `size` are ready or starting.
     fn refill(&self) {
-        use std::sync::atomic::Ordering;
-        let ready = self.pool.lock().map(|p| p.len()).unwrap_or(self.size);
-        let starting = self.starting.load(Ordering::SeqCst);
-        let need = self.size.saturating_sub(ready + starting);
+        let need = self
+            .pool
+            .lock()
+            .map(|mut p| p.reserve(self.size))
+            .unwrap_or(0);
         if need == 0 {
             return;
         }
-        self.starting.fetch_add(need, Ordering::SeqCst);
         let me = self.clone();
         tokio::spawn(async move {
             // Not while the launch that took one still needs the cores.
             tokio::time::sleep(STANDBY_REFILL_DELAY).await;
             for _ in 0..need {
-                match me.spawn_one() {
-                    Ok(s) => {
-                        if let Ok(mut p) = me.pool.lock() {
-                            p.add(s);
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "cannot start a standby executor"),
+                let started = me
+                    .spawn_one()
+                    .map_err(|e| warn!(error = %e, "cannot start a standby executor"))
+                    .ok();
+                if let Ok(mut p) = me.pool.lock() {
+                    p.started(started);
                 }
-                me.starting.fetch_sub(1, Ordering::SeqCst);
             }
         });
     }
 
     fn spawn_one(&self) -> std::io::Result<crate::standby::Standby> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        // The agent never waits on a standby: a full pipe fails the write (that standby is
+        // then not used) instead of blocking the agent's actor.
+        {
+            use std::os::fd::AsRawFd;
+            nix::fcntl::fcntl(
+                write.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+        }
         let rotate_inside = self.options.log_max_size > 0;
         let mut child = tokio::process::Command::new(&self.program)
             .envs(agent_env(&self.options, rotate_inside))
@@ -1293,22 +1315,39 @@ impl Standbys {
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let (assigned, container) = oneshot::channel::<String>();
-        let tx = self.tx.clone();
+        let (assigned, mut container) = oneshot::channel::<String>();
+        let (tx, pool) = (self.tx.clone(), self.pool.clone());
         tokio::spawn(async move {
-            let status = child.wait().await.ok().map(|s| {
-                use std::os::unix::process::ExitStatusExt;
-                s.code().unwrap_or_else(|| -s.signal().unwrap_or(0))
-            });
-            // Reported as the exit of the container it became, if any.
-            match container.await {
-                Ok(container_id) => {
-                    let _ = tx.send(Cmd::ExecExited {
-                        container_id,
-                        status,
-                    });
-                }
-                Err(_) => debug!(pid, ?status, "a standby executor ended unassigned"),
+            let status = child.wait().await.ok().map(exit_code);
+            // Reported as the exit of the container it became, if any. Under the pool's lock
+            // an assignment is either complete or not begun.
+            let assigned = match pool.lock() {
+                Ok(mut p) => match container.try_recv() {
+                    Ok(container_id) => Some(container_id),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        let failures = p.ended_unassigned(pid);
+                        warn!(
+                            pid,
+                            ?status,
+                            failures,
+                            "a standby executor ended unassigned"
+                        );
+                        if failures == crate::standby::MAX_FAILURES {
+                            warn!("standby executors keep ending; launches start their executors directly");
+                        }
+                        None
+                    }
+                    // Dropped from the pool (it could not take its assignment, or the agent
+                    // is stopping).
+                    Err(oneshot::error::TryRecvError::Closed) => None,
+                },
+                Err(_) => None,
+            };
+            if let Some(container_id) = assigned {
+                let _ = tx.send(Cmd::ExecExited {
+                    container_id,
+                    status,
+                });
             }
         });
         Ok(crate::standby::Standby {

@@ -211,7 +211,6 @@ pub fn to_collect(
         .collect()
 }
 
-/// Fraction of the filesystem holding `path` that is used.
 /// Drops the clean pages of the regular files under `dir` (at most `max_files` of them, not
 /// following symlinks) from the page cache, as `POSIX_FADV_DONTNEED`; dirty pages stay.
 /// Returns how many files it advised.
@@ -249,6 +248,7 @@ pub fn uncache(dir: &Path, max_files: usize) -> usize {
     advised
 }
 
+/// Fraction of the filesystem holding `path` that is used.
 pub fn disk_usage(path: &Path) -> f64 {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) if s.blocks() > 0 => 1.0 - s.blocks_available() as f64 / s.blocks() as f64,

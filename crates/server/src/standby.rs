@@ -112,19 +112,50 @@ pub(crate) struct Standby {
     pub(crate) assigned: tokio::sync::oneshot::Sender<String>,
 }
 
-/// The agent's standby executors, oldest first.
+/// After this many standbys in a row ended without being assigned, no more are started
+/// (launches start their executors as before): something makes them fail.
+pub(crate) const MAX_FAILURES: usize = 3;
+
+/// The agent's standby executors, oldest first, and those being started.
 #[derive(Default)]
 pub(crate) struct Pool {
     ready: VecDeque<Standby>,
+    starting: usize,
+    /// Standbys that ended unassigned since the last assignment.
+    failures: usize,
 }
 
 impl Pool {
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.ready.len()
     }
 
-    pub(crate) fn add(&mut self, s: Standby) {
-        self.ready.push_back(s);
+    /// How many to start so that `size` are ready or starting (none after repeated
+    /// failures); they count as starting until `started` is called for each.
+    pub(crate) fn reserve(&mut self, size: usize) -> usize {
+        if self.failures >= MAX_FAILURES {
+            return 0;
+        }
+        let need = size.saturating_sub(self.ready.len() + self.starting);
+        self.starting += need;
+        need
+    }
+
+    /// One reserved start is done: `Some` standby when it started.
+    pub(crate) fn started(&mut self, s: Option<Standby>) {
+        self.starting = self.starting.saturating_sub(1);
+        if let Some(s) = s {
+            self.ready.push_back(s);
+        }
+    }
+
+    /// The standby `pid` ended without being assigned: it leaves the pool. Returns how many
+    /// did so in a row.
+    pub(crate) fn ended_unassigned(&mut self, pid: i32) -> usize {
+        self.ready.retain(|s| s.pid != pid);
+        self.failures += 1;
+        self.failures
     }
 
     /// Hands `container_id` to the oldest standby still alive and returns its pid; `None`
@@ -153,6 +184,7 @@ impl Pool {
             }
             started(s.pid);
             let _ = s.assigned.send(container_id.to_string());
+            self.failures = 0;
             return Some(s.pid);
         }
         None
@@ -193,18 +225,18 @@ mod tests {
         let (r1, w1) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         drop(r1);
         let (t1, mut rx1) = tokio::sync::oneshot::channel();
-        pool.add(Standby {
+        pool.started(Some(Standby {
             pid: 11,
             stdin: std::fs::File::from(w1),
             assigned: t1,
-        });
+        }));
         let (r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let (t2, mut rx2) = tokio::sync::oneshot::channel();
-        pool.add(Standby {
+        pool.started(Some(Standby {
             pid: 22,
             stdin: std::fs::File::from(w2),
             assigned: t2,
-        });
+        }));
         let mut seen = None;
         assert_eq!(pool.assign("c1", &a, |pid| seen = Some(pid)), Some(22));
         assert_eq!(seen, Some(22));
@@ -218,5 +250,28 @@ mod tests {
         assert_eq!(serde_json::from_str::<Assignment>(&line).unwrap(), a);
         // Nothing left to assign.
         assert_eq!(pool.assign("c2", &a, |_| {}), None);
+    }
+
+    #[test]
+    fn starts_are_reserved_up_to_the_size_and_stop_after_repeated_failures() {
+        let mut pool = Pool::default();
+        assert_eq!(pool.reserve(4), 4);
+        // Still starting: nothing more to reserve.
+        assert_eq!(pool.reserve(4), 0);
+        let (_r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (t, _rx) = tokio::sync::oneshot::channel();
+        pool.started(Some(Standby {
+            pid: 5,
+            stdin: std::fs::File::from(w),
+            assigned: t,
+        }));
+        pool.started(None); // a start that failed
+        assert_eq!((pool.len(), pool.reserve(4)), (1, 1));
+        // Standbys that keep dying unassigned stop the refills.
+        for n in 1..=MAX_FAILURES {
+            assert_eq!(pool.ended_unassigned(5), n);
+        }
+        assert_eq!(pool.len(), 0);
+        assert_eq!(pool.reserve(4), 0);
     }
 }

@@ -1,5 +1,6 @@
-//! `mantle-executor`: the built-in executor as a program of its own. Agents start one for
-//! every command task or task group they run (`mantle executor` runs the same code).
+//! `mantle-executor`: the built-in executor as a program of its own, one per command task or
+//! task group an agent runs, started ahead as a standby (see `mantle_server::standby`) or at
+//! launch (`mantle executor` runs the same code).
 //!
 //! It holds only what an executor needs (no daemons, no CLI), on a single-threaded runtime,
 //! so it starts and exits in a fraction of the time the whole `mantle` binary takes: a cost

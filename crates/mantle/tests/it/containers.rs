@@ -3,7 +3,7 @@
 //! agent destroys the containers it cannot recover. These tests need root and cgroups; without
 //! them they fail (the agent refuses to start), they never skip.
 
-use crate::harness::{launch, task, Cluster, Scheduler};
+use crate::harness::{launch, pids, processes_with, task, Cluster, Scheduler};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -57,22 +57,6 @@ async fn statistics(cluster: &Cluster) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
-/// Pids whose command line is exactly `needle` (arguments separated by single spaces).
-fn processes_with(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.trim_end() == needle {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// The container's memory cgroup directory (v1 here; the same path under the v2 mount).
 fn memory_cgroup(root: &str, container_id: &str) -> std::path::PathBuf {
     let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
@@ -105,17 +89,13 @@ fn parent_of(pid: i32) -> i32 {
 /// Standby executors started for the agent at `endpoint` (assigned ones included).
 fn standbys_of(endpoint: &str) -> Vec<i32> {
     let want = format!("MESOS_AGENT_ENDPOINT={endpoint}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let env = environ(pid);
-        if env.iter().any(|v| v == "MANTLE_EXECUTOR_STANDBY=1") && env.contains(&want) {
-            out.push(pid);
-        }
-    }
-    out
+    pids()
+        .into_iter()
+        .filter(|p| {
+            let env = environ(*p);
+            env.iter().any(|v| v == "MANTLE_EXECUTOR_STANDBY=1") && env.contains(&want)
+        })
+        .collect()
 }
 
 async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {

@@ -18,18 +18,38 @@ pub fn task_ports() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Every pid in /proc, in order.
+pub fn pids() -> Vec<i32> {
+    let mut out: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The command line of `pid`, arguments separated by single spaces ("" when it is gone).
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Pids whose command line is exactly `needle`, in order.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    pids()
+        .into_iter()
+        .filter(|p| cmdline(*p).trim_end() == needle)
+        .collect()
+}
+
 /// Processes whose working directory or command line is under `dir`, from /proc.
 pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = e.file_name().to_string_lossy().into_owned();
-        if pid.parse::<u32>().is_err() {
-            continue;
-        }
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok();
-        let cmd = std::fs::read(e.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
+    for pid in pids() {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let cmd = cmdline(pid);
         if cwd.is_some_and(|c| c.starts_with(dir)) || cmd.contains(&*dir.to_string_lossy()) {
             out.push(format!("{pid}: {cmd}"));
         }

@@ -2,7 +2,7 @@
 //! runs 200 tasks is started again and takes them all over, same processes, none restarted;
 //! an update produced while it was down reaches the scheduler.
 
-use crate::harness::{Cluster, Scheduler};
+use crate::harness::{processes_with, Cluster, Scheduler};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,19 +11,7 @@ const TASKS: usize = 200;
 
 /// Pids of processes whose command line is exactly `sleep <marker>`.
 fn sleepers(marker: &str) -> Vec<i32> {
-    let want = format!("sleep {marker}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).replace('\0', " ").trim_end() == want {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
+    processes_with(&format!("sleep {marker}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

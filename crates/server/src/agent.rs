@@ -58,6 +58,12 @@ enum Cmd {
         container_id: String,
         status: Option<i32>,
     },
+    /// A standby executor is done with its container (an exit with status 0 for the
+    /// container) and free to serve another.
+    ExecReleased {
+        container_id: String,
+        standby: crate::standby::Standby,
+    },
     State(Reply<serde_json::Value>),
     /// The container could not be set up or hit a limit.
     ContainerFailed {
@@ -486,7 +492,7 @@ async fn actor(
     mut checkpoints: Option<CheckpointStore>,
 ) {
     // Standby executors, started now so the first launches find them ready.
-    let standbys = Standbys::new(&options, tx.clone());
+    let standbys = Standbys::new(&options, tx.clone(), cgroups.as_deref());
     if let Some(s) = &standbys {
         s.refill();
     }
@@ -542,6 +548,34 @@ async fn actor(
             &message,
         );
     };
+    // A container's executor exited or was released: the container ends.
+    let container_ended = |agent: &mut Agent,
+                           limited: &mut BTreeMap<String, mantle_agent::ContainerLimits>,
+                           now,
+                           container_id: String,
+                           status: Option<i32>| {
+        check_oom(agent, limited, &container_id, now);
+        limited.remove(&container_id);
+        let sandbox = agent.sandbox_of(&container_id).map(PathBuf::from);
+        agent.executor_exited(now, &container_id, status);
+        let Some(cg) = cgroups.clone() else { return };
+        // And whatever left the executor's group but not the cgroup.
+        tokio::spawn(async move {
+            if let Err(e) = cg.destroy(&container_id).await {
+                warn!(%container_id, error = %e, "could not destroy a container");
+            }
+            // The sandbox's files stay in the page cache charged to the removed memory
+            // cgroup, which the kernel then keeps as a dying cgroup (one per launch, and
+            // thousands slow every cgroup operation): once the kernel has written them back,
+            // drop them.
+            let Some(dir) = sandbox else { return };
+            tokio::time::sleep(SANDBOX_UNCACHE_DELAY).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::sandbox::uncache(&dir, SANDBOX_UNCACHE_MAX_FILES)
+            })
+            .await;
+        });
+    };
     loop {
         let deadline = agent.next_deadline().map(|d| clock.instant(d));
         let sleep = async {
@@ -596,6 +630,17 @@ async fn actor(
                     Cmd::ExecStarted { container_id, pid } => {
                         if let Ok(mut m) = pids.lock() { m.insert(container_id, pid); }
                     }
+                    Cmd::ExecReleased { container_id, standby } => {
+                        // Its process serves on: nothing of it is killed.
+                        if let Ok(mut m) = pids.lock() {
+                            m.remove(&container_id);
+                        }
+                        container_ended(&mut agent, &mut limited, now, container_id, Some(0));
+                        // Only now, with the container ended here, may it serve another.
+                        if let Some(s) = &standbys {
+                            s.put_back(standby);
+                        }
+                    }
                     Cmd::ExecExited { container_id, status } => {
                         if let Ok(mut m) = pids.lock() {
                             // Whatever the executor left in its group goes with it.
@@ -603,28 +648,7 @@ async fn actor(
                                 kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
                             }
                         }
-                        check_oom(&mut agent, &mut limited, &container_id, now);
-                        limited.remove(&container_id);
-                        let sandbox = agent.sandbox_of(&container_id).map(PathBuf::from);
-                        agent.executor_exited(now, &container_id, status);
-                        if let Some(cg) = cgroups.clone() {
-                            // And whatever left the group but not the cgroup.
-                            tokio::spawn(async move {
-                                if let Err(e) = cg.destroy(&container_id).await {
-                                    warn!(%container_id, error = %e, "could not destroy a container");
-                                }
-                                // The sandbox's files stay in the page cache charged to the
-                                // removed memory cgroup, which the kernel then keeps as a dying
-                                // cgroup (one per launch, and thousands slow every cgroup
-                                // operation): once the kernel has written them back, drop them.
-                                let Some(dir) = sandbox else { return };
-                                tokio::time::sleep(SANDBOX_UNCACHE_DELAY).await;
-                                let _ = tokio::task::spawn_blocking(move || {
-                                    crate::sandbox::uncache(&dir, SANDBOX_UNCACHE_MAX_FILES)
-                                })
-                                .await;
-                            });
-                        }
+                        container_ended(&mut agent, &mut limited, now, container_id, status);
                     }
                     Cmd::State(reply) => { let _ = reply.send(agent.state()); }
                     Cmd::ContainerFailed { container_id, reason, message } => {
@@ -977,6 +1001,7 @@ fn launch_executor(
             directory: spec.directory.clone(),
             env,
             open_output: true,
+            leave: standbys.home.clone(),
         };
         let pid = standbys.assign(&spec.container_id, &assignment, &tx);
         standbys.refill();
@@ -1214,6 +1239,9 @@ const SANDBOX_UNCACHE_MAX_FILES: usize = 10_000;
 
 /// How long after a launch took a standby executor its replacement starts.
 const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);
+/// Standbys kept free, counting those back from a container, per `--executor-standby`: the
+/// ones beyond exit.
+const STANDBY_KEEP_FACTOR: usize = 4;
 
 /// The agent's standby executors (see `crate::standby`), and how it starts more.
 #[derive(Clone)]
@@ -1225,13 +1253,20 @@ struct Standbys {
     program: String,
     options: AgentOptions,
     tx: mpsc::UnboundedSender<Cmd>,
+    /// The `cgroup.procs` files of the agent's own cgroups, where standbys start and go back
+    /// to from a container (empty without cgroups).
+    home: Vec<String>,
 }
 
 impl Standbys {
     /// Standbys when this agent can use them: `--executor-standby` above 0, `mantle-executor`
     /// beside the agent's program, and no namespaces (those executors start inside
     /// `unshare`).
-    fn new(options: &AgentOptions, tx: mpsc::UnboundedSender<Cmd>) -> Option<Standbys> {
+    fn new(
+        options: &AgentOptions,
+        tx: mpsc::UnboundedSender<Cmd>,
+        cgroups: Option<&crate::cgroups::Cgroups>,
+    ) -> Option<Standbys> {
         if options.executor_standby == 0 || options.pid_namespace {
             return None;
         }
@@ -1239,13 +1274,37 @@ impl Standbys {
         if !args.is_empty() {
             return None;
         }
+        // Without a way back from the containers' cgroups a standby serves one container
+        // and exits (it cannot leave: see `standby::leave`).
+        let home = match cgroups {
+            None => Vec::new(),
+            Some(cg) => std::fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|own| cg.own_procs_files(&own))
+                .unwrap_or_else(|| {
+                    warn!("cannot tell the agent's own cgroups; standby executors serve one container each");
+                    Vec::new()
+                }),
+        };
         Some(Standbys {
             pool: Default::default(),
             size: options.executor_standby,
             program,
             options: options.clone(),
             tx,
+            home,
         })
+    }
+
+    /// A standby back from its container (whose end the actor has handled) waits for the
+    /// next one, unless enough do already.
+    fn put_back(&self, standby: crate::standby::Standby) {
+        let pid = standby.pid;
+        let kept = self
+            .pool
+            .lock()
+            .is_ok_and(|mut p| p.released(standby, self.size * STANDBY_KEEP_FACTOR));
+        debug!(pid, kept, "standby executor released");
     }
 
     /// Hands the container to a ready standby and records its pid (`ExecStarted`) before the
@@ -1292,22 +1351,18 @@ impl Standbys {
     }
 
     fn spawn_one(&self) -> std::io::Result<crate::standby::Standby> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        // The agent never waits on a standby: a full pipe fails the write (that standby is
-        // then not used) instead of blocking the agent's actor.
-        {
-            use std::os::fd::AsRawFd;
-            nix::fcntl::fcntl(
-                write.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )?;
-        }
+        use crate::standby::Standby;
+        // Its control line. The agent never waits on it: a write that does not fit fails
+        // (that standby is then not used) instead of blocking the agent's actor.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        let lines = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
         let rotate_inside = self.options.log_max_size > 0;
         let mut child = tokio::process::Command::new(&self.program)
             .envs(agent_env(&self.options, rotate_inside))
             .env(crate::standby::STANDBY_ENV, "1")
             .current_dir(&self.options.work_dir)
-            .stdin(Stdio::from(read))
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             // Until it has a sandbox, what it says goes to the agent's log.
             .stderr(Stdio::inherit())
@@ -1315,46 +1370,74 @@ impl Standbys {
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let (assigned, mut container) = oneshot::channel::<String>();
+        let control = std::sync::Arc::new(ours);
+        let (assigned, mut containers) = mpsc::unbounded_channel::<String>();
+        let standby = Standby {
+            pid,
+            control: control.clone(),
+            assigned: assigned.clone(),
+        };
         let (tx, pool) = (self.tx.clone(), self.pool.clone());
         tokio::spawn(async move {
-            let status = child.wait().await.ok().map(exit_code);
-            // Reported as the exit of the container it became, if any. Under the pool's lock
-            // an assignment is either complete or not begun.
-            let assigned = match pool.lock() {
-                Ok(mut p) => match container.try_recv() {
-                    Ok(container_id) => Some(container_id),
-                    Err(oneshot::error::TryRecvError::Empty) => {
-                        let failures = p.ended_unassigned(pid);
-                        warn!(
-                            pid,
-                            ?status,
-                            failures,
-                            "a standby executor ended unassigned"
-                        );
-                        if failures == crate::standby::MAX_FAILURES {
-                            warn!("standby executors keep ending; launches start their executors directly");
-                        }
-                        None
-                    }
-                    // Dropped from the pool (it could not take its assignment, or the agent
-                    // is stopping).
-                    Err(oneshot::error::TryRecvError::Closed) => None,
-                },
-                Err(_) => None,
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(lines).lines();
+            let mut reading = true;
+            // The container it serves, and whether it served any.
+            let mut serving: Option<String> = None;
+            let mut served = false;
+            // What the pool handed it: under the pool's lock an assignment is either complete
+            // (line written, container sent) or not begun.
+            let mut take = |serving: &mut Option<String>, served: &mut bool| {
+                while let Ok(c) = containers.try_recv() {
+                    *serving = Some(c);
+                    *served = true;
+                }
             };
-            if let Some(container_id) = assigned {
-                let _ = tx.send(Cmd::ExecExited {
-                    container_id,
-                    status,
-                });
+            loop {
+                tokio::select! {
+                    status = child.wait() => {
+                        let status = status.ok().map(exit_code);
+                        let Ok(mut p) = pool.lock() else { return };
+                        take(&mut serving, &mut served);
+                        match serving {
+                            // Reported as the exit of the container it serves.
+                            Some(container_id) => {
+                                drop(p);
+                                let _ = tx.send(Cmd::ExecExited { container_id, status });
+                            }
+                            None if served => p.ended_idle(pid),
+                            None => {
+                                let failures = p.ended_unassigned(pid);
+                                warn!(pid, ?status, failures, "a standby executor ended unassigned");
+                                if failures == crate::standby::MAX_FAILURES {
+                                    warn!("standby executors keep ending; launches start their executors directly");
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    line = lines.next_line(), if reading => match line {
+                        Ok(Some(l)) if l == crate::standby::RELEASED => {
+                            if let Ok(_p) = pool.lock() {
+                                take(&mut serving, &mut served);
+                            }
+                            if let Some(container_id) = serving.take() {
+                                let standby = Standby {
+                                    pid,
+                                    control: control.clone(),
+                                    assigned: assigned.clone(),
+                                };
+                                let _ = tx.send(Cmd::ExecReleased { container_id, standby });
+                            }
+                        }
+                        Ok(Some(l)) => debug!(pid, line = %l, "unexpected line from a standby executor"),
+                        // It closed its end: its exit follows.
+                        Ok(None) | Err(_) => reading = false,
+                    },
+                }
             }
         });
-        Ok(crate::standby::Standby {
-            pid,
-            stdin: std::fs::File::from(write),
-            assigned,
-        })
+        Ok(standby)
     }
 }
 

@@ -283,9 +283,8 @@ impl Cgroups {
         &self.layout
     }
 
-    /// The agent's root directory in every hierarchy used.
-    fn roots(&self) -> Vec<PathBuf> {
-        let r = &self.settings.root;
+    /// Every hierarchy used: its mount and a controller it has (`""` for the unified one).
+    fn hierarchies(&self) -> Vec<(&Path, &'static str)> {
         match &self.layout {
             Layout::V1 {
                 cpu,
@@ -294,18 +293,52 @@ impl Cgroups {
                 pids,
                 freezer,
             } => {
-                let mut v = vec![cpu.join(r), cpuacct.join(r), memory.join(r)];
+                let mut v = vec![
+                    (cpu.as_path(), "cpu"),
+                    (cpuacct.as_path(), "cpuacct"),
+                    (memory.as_path(), "memory"),
+                ];
                 // The pids hierarchy only when a limit is set (`cgroups/pids`), as Mesos:
                 // every hierarchy costs a launch a directory and a move.
                 if self.settings.pids_max.is_some() {
-                    v.push(pids.join(r));
+                    v.push((pids.as_path(), "pids"));
                 }
-                v.push(freezer.join(r));
-                v.dedup();
+                v.push((freezer.as_path(), "freezer"));
+                v.dedup_by(|a, b| a.0 == b.0);
                 v
             }
-            Layout::V2 { mount } => vec![mount.join(r)],
+            Layout::V2 { mount } => vec![(mount.as_path(), "")],
         }
+    }
+
+    /// The agent's root directory in every hierarchy used.
+    fn roots(&self) -> Vec<PathBuf> {
+        self.hierarchies()
+            .into_iter()
+            .map(|(m, _)| m.join(&self.settings.root))
+            .collect()
+    }
+
+    /// The `cgroup.procs` files of a process's own cgroups in every hierarchy used, from its
+    /// `/proc/<pid>/cgroup` text; `None` when one is missing there.
+    pub fn own_procs_files(&self, proc_cgroup: &str) -> Option<Vec<String>> {
+        self.hierarchies()
+            .into_iter()
+            .map(|(mount, controller)| {
+                let path = proc_cgroup.lines().find_map(|line| {
+                    let mut parts = line.splitn(3, ':');
+                    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    let found = if controller.is_empty() {
+                        controllers.is_empty()
+                    } else {
+                        controllers.split(',').any(|c| c == controller)
+                    };
+                    found.then_some(path)
+                })?;
+                let dir = mount.join(path.trim_start_matches('/'));
+                Some(dir.join("cgroup.procs").to_string_lossy().into_owned())
+            })
+            .collect()
     }
 
     /// The container's directory in every hierarchy used.
@@ -640,6 +673,47 @@ mod tests {
         // Not a cgroup mount, so not the kernel's cgroup setting.
         let other = "41 25 0:41 / /x rw - tmpfs tmpfs rw,favordynmods\n";
         assert!(!favors_dynmods(other));
+    }
+
+    fn settings(pids_max: Option<u64>) -> Settings {
+        Settings {
+            root: "mantle/agent-1".into(),
+            enable_cfs: false,
+            pids_max,
+            favor_dynmods: false,
+        }
+    }
+
+    #[test]
+    fn a_process_own_cgroups_are_found_in_every_hierarchy_used() {
+        let cg = Cgroups {
+            layout: detect_layout(HYBRID, |_| None).unwrap(),
+            settings: settings(None),
+        };
+        let own = "13:pids:/user.slice\n6:memory:/user.slice/session-1.scope\n\
+                   4:cpu:/\n5:cpuacct:/\n3:freezer:/x\n1:name=systemd:/y\n0::/z\n";
+        assert_eq!(
+            cg.own_procs_files(own).unwrap(),
+            [
+                "/sys/fs/cgroup/cpu/cgroup.procs",
+                "/sys/fs/cgroup/cpuacct/cgroup.procs",
+                "/sys/fs/cgroup/memory/user.slice/session-1.scope/cgroup.procs",
+                "/sys/fs/cgroup/freezer/x/cgroup.procs",
+            ]
+        );
+        // A hierarchy the process is not listed in: no way back.
+        assert_eq!(cg.own_procs_files("4:cpu:/\n5:cpuacct:/\n"), None);
+        let v2 = Cgroups {
+            layout: Layout::V2 {
+                mount: "/sys/fs/cgroup".into(),
+            },
+            settings: settings(Some(10)),
+        };
+        assert_eq!(
+            v2.own_procs_files("0::/system.slice/mantle.service\n")
+                .unwrap(),
+            ["/sys/fs/cgroup/system.slice/mantle.service/cgroup.procs"]
+        );
     }
 
     #[test]

@@ -75,17 +75,73 @@ struct Executor {
     outbox: Vec<Call>,
     /// Run tasks as their user (`MANTLE_SWITCH_USER=1`).
     switch_user: bool,
+    /// The tasks reading the agent's event streams: none outlives the run.
+    streams: Vec<tokio::task::JoinHandle<()>>,
+    vars: Vars,
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).map_err(|_| {
-        anyhow::anyhow!("{name} must be set (the agent sets it when it starts an executor)")
-    })
+impl Drop for Executor {
+    fn drop(&mut self) {
+        for s in &self.streams {
+            s.abort();
+        }
+        for r in self.running.values() {
+            if let Some(c) = &r.checker {
+                c.abort();
+            }
+        }
+    }
+}
+
+/// Where an executor takes its settings (`MESOS_*`, `MANTLE_*`): the process environment,
+/// overlaid by the variables a standby executor's assignment gives it (see `crate::standby`),
+/// which its process environment never holds: a standby serves one container after another.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    overlay: Vec<(String, String)>,
+}
+
+impl Vars {
+    /// The process environment overlaid by `overlay` (later entries win).
+    pub fn new(overlay: Vec<(String, String)>) -> Vars {
+        Vars { overlay }
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.overlay
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    /// What the tasks and checks this executor starts get on top of the process environment.
+    pub fn overlay(&self) -> &[(String, String)] {
+        &self.overlay
+    }
+
+    fn require(&self, name: &str) -> anyhow::Result<String> {
+        self.get(name).ok_or_else(|| {
+            anyhow::anyhow!("{name} must be set (the agent sets it when it starts an executor)")
+        })
+    }
+}
+
+/// How an executor's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every task ended and its terminal update was acknowledged: nothing of the container is
+    /// left running in this process, so a standby executor may serve another one.
+    Finished,
+    /// Stopped by a signal, by the agent's going away, or ended without every
+    /// acknowledgement: the process should exit.
+    Stopped,
 }
 
 /// Entry point of `mantle executor`.
 pub async fn run() -> anyhow::Result<()> {
-    run_with(client()?).await
+    run_with(client()?, Vars::default()).await.map(|_| ())
 }
 
 /// The executor's HTTP client (to its agent).
@@ -111,25 +167,28 @@ pub async fn warm_up(client: &reqwest::Client, n: usize) {
     futures::future::join_all(gets).await;
 }
 
-/// `run` with a client made (and perhaps warmed up) beforehand.
-pub async fn run_with(client: reqwest::Client) -> anyhow::Result<()> {
-    let sandbox = std::env::var("MESOS_SANDBOX")
-        .map(std::path::PathBuf::from)
-        .or_else(|_| std::env::current_dir())?;
+/// `run` with a client made (and perhaps warmed up) beforehand, and its settings.
+pub async fn run_with(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
+    let sandbox = match vars.get("MESOS_SANDBOX") {
+        Some(s) => std::path::PathBuf::from(s),
+        None => std::env::current_dir()?,
+    };
     // Rotated output, if the agent asked for it, for as long as the executor runs (dropped
     // last, so the tasks' final lines are written).
-    let output = crate::sandbox::RotatedOutput::from_env(&sandbox)?;
-    let result = serve(client).await;
+    let output = crate::sandbox::RotatedOutput::from_vars(&sandbox, |n| vars.get(n))?;
+    let result = serve(client, vars).await;
     drop(output);
     result
 }
 
-async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
-    let endpoint = env("MESOS_AGENT_ENDPOINT")?;
-    let framework_id = FrameworkId::new(env("MESOS_FRAMEWORK_ID")?);
-    let executor_id = ExecutorId::new(env("MESOS_EXECUTOR_ID")?);
-    let sandbox = std::env::var("MESOS_SANDBOX")
-        .or_else(|_| std::env::current_dir().map(|d| d.to_string_lossy().into_owned()))?;
+async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
+    let endpoint = vars.require("MESOS_AGENT_ENDPOINT")?;
+    let framework_id = FrameworkId::new(vars.require("MESOS_FRAMEWORK_ID")?);
+    let executor_id = ExecutorId::new(vars.require("MESOS_EXECUTOR_ID")?);
+    let sandbox = match vars.get("MESOS_SANDBOX") {
+        Some(s) => s,
+        None => std::env::current_dir()?.to_string_lossy().into_owned(),
+    };
     let url = format!("http://{endpoint}/api/v1/executor");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sub = Call {
@@ -140,11 +199,11 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
         update: None,
         message: None,
     };
-    subscribe(&client, &url, &sub, tx.clone()).await?;
+    let stream = subscribe(&client, &url, &sub, tx.clone()).await?;
     // With checkpointing, a lost agent is waited for (it may be restarting) this long.
-    let checkpoint = std::env::var("MESOS_CHECKPOINT").is_ok_and(|v| v == "1");
-    let recovery_timeout = std::env::var("MESOS_RECOVERY_TIMEOUT")
-        .ok()
+    let checkpoint = vars.get("MESOS_CHECKPOINT").is_some_and(|v| v == "1");
+    let recovery_timeout = vars
+        .get("MESOS_RECOVERY_TIMEOUT")
         .and_then(|v| parse_mesos_duration(&v))
         .unwrap_or(Duration::from_secs(15 * 60));
     let mut ex = Executor {
@@ -163,13 +222,16 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
             .rsplit_once(':')
             .map_or(endpoint.clone(), |(h, _)| h.to_string()),
         health: BTreeMap::new(),
-        docker_socket: std::env::var("MANTLE_DOCKER_SOCKET").ok(),
-        docker_agent: std::env::var("MANTLE_DOCKER_AGENT").unwrap_or_default(),
+        docker_socket: vars.get("MANTLE_DOCKER_SOCKET"),
+        docker_agent: vars.get("MANTLE_DOCKER_AGENT").unwrap_or_default(),
         docker: None,
-        container_id: std::env::var("MESOS_CONTAINER_ID")
-            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
+        container_id: vars
+            .get("MESOS_CONTAINER_ID")
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         outbox: Vec::new(),
-        switch_user: std::env::var("MANTLE_SWITCH_USER").is_ok_and(|v| v == "1"),
+        switch_user: vars.get("MANTLE_SWITCH_USER").is_some_and(|v| v == "1"),
+        streams: vec![stream],
+        vars,
     };
     let mut done_since: Option<tokio::time::Instant> = None;
     // Since when the agent has been gone, while waiting for it to come back.
@@ -183,7 +245,7 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
                 // The agent is stopping us: take every task's process group along.
                 warn!("terminated; killing tasks");
                 ex.kill_all(Duration::ZERO).await;
-                return Ok(());
+                return Ok(Outcome::Stopped);
             }
         };
         match msg {
@@ -191,7 +253,7 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
             Ok(Some(Msg::StreamEnded)) | Ok(None) if !checkpoint => {
                 warn!("agent stream ended; killing tasks and exiting");
                 ex.kill_all(Duration::ZERO).await;
-                return Ok(());
+                return Ok(Outcome::Stopped);
             }
             Ok(Some(Msg::StreamEnded)) | Ok(None) => {
                 warn!("agent stream ended; waiting for the agent to come back");
@@ -213,14 +275,14 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
             if since.elapsed() >= recovery_timeout {
                 warn!("the agent did not come back within the recovery timeout; killing tasks");
                 ex.kill_all(Duration::ZERO).await;
-                return Ok(());
+                return Ok(Outcome::Stopped);
             }
             if last_try.elapsed() >= Duration::from_secs(1) {
                 last_try = tokio::time::Instant::now();
-                if subscribe(&ex.client, &ex.url, &ex.resubscribe(&sub), ex.tx.clone())
-                    .await
-                    .is_ok()
+                if let Ok(stream) =
+                    subscribe(&ex.client, &ex.url, &ex.resubscribe(&sub), ex.tx.clone()).await
                 {
+                    ex.streams.push(stream);
                     info!("subscribed again to the restarted agent");
                     lost_since = None;
                     ex.flush_outbox().await;
@@ -239,9 +301,13 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
         let idle = ex.running.is_empty() && (!ex.infos.is_empty() || ex.shutting_down);
         if idle {
             let since = *done_since.get_or_insert_with(tokio::time::Instant::now);
-            if ex.unacked.is_empty() || since.elapsed() >= ACK_WAIT {
-                info!("all tasks ended; executor exiting");
-                return Ok(());
+            if ex.unacked.is_empty() {
+                info!("all tasks ended");
+                return Ok(Outcome::Finished);
+            }
+            if since.elapsed() >= ACK_WAIT {
+                warn!("all tasks ended, not every ending acknowledged; executor exiting");
+                return Ok(Outcome::Stopped);
             }
         } else {
             done_since = None;
@@ -249,13 +315,14 @@ async fn serve(client: reqwest::Client) -> anyhow::Result<()> {
     }
 }
 
-/// Posts SUBSCRIBE and feeds the event stream to `tx` (ending with `StreamEnded`).
+/// Posts SUBSCRIBE and feeds the event stream to `tx` (ending with `StreamEnded`) from a
+/// task of its own.
 async fn subscribe(
     client: &reqwest::Client,
     url: &str,
     sub: &Call,
     tx: mpsc::UnboundedSender<Msg>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let resp = client
         .post(url)
         .json(sub)
@@ -269,7 +336,7 @@ async fn subscribe(
             resp.text().await.unwrap_or_default()
         );
     }
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let mut stream = resp.bytes_stream();
         let mut decoder = Decoder::new(64 * 1024 * 1024);
         while let Some(Ok(chunk)) = stream.next().await {
@@ -284,8 +351,7 @@ async fn subscribe(
             }
         }
         let _ = tx.send(Msg::StreamEnded);
-    });
-    Ok(())
+    }))
 }
 
 /// Parses a Mesos duration such as `15mins`, `2secs` or `100ms`.
@@ -557,6 +623,8 @@ impl Executor {
                 c
             }
         };
+        cmd.envs(self.vars.overlay().iter().map(|(k, v)| (k, v)))
+            .env_remove(crate::standby::STANDBY_ENV);
         if let Some(env) = &command.environment {
             for v in &env.variables {
                 cmd.env(&v.name, v.value.clone().unwrap_or_default());
@@ -622,12 +690,18 @@ impl Executor {
                 return None;
             }
         };
-        let mut env: Vec<(String, String)> = command
-            .environment
-            .iter()
-            .flat_map(|e| e.variables.iter())
-            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
-            .collect();
+        // A command check runs as the task does; a Docker exec gets only the task's variables.
+        let mut env: Vec<(String, String)> = match container {
+            None => self.vars.overlay().to_vec(),
+            Some(_) => Vec::new(),
+        };
+        env.extend(
+            command
+                .environment
+                .iter()
+                .flat_map(|e| e.variables.iter())
+                .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default())),
+        );
         env.push(("MESOS_TASK_ID".into(), task.task_id.to_string()));
         env.push(("MESOS_SANDBOX".into(), sandbox.clone()));
         let target = health::Target {

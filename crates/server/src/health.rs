@@ -207,6 +207,7 @@ async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool
                 .stderr(std::process::Stdio::null())
                 .process_group(0)
                 .kill_on_drop(true);
+            cmd.env_remove(crate::standby::STANDBY_ENV);
             for (k, v) in &target.env {
                 cmd.env(k, v);
             }

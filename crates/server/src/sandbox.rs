@@ -36,18 +36,20 @@ pub struct RotatedOutput {
 }
 
 impl RotatedOutput {
-    /// `None` when the agent did not ask for rotation.
-    pub fn from_env(sandbox: &Path) -> std::io::Result<Option<RotatedOutput>> {
+    /// `None` when the agent did not ask for rotation (`MANTLE_LOG_MAX_SIZE`, as `var` reads
+    /// the executor's settings).
+    pub fn from_vars(
+        sandbox: &Path,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> std::io::Result<Option<RotatedOutput>> {
         use std::os::fd::AsRawFd;
-        let Some(max_size) = std::env::var("MANTLE_LOG_MAX_SIZE")
-            .ok()
+        let Some(max_size) = var("MANTLE_LOG_MAX_SIZE")
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|m| *m > 0)
         else {
             return Ok(None);
         };
-        let keep = std::env::var("MANTLE_LOG_KEEP")
-            .ok()
+        let keep = var("MANTLE_LOG_KEEP")
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(5);
         let mut writers = Vec::new();

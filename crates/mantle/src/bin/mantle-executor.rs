@@ -1,6 +1,7 @@
 //! `mantle-executor`: the built-in executor as a program of its own, one per command task or
-//! task group an agent runs, started ahead as a standby (see `mantle_server::standby`) or at
-//! launch (`mantle executor` runs the same code).
+//! task group an agent runs, started ahead as a standby (see `mantle_server::standby`; a
+//! standby serves one container after another) or at launch (`mantle executor` runs the same
+//! code).
 //!
 //! It holds only what an executor needs (no daemons, no CLI), on a single-threaded runtime,
 //! so it starts and exits in a fraction of the time the whole `mantle` binary takes: a cost
@@ -10,8 +11,14 @@
 mod logging;
 
 fn main() -> std::process::ExitCode {
-    let standby = std::env::var_os(mantle_server::standby::STANDBY_ENV).is_some();
-    if !standby {
+    let control = match mantle_server::standby::Control::take() {
+        Ok(c) => c,
+        Err(e) => {
+            report_early(&e);
+            return std::process::ExitCode::from(125);
+        }
+    };
+    if control.is_none() {
         if let Err(code) = join_cgroups() {
             return code;
         }
@@ -34,31 +41,62 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    if standby {
-        // A standby (started by the agent ahead of need) gets everything ready that does not
-        // depend on its container (the runtime, the client and its two connections: the
-        // SUBSCRIBE stream and the calls), then waits for its container. The runtime has no
-        // threads of its own, so the process is single-threaded while the environment is set.
-        runtime.block_on(mantle_server::executor::warm_up(&client, 2));
-        match mantle_server::standby::await_assignment() {
-            Ok(true) => {}
-            Ok(false) => return std::process::ExitCode::SUCCESS,
+    let Some(mut control) = control else {
+        let vars = mantle_server::executor::Vars::default();
+        return exit(runtime.block_on(mantle_server::executor::run_with(client, vars)));
+    };
+    // A standby (started by the agent ahead of need) gets everything ready that does not
+    // depend on its container (the runtime, the client and its two connections: the
+    // SUBSCRIBE stream and the calls), then serves containers one after another.
+    runtime.block_on(mantle_server::executor::warm_up(&client, 2));
+    for run in 1..=mantle_server::standby::MAX_RUNS {
+        let assignment = match control.next_assignment() {
+            Ok(Some(a)) => a,
+            Ok(None) => return std::process::ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "standby executor");
                 return std::process::ExitCode::from(125);
             }
+        };
+        let vars = match mantle_server::standby::enter(&assignment) {
+            Ok(env) => mantle_server::executor::Vars::new(env),
+            Err(e) => {
+                tracing::error!(error = %e, "standby executor");
+                return std::process::ExitCode::from(125);
+            }
+        };
+        let outcome = runtime.block_on(mantle_server::executor::run_with(client.clone(), vars));
+        if run == mantle_server::standby::MAX_RUNS
+            || !matches!(outcome, Ok(mantle_server::executor::Outcome::Finished))
+        {
+            return exit(outcome);
         }
-        if let Err(code) = join_cgroups() {
-            return code;
+        // Free again: out of the container, then say so. Either failing, exiting ends the
+        // container as well (the agent sees the exit).
+        if let Err(e) = mantle_server::standby::leave(&assignment) {
+            tracing::warn!(error = %e, "standby executor cannot serve again");
+            return std::process::ExitCode::SUCCESS;
+        }
+        if control.released().is_err() {
+            return std::process::ExitCode::SUCCESS;
         }
     }
-    match runtime.block_on(mantle_server::executor::run_with(client)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    std::process::ExitCode::SUCCESS
+}
+
+fn exit(outcome: anyhow::Result<mantle_server::executor::Outcome>) -> std::process::ExitCode {
+    match outcome {
+        Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "executor failed");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[allow(clippy::print_stderr)] // no logger yet, and the agent reads stderr into its log
+fn report_early(e: &mantle_server::standby::StandbyError) {
+    eprintln!("mantle: standby executor: {e}");
 }
 
 /// Moves this process into every cgroup whose `cgroup.procs` file `MANTLE_CGROUP_PROCS` lists

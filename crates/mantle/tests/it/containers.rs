@@ -225,6 +225,70 @@ async fn a_kill_leaves_no_process_of_the_task_even_outside_its_process_group() {
     .await;
 }
 
+/// One line of `/proc/<pid>/cgroup` per hierarchy, joined by spaces.
+fn cgroups_of(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .replace('\n', " ")
+}
+
+#[tokio::test]
+async fn a_standby_executor_serves_one_container_after_another_and_leaves_each() {
+    let (cluster, root) = cgroups_cluster("recycle");
+    let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
+    let out = std::env::temp_dir().join(format!("mantle-recycle-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut executors = Vec::new();
+    for name in ["first", "second"] {
+        let offer = s.next("OFFERS", 15).await["offers"]["offers"][0].clone();
+        let file = out.join(name);
+        // What the task sees: its parent (the executor), its variables, its cgroups.
+        let cmd = format!(
+            "echo \"$PPID|$MESOS_TASK_ID|$MESOS_EXECUTOR_ID|$MANTLE_EXECUTOR_STANDBY|$MANTLE_CGROUP_PROCS|$(cat /proc/self/cgroup | tr '\\n' ' ')\" > {}",
+            file.display()
+        );
+        assert_eq!(
+            s.call(launch(&offer, vec![task(&offer, name, &cmd, 0.1)]))
+                .await
+                .0,
+            202
+        );
+        s.await_state(name, "TASK_FINISHED", 15).await;
+        let line = std::fs::read_to_string(&file).unwrap();
+        let f: Vec<&str> = line.trim_end().split('|').collect();
+        assert_eq!(f.len(), 6, "{line}");
+        // Its own container's variables only, nothing of the standby's or the last one's.
+        assert_eq!((f[1], f[2], f[3], f[4]), (name, name, "", ""), "{line}");
+        let container = f[5]
+            .split(&format!("{root}/"))
+            .nth(1)
+            .and_then(|r| r.split(|c: char| c == '/' || c.is_whitespace()).next())
+            .unwrap_or_else(|| panic!("the task ran outside its container's cgroups: {line}"))
+            .to_string();
+        // The container ends: its cgroups are removed while its executor lives on, out of
+        // them, out of the sandbox, waiting for the next one.
+        wait_until("the container's cgroup is removed", 10, || {
+            !memory_cgroup(&root, &container).exists()
+        })
+        .await;
+        let executor = f[0];
+        assert!(
+            environ(executor.parse().unwrap()).contains(&"MANTLE_EXECUTOR_STANDBY=1".to_string()),
+            "the executor {executor} is not a live standby"
+        );
+        let cgroups = cgroups_of(executor);
+        assert!(!cgroups.contains(&root), "{cgroups}");
+        let cwd = std::fs::read_link(format!("/proc/{executor}/cwd")).unwrap();
+        assert_eq!(cwd, std::path::Path::new("/"));
+        executors.push(executor.to_string());
+    }
+    assert_eq!(
+        executors[0], executors[1],
+        "the second container was not served by the first one's executor"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[tokio::test]
 async fn a_restarted_agent_keeps_its_recovered_containers_and_destroys_orphans() {
     let (mut cluster, root) = cgroups_cluster("orphans");

@@ -75,16 +75,14 @@ struct Executor {
     outbox: Vec<Call>,
     /// Run tasks as their user (`MANTLE_SWITCH_USER=1`).
     switch_user: bool,
-    /// The tasks reading the agent's event streams: none outlives the run.
-    streams: Vec<tokio::task::JoinHandle<()>>,
     vars: Vars,
 }
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        for s in &self.streams {
-            s.abort();
-        }
+        // The event stream's reader is left to end with the stream, which the agent ends
+        // once it has taken this executor's exit or release: its connection then goes back
+        // to the client's pool for the next container (a standby's).
         for r in self.running.values() {
             if let Some(c) = &r.checker {
                 c.abort();
@@ -199,7 +197,7 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
         update: None,
         message: None,
     };
-    let stream = subscribe(&client, &url, &sub, tx.clone()).await?;
+    subscribe(&client, &url, &sub, tx.clone()).await?;
     // With checkpointing, a lost agent is waited for (it may be restarting) this long.
     let checkpoint = vars.get("MESOS_CHECKPOINT").is_some_and(|v| v == "1");
     let recovery_timeout = vars
@@ -230,7 +228,6 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         outbox: Vec::new(),
         switch_user: vars.get("MANTLE_SWITCH_USER").is_some_and(|v| v == "1"),
-        streams: vec![stream],
         vars,
     };
     let mut done_since: Option<tokio::time::Instant> = None;
@@ -279,10 +276,10 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
             }
             if last_try.elapsed() >= Duration::from_secs(1) {
                 last_try = tokio::time::Instant::now();
-                if let Ok(stream) =
-                    subscribe(&ex.client, &ex.url, &ex.resubscribe(&sub), ex.tx.clone()).await
+                if subscribe(&ex.client, &ex.url, &ex.resubscribe(&sub), ex.tx.clone())
+                    .await
+                    .is_ok()
                 {
-                    ex.streams.push(stream);
                     info!("subscribed again to the restarted agent");
                     lost_since = None;
                     ex.flush_outbox().await;
@@ -322,7 +319,7 @@ async fn subscribe(
     url: &str,
     sub: &Call,
     tx: mpsc::UnboundedSender<Msg>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<()> {
     let resp = client
         .post(url)
         .json(sub)
@@ -336,7 +333,7 @@ async fn subscribe(
             resp.text().await.unwrap_or_default()
         );
     }
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut stream = resp.bytes_stream();
         let mut decoder = Decoder::new(64 * 1024 * 1024);
         while let Some(Ok(chunk)) = stream.next().await {
@@ -351,7 +348,8 @@ async fn subscribe(
             }
         }
         let _ = tx.send(Msg::StreamEnded);
-    }))
+    });
+    Ok(())
 }
 
 /// Parses a Mesos duration such as `15mins`, `2secs` or `100ms`.

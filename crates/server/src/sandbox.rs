@@ -32,7 +32,49 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
 /// for it with `MANTLE_LOG_MAX_SIZE` and `MANTLE_LOG_KEEP`. Dropping it closes the
 /// executor's ends and gives the writers up to 2 s to drain what the tasks wrote.
 pub struct RotatedOutput {
-    writers: Vec<std::thread::JoinHandle<()>>,
+    /// One per stream: says when its copy has ended.
+    copies: Vec<std::sync::mpsc::Receiver<()>>,
+}
+
+/// A copy of one output pipe into its file, for a copier thread.
+struct Copy {
+    input: std::fs::File,
+    path: std::path::PathBuf,
+    max_size: u64,
+    keep: u32,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+/// Copier threads waiting for their next copy: a standby executor's output is copied by the
+/// same threads from one container to the next, instead of two new threads per container.
+static IDLE_COPIERS: std::sync::Mutex<Vec<std::sync::mpsc::Sender<Copy>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `copy` on an idle copier thread, or on a new one.
+fn start_copy(copy: Copy) -> std::io::Result<()> {
+    let idle = IDLE_COPIERS.lock().ok().and_then(|mut v| v.pop());
+    let copy = match idle {
+        Some(copier) => match copier.send(copy) {
+            Ok(()) => return Ok(()),
+            Err(e) => e.0,
+        },
+        None => copy,
+    };
+    let (me, jobs) = std::sync::mpsc::channel::<Copy>();
+    let _ = me.send(copy);
+    std::thread::Builder::new()
+        .name("log-copier".into())
+        .spawn(move || {
+            while let Ok(c) = jobs.recv() {
+                let _ = write_rotating(c.input, &c.path, c.max_size, c.keep);
+                let _ = c.done.send(());
+                match IDLE_COPIERS.lock() {
+                    Ok(mut idle) => idle.push(me.clone()),
+                    Err(_) => return,
+                }
+            }
+        })?;
+    Ok(())
 }
 
 impl RotatedOutput {
@@ -52,22 +94,23 @@ impl RotatedOutput {
         let keep = var("MANTLE_LOG_KEEP")
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(5);
-        let mut writers = Vec::new();
+        let mut copies = Vec::new();
         for (fd, name) in [(1, "stdout"), (2, "stderr")] {
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let path = sandbox.join(name);
-            writers.push(
-                std::thread::Builder::new()
-                    .name(format!("log-{name}"))
-                    .spawn(move || {
-                        let _ = write_rotating(std::fs::File::from(read), &path, max_size, keep);
-                    })?,
-            );
+            let (done, ended) = std::sync::mpsc::channel();
+            start_copy(Copy {
+                input: std::fs::File::from(read),
+                path: sandbox.join(name),
+                max_size,
+                keep,
+                done,
+            })?;
+            copies.push(ended);
             // The copy on fd 1 or 2 is inheritable (dup2 clears close-on-exec); the original
             // end closes when `write` drops.
             nix::unistd::dup2(write.as_raw_fd(), fd)?;
         }
-        Ok(Some(RotatedOutput { writers }))
+        Ok(Some(RotatedOutput { copies }))
     }
 }
 
@@ -79,16 +122,12 @@ impl Drop for RotatedOutput {
                 let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
             }
         }
-        // A writer ends when every copy of its pipe's write end is closed; a task's orphaned
-        // child may keep one open, so do not wait for ever.
+        // A copy ends when every copy of its pipe's write end is closed; a task's orphaned
+        // child may keep one open, so do not wait for ever (its copier then stays with it).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        for w in self.writers.drain(..) {
-            while !w.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            if w.is_finished() {
-                let _ = w.join();
-            }
+        for ended in self.copies.drain(..) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let _ = ended.recv_timeout(left);
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum StandbyError {
 /// A standby executor's control line to its agent.
 pub struct Control {
     line: std::io::BufReader<UnixStream>,
+    /// The `cgroup.procs` files of the cgroups it goes back to, kept open from one container
+    /// to the next.
+    home: std::collections::HashMap<String, std::fs::File>,
 }
 
 impl Control {
@@ -100,6 +103,7 @@ impl Control {
         nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| StandbyError::Control(e.into()))?;
         Ok(Some(Control {
             line: std::io::BufReader::new(UnixStream::from(fd)),
+            home: Default::default(),
         }))
     }
 
@@ -156,7 +160,7 @@ pub fn enter(a: &Assignment) -> Result<Vec<(String, String)>, StandbyError> {
 
 /// Leaves the container: back to the cgroups the standby started in, out of the sandbox,
 /// output to `/dev/null`.
-pub fn leave(a: &Assignment) -> Result<(), StandbyError> {
+pub fn leave(control: &mut Control, a: &Assignment) -> Result<(), StandbyError> {
     use std::os::fd::AsRawFd;
     let joined = a
         .env
@@ -170,7 +174,22 @@ pub fn leave(a: &Assignment) -> Result<(), StandbyError> {
             known: a.leave.len(),
         });
     }
-    join(a.leave.iter().cloned())?;
+    for path in &a.leave {
+        let cgroup = |source| StandbyError::Cgroup {
+            path: path.clone(),
+            source,
+        };
+        let file = match control.home.entry(path.clone()) {
+            std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(cgroup)?,
+            ),
+        };
+        file.write_all(b"0").map_err(cgroup)?;
+    }
     let root = |source| StandbyError::Sandbox {
         path: "/".into(),
         source,
@@ -372,6 +391,7 @@ mod tests {
         assert_eq!(rx2.try_recv().unwrap(), "c1");
         let mut control = Control {
             line: std::io::BufReader::new(theirs2),
+            home: Default::default(),
         };
         assert_eq!(control.next_assignment().unwrap(), Some(a.clone()));
         // Nothing left to assign.
@@ -406,6 +426,7 @@ mod tests {
         drop(agent);
         let mut control = Control {
             line: std::io::BufReader::new(theirs),
+            home: Default::default(),
         };
         assert_eq!(control.next_assignment().unwrap(), None);
     }
@@ -415,6 +436,7 @@ mod tests {
         let (agent, theirs) = UnixStream::pair().unwrap();
         let mut control = Control {
             line: std::io::BufReader::new(theirs),
+            home: Default::default(),
         };
         control.released().unwrap();
         let mut line = String::new();

@@ -73,7 +73,7 @@ fn main() -> std::process::ExitCode {
         }
         // Free again: out of the container, then say so. Either failing, exiting ends the
         // container as well (the agent sees the exit).
-        if let Err(e) = mantle_server::standby::leave(&assignment) {
+        if let Err(e) = mantle_server::standby::leave(&mut control, &assignment) {
             tracing::warn!(error = %e, "standby executor cannot serve again");
             return std::process::ExitCode::SUCCESS;
         }

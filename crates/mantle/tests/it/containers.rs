@@ -242,9 +242,10 @@ async fn a_standby_executor_serves_one_container_after_another_and_leaves_each()
     for name in ["first", "second"] {
         let offer = s.next("OFFERS", 15).await["offers"]["offers"][0].clone();
         let file = out.join(name);
-        // What the task sees: its parent (the executor), its variables, its cgroups.
+        // What the task sees: its parent (the executor), its variables, its cgroups, its
+        // sandbox; and a line on its stdout.
         let cmd = format!(
-            "echo \"$PPID|$MESOS_TASK_ID|$MESOS_EXECUTOR_ID|$MANTLE_EXECUTOR_STANDBY|$MANTLE_CGROUP_PROCS|$(cat /proc/self/cgroup | tr '\\n' ' ')\" > {}",
+            "echo \"$PPID|$MESOS_TASK_ID|$MESOS_EXECUTOR_ID|$MANTLE_EXECUTOR_STANDBY|$MANTLE_CGROUP_PROCS|$(cat /proc/self/cgroup | tr '\\n' ' ')|$PWD\" > {}; echo output of $MESOS_TASK_ID",
             file.display()
         );
         assert_eq!(
@@ -256,7 +257,10 @@ async fn a_standby_executor_serves_one_container_after_another_and_leaves_each()
         s.await_state(name, "TASK_FINISHED", 15).await;
         let line = std::fs::read_to_string(&file).unwrap();
         let f: Vec<&str> = line.trim_end().split('|').collect();
-        assert_eq!(f.len(), 6, "{line}");
+        assert_eq!(f.len(), 7, "{line}");
+        // Its output, in its own sandbox only (copied as the agent asked: rotated).
+        let stdout = std::fs::read_to_string(std::path::Path::new(f[6]).join("stdout")).unwrap();
+        assert_eq!(stdout, format!("output of {name}\n"));
         // Its own container's variables only, nothing of the standby's or the last one's.
         assert_eq!((f[1], f[2], f[3], f[4]), (name, name, "", ""), "{line}");
         let container = f[5]

@@ -10,5 +10,8 @@ pub(crate) fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log that cannot be written (a full disk under a sandbox) is lost, not a panic:
+        // the subscriber would report it with `eprintln!`, which panics on that same stderr.
+        .log_internal_errors(false)
         .init();
 }

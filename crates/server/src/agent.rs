@@ -58,11 +58,11 @@ enum Cmd {
         container_id: String,
         status: Option<i32>,
     },
-    /// A standby executor is done with its container (an exit with status 0 for the
-    /// container) and free to serve another.
+    /// A standby executor is done with its container: an exit with status 0 for the
+    /// container; `done` once taken (its event stream is then closed).
     ExecReleased {
         container_id: String,
-        standby: crate::standby::Standby,
+        done: oneshot::Sender<()>,
     },
     State(Reply<serde_json::Value>),
     /// The container could not be set up or hit a limit.
@@ -630,16 +630,13 @@ async fn actor(
                     Cmd::ExecStarted { container_id, pid } => {
                         if let Ok(mut m) = pids.lock() { m.insert(container_id, pid); }
                     }
-                    Cmd::ExecReleased { container_id, standby } => {
+                    Cmd::ExecReleased { container_id, done } => {
                         // Its process serves on: nothing of it is killed.
                         if let Ok(mut m) = pids.lock() {
                             m.remove(&container_id);
                         }
                         container_ended(&mut agent, &mut limited, now, container_id, Some(0));
-                        // Only now, with the container ended here, may it serve another.
-                        if let Some(s) = &standbys {
-                            s.put_back(standby);
-                        }
+                        let _ = done.send(());
                     }
                     Cmd::ExecExited { container_id, status } => {
                         if let Ok(mut m) = pids.lock() {
@@ -1296,17 +1293,6 @@ impl Standbys {
         })
     }
 
-    /// A standby back from its container (whose end the actor has handled) waits for the
-    /// next one, unless enough do already.
-    fn put_back(&self, standby: crate::standby::Standby) {
-        let pid = standby.pid;
-        let kept = self
-            .pool
-            .lock()
-            .is_ok_and(|mut p| p.released(standby, self.size * STANDBY_KEEP_FACTOR));
-        debug!(pid, kept, "standby executor released");
-    }
-
     /// Hands the container to a ready standby and records its pid (`ExecStarted`) before the
     /// standby can exit as that container's executor.
     fn assign(
@@ -1352,13 +1338,13 @@ impl Standbys {
 
     fn spawn_one(&self) -> std::io::Result<crate::standby::Standby> {
         use crate::standby::Standby;
-        // Its control line. The agent never waits on it: a write that does not fit fails
-        // (that standby is then not used) instead of blocking the agent's actor.
+        // Its control line. The agent's launches never wait on it: a write that does not fit
+        // fails (that standby is then not used) instead of blocking the actor.
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         ours.set_nonblocking(true)?;
-        let lines = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
+        let line = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
         let rotate_inside = self.options.log_max_size > 0;
-        let mut child = tokio::process::Command::new(&self.program)
+        let child = tokio::process::Command::new(&self.program)
             .envs(agent_env(&self.options, rotate_inside))
             .env(crate::standby::STANDBY_ENV, "1")
             .current_dir(&self.options.work_dir)
@@ -1370,74 +1356,226 @@ impl Standbys {
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let control = std::sync::Arc::new(ours);
-        let (assigned, mut containers) = mpsc::unbounded_channel::<String>();
+        let (assigned, containers) = mpsc::unbounded_channel::<String>();
         let standby = Standby {
             pid,
-            control: control.clone(),
-            assigned: assigned.clone(),
+            control: std::sync::Arc::new(ours),
+            assigned,
         };
-        let (tx, pool) = (self.tx.clone(), self.pool.clone());
-        tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(lines).lines();
-            let mut reading = true;
-            // The container it serves, and whether it served any.
-            let mut serving: Option<String> = None;
-            let mut served = false;
-            // What the pool handed it: under the pool's lock an assignment is either complete
-            // (line written, container sent) or not begun.
-            let mut take = |serving: &mut Option<String>, served: &mut bool| {
-                while let Ok(c) = containers.try_recv() {
-                    *serving = Some(c);
-                    *served = true;
+        let waiter = StandbyWaiter {
+            pid,
+            again: Standby {
+                pid,
+                control: standby.control.clone(),
+                assigned: standby.assigned.clone(),
+            },
+            containers,
+            tx: self.tx.clone(),
+            pool: self.pool.clone(),
+            keep: self.size * STANDBY_KEEP_FACTOR,
+        };
+        tokio::spawn(waiter.run(child, line));
+        Ok(standby)
+    }
+}
+
+/// The agent's side of one standby: waits for its exit, and carries the executor API over
+/// its control line (calls to the actor, answers and events back) while it serves a
+/// container.
+struct StandbyWaiter {
+    pid: i32,
+    /// The standby as the pool holds it, to put back after a release.
+    again: crate::standby::Standby,
+    /// Which container it was handed, as the pool sends it.
+    containers: mpsc::UnboundedReceiver<String>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    pool: std::sync::Arc<std::sync::Mutex<crate::standby::Pool>>,
+    /// Free standbys kept at most.
+    keep: usize,
+}
+
+impl StandbyWaiter {
+    async fn run(mut self, mut child: tokio::process::Child, line: tokio::net::UnixStream) {
+        use crate::standby::{FromStandby, ToStandby};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (read, mut write) = line.into_split();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let mut reading = true;
+        // The container it serves, and whether it served any.
+        let mut serving: Option<String> = None;
+        let mut served = false;
+        // Its executor API: the event stream once subscribed, and the answers to its calls
+        // in the order of the calls.
+        let mut events: Option<http::EventStream> = None;
+        let mut answers = futures::stream::FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.ok().map(exit_code);
+                    self.exited(&mut serving, &mut served, status);
+                    return;
                 }
-            };
-            loop {
-                tokio::select! {
-                    status = child.wait() => {
-                        let status = status.ok().map(exit_code);
-                        let Ok(mut p) = pool.lock() else { return };
-                        take(&mut serving, &mut served);
-                        match serving {
-                            // Reported as the exit of the container it serves.
-                            Some(container_id) => {
-                                drop(p);
-                                let _ = tx.send(Cmd::ExecExited { container_id, status });
-                            }
-                            None if served => p.ended_idle(pid),
-                            None => {
-                                let failures = p.ended_unassigned(pid);
-                                warn!(pid, ?status, failures, "a standby executor ended unassigned");
-                                if failures == crate::standby::MAX_FAILURES {
-                                    warn!("standby executors keep ending; launches start their executors directly");
-                                }
+                line = lines.next_line(), if reading => match line {
+                    Ok(Some(l)) => match serde_json::from_str::<FromStandby>(&l) {
+                        Ok(FromStandby::Call(call)) => answers.push_back(answer(self.tx.clone(), call)),
+                        Ok(FromStandby::Released) => {
+                            if !self.released(&mut serving, &mut served, &mut events, &mut write).await {
+                                return;
                             }
                         }
-                        return;
-                    }
-                    line = lines.next_line(), if reading => match line {
-                        Ok(Some(l)) if l == crate::standby::RELEASED => {
-                            if let Ok(_p) = pool.lock() {
-                                take(&mut serving, &mut served);
-                            }
-                            if let Some(container_id) = serving.take() {
-                                let standby = Standby {
-                                    pid,
-                                    control: control.clone(),
-                                    assigned: assigned.clone(),
-                                };
-                                let _ = tx.send(Cmd::ExecReleased { container_id, standby });
-                            }
-                        }
-                        Ok(Some(l)) => debug!(pid, line = %l, "unexpected line from a standby executor"),
-                        // It closed its end: its exit follows.
-                        Ok(None) | Err(_) => reading = false,
+                        Err(e) => debug!(pid = self.pid, error = %e, "undecodable line from a standby executor"),
                     },
+                    // It closed its end: its exit follows.
+                    Ok(None) | Err(_) => reading = false,
+                },
+                Some((status, message, stream)) = answers.next(), if !answers.is_empty() => {
+                    // A new stream replaces any older one, which is dropped (and gone).
+                    if stream.is_some() {
+                        events = stream;
+                    }
+                    let answer = crate::standby::line_of(&ToStandby::Answer { status, message });
+                    if let Ok(a) = answer {
+                        let _ = write.write_all(&a).await;
+                    }
+                }
+                frame = next_frame(&mut events) => {
+                    let line = match frame {
+                        Some(f) => crate::standby::event_line(&f),
+                        None => {
+                            events = None;
+                            crate::standby::line_of(&ToStandby::Ended).unwrap_or_default()
+                        }
+                    };
+                    let _ = write.write_all(&line).await;
                 }
             }
-        });
-        Ok(standby)
+        }
+    }
+
+    /// What the pool handed it so far. Under the pool's lock an assignment is either complete
+    /// (line written, container sent) or not begun.
+    fn take_assigned(&mut self, serving: &mut Option<String>, served: &mut bool) {
+        while let Ok(c) = self.containers.try_recv() {
+            *serving = Some(c);
+            *served = true;
+        }
+    }
+
+    fn exited(&mut self, serving: &mut Option<String>, served: &mut bool, status: Option<i32>) {
+        let pool = self.pool.clone();
+        let Ok(mut p) = pool.lock() else { return };
+        self.take_assigned(serving, served);
+        match serving.take() {
+            // Reported as the exit of the container it serves.
+            Some(container_id) => {
+                drop(p);
+                let _ = self.tx.send(Cmd::ExecExited {
+                    container_id,
+                    status,
+                });
+            }
+            None if *served => p.ended_idle(self.pid),
+            None => {
+                let failures = p.ended_unassigned(self.pid);
+                warn!(
+                    pid = self.pid,
+                    ?status,
+                    failures,
+                    "a standby executor ended unassigned"
+                );
+                if failures == crate::standby::MAX_FAILURES {
+                    warn!("standby executors keep ending; launches start their executors directly");
+                }
+            }
+        }
+    }
+
+    /// It is done with its container: the actor ends the container (and closes its event
+    /// stream), the stream's end is said on the line, and only then is it free for the next
+    /// one, so that `ended` never follows a new assignment. False when the agent is stopping.
+    async fn released(
+        &mut self,
+        serving: &mut Option<String>,
+        served: &mut bool,
+        events: &mut Option<http::EventStream>,
+        write: &mut tokio::net::unix::OwnedWriteHalf,
+    ) -> bool {
+        use tokio::io::AsyncWriteExt;
+        if let Ok(_p) = self.pool.clone().lock() {
+            self.take_assigned(serving, served);
+        }
+        let Some(container_id) = serving.take() else {
+            return true;
+        };
+        let (done, taken) = oneshot::channel();
+        if self
+            .tx
+            .send(Cmd::ExecReleased { container_id, done })
+            .is_err()
+            || taken.await.is_err()
+        {
+            return false;
+        }
+        if let Some(mut stream) = events.take() {
+            while let Some(Ok(f)) = stream.next().await {
+                let _ = write.write_all(&crate::standby::event_line(&f)).await;
+            }
+            let ended = crate::standby::line_of(&crate::standby::ToStandby::Ended);
+            let _ = write.write_all(&ended.unwrap_or_default()).await;
+        }
+        let again = crate::standby::Standby {
+            pid: self.pid,
+            control: self.again.control.clone(),
+            assigned: self.again.assigned.clone(),
+        };
+        let kept = self
+            .pool
+            .lock()
+            .is_ok_and(|mut p| p.released(again, self.keep));
+        debug!(pid = self.pid, kept, "standby executor released");
+        true
+    }
+}
+
+/// The next frame of `events`, or never when there is none.
+async fn next_frame(events: &mut Option<http::EventStream>) -> Option<Bytes> {
+    match events.as_mut() {
+        Some(s) => s.next().await.and_then(Result::ok),
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands a standby's call to the actor, as the executor API's HTTP handler does, and gives
+/// the HTTP status it would answer with (and the event stream of a SUBSCRIBE).
+async fn answer(
+    tx: mpsc::UnboundedSender<Cmd>,
+    call: ExecCall,
+) -> (u16, String, Option<http::EventStream>) {
+    let refused = |e: CallError| match e {
+        CallError::BadRequest(m) => (400, m, None),
+        CallError::Forbidden(m) => (403, m, None),
+        CallError::ServiceUnavailable(m) => (503, m, None),
+    };
+    let stopping = (503, "Agent is shutting down".to_string(), None);
+    if call.kind == ExecCallType::Subscribe {
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Cmd::ExecSubscribe { call, reply }).is_err() {
+            return stopping;
+        }
+        return match rx.await {
+            Ok(Ok(stream)) => (200, String::new(), Some(stream)),
+            Ok(Err(e)) => refused(e),
+            Err(_) => stopping,
+        };
+    }
+    let (reply, rx) = oneshot::channel();
+    if tx.send(Cmd::ExecCall { call, reply }).is_err() {
+        return stopping;
+    }
+    match rx.await {
+        Ok(Ok(())) => (202, String::new(), None),
+        Ok(Err(e)) => refused(e),
+        Err(_) => stopping,
     }
 }
 

@@ -76,6 +76,8 @@ struct Executor {
     /// Run tasks as their user (`MANTLE_SWITCH_USER=1`).
     switch_user: bool,
     vars: Vars,
+    /// A standby's control line, while its agent is the one that started it.
+    line: Option<crate::standby::Link>,
 }
 
 impl Drop for Executor {
@@ -139,7 +141,7 @@ pub enum Outcome {
 
 /// Entry point of `mantle executor`.
 pub async fn run() -> anyhow::Result<()> {
-    run_with(client()?, Vars::default()).await.map(|_| ())
+    run_with(client()?, Vars::default(), None).await.map(|_| ())
 }
 
 /// The executor's HTTP client (to its agent).
@@ -149,24 +151,13 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Opens `n` connections to the agent at `MESOS_AGENT_ENDPOINT` and leaves them in `client`'s
-/// pool (a standby executor does this while it waits: its SUBSCRIBE and first update then
-/// need no connect). Best effort: a failure only means a later connect.
-pub async fn warm_up(client: &reqwest::Client, n: usize) {
-    let Ok(endpoint) = std::env::var("MESOS_AGENT_ENDPOINT") else {
-        return;
-    };
-    let url = format!("http://{endpoint}/health");
-    let gets = (0..n).map(|_| async {
-        if let Ok(r) = client.get(&url).send().await {
-            let _ = r.bytes().await;
-        }
-    });
-    futures::future::join_all(gets).await;
-}
-
-/// `run` with a client made (and perhaps warmed up) beforehand, and its settings.
-pub async fn run_with(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
+/// `run` with a client made beforehand, its settings, and for a standby its control line to
+/// the agent, which then carries the executor API (HTTP only after the agent was lost).
+pub async fn run_with(
+    client: reqwest::Client,
+    vars: Vars,
+    line: Option<crate::standby::Link>,
+) -> anyhow::Result<Outcome> {
     let sandbox = match vars.get("MESOS_SANDBOX") {
         Some(s) => std::path::PathBuf::from(s),
         None => std::env::current_dir()?,
@@ -174,12 +165,16 @@ pub async fn run_with(client: reqwest::Client, vars: Vars) -> anyhow::Result<Out
     // Rotated output, if the agent asked for it, for as long as the executor runs (dropped
     // last, so the tasks' final lines are written).
     let output = crate::sandbox::RotatedOutput::from_vars(&sandbox, |n| vars.get(n))?;
-    let result = serve(client, vars).await;
+    let result = serve(client, vars, line).await;
     drop(output);
     result
 }
 
-async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
+async fn serve(
+    client: reqwest::Client,
+    vars: Vars,
+    line: Option<crate::standby::Link>,
+) -> anyhow::Result<Outcome> {
     let endpoint = vars.require("MESOS_AGENT_ENDPOINT")?;
     let framework_id = FrameworkId::new(vars.require("MESOS_FRAMEWORK_ID")?);
     let executor_id = ExecutorId::new(vars.require("MESOS_EXECUTOR_ID")?);
@@ -197,7 +192,10 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
         update: None,
         message: None,
     };
-    subscribe(&client, &url, &sub, tx.clone()).await?;
+    match &line {
+        Some(l) => subscribe_line(l, &sub, tx.clone()).await?,
+        None => subscribe(&client, &url, &sub, tx.clone()).await?,
+    }
     // With checkpointing, a lost agent is waited for (it may be restarting) this long.
     let checkpoint = vars.get("MESOS_CHECKPOINT").is_some_and(|v| v == "1");
     let recovery_timeout = vars
@@ -229,6 +227,7 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
         outbox: Vec::new(),
         switch_user: vars.get("MANTLE_SWITCH_USER").is_some_and(|v| v == "1"),
         vars,
+        line,
     };
     let mut done_since: Option<tokio::time::Instant> = None;
     // Since when the agent has been gone, while waiting for it to come back.
@@ -254,6 +253,8 @@ async fn serve(client: reqwest::Client, vars: Vars) -> anyhow::Result<Outcome> {
             }
             Ok(Some(Msg::StreamEnded)) | Ok(None) => {
                 warn!("agent stream ended; waiting for the agent to come back");
+                // A restarted agent is reached over HTTP, as any executor reaches it.
+                ex.line = None;
                 lost_since.get_or_insert_with(tokio::time::Instant::now);
             }
             Ok(Some(Msg::Exited { task_id, code })) => ex.on_exit(task_id, code).await,
@@ -346,6 +347,22 @@ async fn subscribe(
                     Err(e) => warn!(error = %e, "undecodable event from agent"),
                 }
             }
+        }
+        let _ = tx.send(Msg::StreamEnded);
+    });
+    Ok(())
+}
+
+/// SUBSCRIBE over a standby's control line; feeds the events to `tx` as `subscribe` does.
+async fn subscribe_line(
+    line: &crate::standby::Link,
+    sub: &Call,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<()> {
+    let mut events = line.subscribe(sub).await?;
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let _ = tx.send(Msg::Event(ev));
         }
         let _ = tx.send(Msg::StreamEnded);
     });
@@ -496,6 +513,23 @@ impl Executor {
     /// Posts an update; false when it must be sent again later (the agent is unreachable or
     /// could not make it durable).
     async fn post_update(&self, call: &Call) -> bool {
+        if let Some(line) = &self.line {
+            return match line.call(call).await {
+                Ok((status, _)) if (200..300).contains(&status) => true,
+                Ok((503, message)) => {
+                    warn!(%message, "agent could not take an update yet");
+                    false
+                }
+                Ok((status, message)) => {
+                    warn!(status, %message, "agent rejected an update");
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot send an update to the agent; keeping it");
+                    false
+                }
+            };
+        }
         match self.client.post(&self.url).json(call).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
@@ -537,7 +571,14 @@ impl Executor {
                 data: base64::engine::general_purpose::STANDARD.encode(data),
             }),
         };
-        let _ = self.client.post(&self.url).json(&call).send().await;
+        match &self.line {
+            Some(line) => {
+                let _ = line.call(&call).await;
+            }
+            None => {
+                let _ = self.client.post(&self.url).json(&call).send().await;
+            }
+        }
     }
 
     async fn launch(&mut self, task: TaskInfo) {

@@ -1,29 +1,34 @@
 //! Standby executors: the agent keeps a few `mantle-executor` processes started ahead of
 //! need, so that a launch hands its container to one that is already loaded (exec, dynamic
-//! linking, page faults and its connections to the agent done) instead of starting a
-//! process while the scheduler waits; and one whose container is done with serves the next.
+//! linking and page faults done) instead of starting a process while the scheduler waits;
+//! and one whose container is done with serves the next.
 //!
 //! A standby is the agent's child in a process group of its own, with the agent-wide part of
 //! the executor environment (`MANTLE_EXECUTOR_STANDBY=1` marks it) and one end of a Unix
-//! socket pair for stdin: its control line to the agent. It blocks reading one line, its
-//! [`Assignment`] (the container's settings, sandbox and cgroups), written by
-//! [`Pool::assign`]. It then moves into the sandbox and the container's cgroups and runs as
-//! any built-in executor, with the container's variables overlaid on its own environment
-//! (never set in it: see `executor::Vars`), for itself and for the tasks it starts.
+//! socket pair for stdin: its control line to the agent, one JSON object per line each way
+//! ([`ToStandby`], [`FromStandby`]). It waits for its [`Assignment`] (the container's
+//! settings, sandbox and cgroups), written by [`Pool::assign`], then moves into the sandbox
+//! and the container's cgroups and runs as any built-in executor, with the container's
+//! variables overlaid on its own environment (never set in it: see `executor::Vars`), for
+//! itself and for the tasks it starts. It speaks the executor API over the same line (calls
+//! and their answers, the SUBSCRIBE stream's events): no connection and no HTTP per launch.
+//! Only after a lost agent (the line closed: a restarted agent has a new one for its own
+//! standbys) does it fall back to HTTP, to subscribe again as any executor does.
 //!
 //! When every task has ended and its ending has been acknowledged (`Outcome::Finished`), it
-//! moves back to the cgroups it started in, leaves the sandbox and writes `released` on the
-//! control line: the agent takes that as the executor's exit (status 0) and puts it back in
-//! the pool. Any other ending (a signal, a lost agent, an error, or [`MAX_RUNS`] served) is
-//! an exit as before, reported and cleaned up through the same paths as any executor's.
-//! When the agent goes away (end of file on the control line) it exits quietly.
+//! moves back to the cgroups it started in, leaves the sandbox and says it is `released`:
+//! the agent takes that as the executor's exit (status 0), ends its event stream (`ended`)
+//! and puts it back in the pool. Any other ending (a signal, a lost agent, an error, or
+//! [`MAX_RUNS`] served) is an exit as before, reported and cleaned up through the same paths
+//! as any executor's. When the agent goes away (end of file on the line) an idle standby
+//! exits quietly.
 //!
 //! Standbys serve only the built-in executor (`mantle-executor`) outside `namespaces/pid`:
 //! anything else still starts a process per launch.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,9 +40,6 @@ pub const STANDBY_ENV: &str = "MANTLE_EXECUTOR_STANDBY";
 /// so that whatever a long-lived process accumulates (memory charged to the cgroups of
 /// containers long gone, among others) stays bounded.
 pub const MAX_RUNS: usize = 64;
-
-/// The line a standby writes when it is free again.
-pub const RELEASED: &str = "released";
 
 /// What a standby executor is given to become a container's executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,53 +80,243 @@ pub enum StandbyError {
     },
 }
 
-/// A standby executor's control line to its agent.
+/// What the agent writes on a standby's control line, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToStandby {
+    /// A container to serve.
+    Assign(Assignment),
+    /// An event of the executor API, as the SUBSCRIBE stream carries it.
+    Event(mantle_api::executor::Event),
+    /// The answer to a call, in the order of the calls: the HTTP status the executor API
+    /// gives (202, 200 for SUBSCRIBE, 400, 403, 503) and its message.
+    Answer { status: u16, message: String },
+    /// The event stream ended: the agent has taken the executor's exit or release (always
+    /// written before the next assignment).
+    Ended,
+}
+
+/// What a standby writes on its control line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromStandby {
+    /// A call of the executor API, as it would POST it to `/api/v1/executor`.
+    Call(mantle_api::executor::Call),
+    /// Done with its container, free again.
+    Released,
+}
+
+/// One line for the control line: `value` as JSON and a newline.
+pub(crate) fn line_of<T: Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The event line for a RecordIO frame of the SUBSCRIBE stream (`<length>\n<json>`), built
+/// from its JSON as it is.
+pub(crate) fn event_line(frame: &[u8]) -> Vec<u8> {
+    let json = frame
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(frame, |i| &frame[i + 1..]);
+    let mut line = Vec::with_capacity(json.len() + 11);
+    line.extend_from_slice(b"{\"event\":");
+    line.extend_from_slice(json);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// Takes the control line from stdin in a standby executor (`MANTLE_EXECUTOR_STANDBY` set;
+/// otherwise `None`); stdin becomes `/dev/null` (what tasks inherit). Call it first thing.
+pub fn take_line() -> Result<Option<UnixStream>, StandbyError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    if std::env::var_os(STANDBY_ENV).is_none() {
+        return Ok(None);
+    }
+    // A close-on-exec copy: no task inherits the line.
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(StandbyError::Control)?;
+    let null = std::fs::File::open("/dev/null").map_err(StandbyError::Control)?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| StandbyError::Control(e.into()))?;
+    Ok(Some(UnixStream::from(fd)))
+}
+
+/// What the line's reader hands on, shared with the calls waiting for answers.
+#[derive(Default)]
+struct Demux {
+    /// Where events go while the executor is subscribed.
+    events: Option<tokio::sync::mpsc::UnboundedSender<mantle_api::executor::Event>>,
+    /// Calls waiting for their answers, oldest first.
+    answers: VecDeque<tokio::sync::oneshot::Sender<(u16, String)>>,
+    /// The agent closed the line (it is gone).
+    closed: bool,
+}
+
+/// A standby executor's control line to its agent: assignments, and the executor API (calls,
+/// answers, events) while it serves a container, read by a task of its runtime.
 pub struct Control {
-    line: std::io::BufReader<UnixStream>,
+    link: Link,
+    assignments: tokio::sync::mpsc::UnboundedReceiver<Assignment>,
     /// The `cgroup.procs` files of the cgroups it goes back to, kept open from one container
     /// to the next.
     home: std::collections::HashMap<String, std::fs::File>,
 }
 
+/// The executor API over a standby's control line (instead of HTTP to the agent: no
+/// connection, no HTTP, one line each way per call or event).
+#[derive(Clone)]
+pub struct Link {
+    writer: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
+    demux: Arc<std::sync::Mutex<Demux>>,
+}
+
+/// Why a call over the control line got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the agent closed the control line")]
+    Closed,
+    #[error("cannot write on the control line: {0}")]
+    Write(std::io::Error),
+    #[error("cannot encode the call: {0}")]
+    Encode(serde_json::Error),
+    #[error("the agent refused SUBSCRIBE: {0} {1}")]
+    Refused(u16, String),
+}
+
 impl Control {
-    /// In a standby executor (`MANTLE_EXECUTOR_STANDBY` set; otherwise `None`): takes the
-    /// control line from stdin, which becomes `/dev/null` (what tasks inherit).
-    pub fn take() -> Result<Option<Control>, StandbyError> {
-        use std::os::fd::{AsFd, AsRawFd};
-        if std::env::var_os(STANDBY_ENV).is_none() {
-            return Ok(None);
-        }
-        // A close-on-exec copy: no task inherits the line.
-        let fd = std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(StandbyError::Control)?;
-        let null = std::fs::File::open("/dev/null").map_err(StandbyError::Control)?;
-        nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| StandbyError::Control(e.into()))?;
-        Ok(Some(Control {
-            line: std::io::BufReader::new(UnixStream::from(fd)),
+    /// Starts reading `line` (from [`take_line`]); must run inside the executor's runtime.
+    pub fn start(line: UnixStream) -> std::io::Result<Control> {
+        line.set_nonblocking(true)?;
+        let (read, write) = tokio::net::UnixStream::from_std(line)?.into_split();
+        let demux = Arc::new(std::sync::Mutex::new(Demux::default()));
+        let (assign, assignments) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(read_line(read, assign, demux.clone()));
+        Ok(Control {
+            link: Link {
+                writer: Arc::new(tokio::sync::Mutex::new(write)),
+                demux,
+            },
+            assignments,
             home: Default::default(),
-        }))
+        })
     }
 
-    /// Waits for the next assignment: `None` when the agent closed the line (it is gone, or
+    /// Waits for the next assignment: `None` once the agent closed the line (it is gone, or
     /// no longer needs this standby).
-    pub fn next_assignment(&mut self) -> Result<Option<Assignment>, StandbyError> {
-        let mut line = String::new();
-        let read = self.line.read_line(&mut line).map_err(StandbyError::Read)?;
-        if read == 0 || !line.ends_with('\n') {
-            return Ok(None);
-        }
-        serde_json::from_str(&line)
-            .map(Some)
-            .map_err(StandbyError::Parse)
+    pub async fn next_assignment(&mut self) -> Option<Assignment> {
+        self.assignments.recv().await
+    }
+
+    /// The executor API over this line, for the container it serves now.
+    pub fn link(&self) -> Link {
+        self.link.clone()
     }
 
     /// Tells the agent this executor is done with its container and free again.
-    pub fn released(&mut self) -> std::io::Result<()> {
-        self.line
-            .get_mut()
-            .write_all(format!("{RELEASED}\n").as_bytes())
+    pub async fn released(&self) -> Result<(), LinkError> {
+        let line = line_of(&FromStandby::Released).map_err(LinkError::Encode)?;
+        self.link.write(&line).await
+    }
+}
+
+/// Reads the control line until it closes, handing each line on.
+async fn read_line(
+    read: tokio::net::unix::OwnedReadHalf,
+    assign: tokio::sync::mpsc::UnboundedSender<Assignment>,
+    demux: Arc<std::sync::Mutex<Demux>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let msg = match serde_json::from_str::<ToStandby>(&line) {
+            Ok(m) => m,
+            // A half-written line (the agent shut the line mid-write) is no message.
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable line from the agent");
+                continue;
+            }
+        };
+        let Ok(mut d) = demux.lock() else { return };
+        match msg {
+            ToStandby::Assign(a) => {
+                let _ = assign.send(a);
+            }
+            ToStandby::Event(e) => {
+                if let Some(events) = &d.events {
+                    let _ = events.send(e);
+                }
+            }
+            ToStandby::Answer { status, message } => {
+                if let Some(waiter) = d.answers.pop_front() {
+                    let _ = waiter.send((status, message));
+                }
+            }
+            ToStandby::Ended => d.events = None,
+        }
+    }
+    if let Ok(mut d) = demux.lock() {
+        d.closed = true;
+        d.events = None;
+        d.answers.clear();
+    }
+}
+
+impl Link {
+    async fn write(&self, line: &[u8]) -> Result<(), LinkError> {
+        use tokio::io::AsyncWriteExt;
+        self.writer
+            .lock()
+            .await
+            .write_all(line)
+            .await
+            .map_err(LinkError::Write)
+    }
+
+    /// Makes a call and waits for its answer: the HTTP status and message the executor API
+    /// would give.
+    pub async fn call(
+        &self,
+        call: &mantle_api::executor::Call,
+    ) -> Result<(u16, String), LinkError> {
+        use tokio::io::AsyncWriteExt;
+        let mut line = b"{\"call\":".to_vec();
+        serde_json::to_writer(&mut line, call).map_err(LinkError::Encode)?;
+        line.extend_from_slice(b"}\n");
+        let (waiter, answer) = tokio::sync::oneshot::channel();
+        {
+            // Answers come in the order of the calls: queue and write under one lock.
+            let mut writer = self.writer.lock().await;
+            match self.demux.lock() {
+                Ok(mut d) if !d.closed => d.answers.push_back(waiter),
+                _ => return Err(LinkError::Closed),
+            }
+            writer.write_all(&line).await.map_err(LinkError::Write)?;
+        }
+        answer.await.map_err(|_| LinkError::Closed)
+    }
+
+    /// SUBSCRIBE: the events that follow, until the agent ends the stream (the receiver then
+    /// closes).
+    pub async fn subscribe(
+        &self,
+        call: &mantle_api::executor::Call,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<mantle_api::executor::Event>, LinkError> {
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        // In place before the answer: the agent's first event follows it at once.
+        if let Ok(mut d) = self.demux.lock() {
+            d.events = Some(events);
+        }
+        let (status, message) = self.call(call).await?;
+        if !(200..300).contains(&status) {
+            if let Ok(mut d) = self.demux.lock() {
+                d.events = None;
+            }
+            return Err(LinkError::Refused(status, message));
+        }
+        Ok(received)
     }
 }
 
@@ -295,14 +487,13 @@ impl Pool {
         assignment: &Assignment,
         started: impl FnOnce(i32),
     ) -> Option<i32> {
-        let mut line = match serde_json::to_vec(assignment) {
+        let line = match line_of(&ToStandby::Assign(assignment.clone())) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode an executor assignment");
                 return None;
             }
         };
-        line.push(b'\n');
         while let Some(s) = self.ready.pop_front() {
             // A write to a line whose reader exited fails (EPIPE): that standby is gone. One
             // that cannot take the whole line at once is not waited for: shutting its line
@@ -389,11 +580,12 @@ mod tests {
         assert_eq!(pool.len(), 0);
         assert!(rx1.try_recv().is_err(), "the dead one was not assigned");
         assert_eq!(rx2.try_recv().unwrap(), "c1");
-        let mut control = Control {
-            line: std::io::BufReader::new(theirs2),
-            home: Default::default(),
-        };
-        assert_eq!(control.next_assignment().unwrap(), Some(a.clone()));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(theirs2), &mut line).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ToStandby>(&line).unwrap(),
+            ToStandby::Assign(a.clone())
+        );
         // Nothing left to assign.
         assert_eq!(pool.assign("c2", &a, |_| {}), None);
     }
@@ -419,29 +611,96 @@ mod tests {
         assert_eq!(pool.assign("c2", &a, |_| {}), Some(1));
     }
 
-    #[test]
-    fn a_half_written_line_is_no_assignment() {
-        let (mut agent, theirs) = UnixStream::pair().unwrap();
-        agent.write_all(b"{\"directory\":\"/tm").unwrap();
-        drop(agent);
-        let mut control = Control {
-            line: std::io::BufReader::new(theirs),
-            home: Default::default(),
-        };
-        assert_eq!(control.next_assignment().unwrap(), None);
-    }
-
-    #[test]
-    fn released_is_one_line_on_the_control_line() {
+    #[tokio::test]
+    async fn the_executor_api_runs_over_the_line_in_order_and_a_half_written_line_is_nothing() {
+        use mantle_api::executor::{Call, CallType, Event, EventType};
         let (agent, theirs) = UnixStream::pair().unwrap();
-        let mut control = Control {
-            line: std::io::BufReader::new(theirs),
-            home: Default::default(),
+        let mut control = Control::start(theirs).unwrap();
+        let agent = tokio::net::UnixStream::from_std({
+            agent.set_nonblocking(true).unwrap();
+            agent
+        })
+        .unwrap();
+        let (read, mut write) = agent.into_split();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read));
+        let say = |m: ToStandby| line_of(&m).unwrap();
+        use tokio::io::AsyncWriteExt;
+        // An assignment, and a half-written one that is no assignment.
+        write
+            .write_all(&say(ToStandby::Assign(assignment())))
+            .await
+            .unwrap();
+        assert_eq!(control.next_assignment().await, Some(assignment()));
+        let link = control.link();
+        let call = |kind| Call {
+            executor_id: mantle_model::ExecutorId::new("e"),
+            framework_id: mantle_model::FrameworkId::new("f"),
+            kind,
+            subscribe: None,
+            update: None,
+            message: None,
         };
-        control.released().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(agent).read_line(&mut line).unwrap();
-        assert_eq!(line, format!("{RELEASED}\n"));
+        // SUBSCRIBE: answered, then events (as the agent frames them) until `ended`.
+        let agent_side = async {
+            let l = lines.next_line().await.unwrap().unwrap();
+            assert_eq!(
+                serde_json::from_str::<FromStandby>(&l).unwrap(),
+                FromStandby::Call(call(CallType::Subscribe))
+            );
+            write
+                .write_all(&say(ToStandby::Answer {
+                    status: 200,
+                    message: String::new(),
+                }))
+                .await
+                .unwrap();
+            let frame = crate::http::frame(&Event::bare(EventType::Subscribed));
+            write.write_all(&event_line(&frame)).await.unwrap();
+            write.write_all(&say(ToStandby::Ended)).await.unwrap();
+            (lines, write)
+        };
+        let subscribe = call(CallType::Subscribe);
+        let (events, (mut lines, mut write)) = tokio::join!(link.subscribe(&subscribe), agent_side);
+        let mut events = events.unwrap();
+        assert_eq!(events.recv().await.unwrap().kind, EventType::Subscribed);
+        assert!(events.recv().await.is_none(), "the stream ended");
+        // A refused call is answered with its status; answers come in order.
+        let agent_side = async {
+            for status in [202, 503] {
+                lines.next_line().await.unwrap().unwrap();
+                write
+                    .write_all(&say(ToStandby::Answer {
+                        status,
+                        message: format!("s{status}"),
+                    }))
+                    .await
+                    .unwrap();
+            }
+            (lines, write)
+        };
+        let (update, message) = (call(CallType::Update), call(CallType::Message));
+        let (a1, a2, (mut lines, mut write)) =
+            tokio::join!(link.call(&update), link.call(&message), agent_side);
+        assert_eq!(a1.unwrap().0, 202);
+        assert_eq!(a2.unwrap(), (503, "s503".to_string()));
+        control.released().await.unwrap();
+        let l = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<FromStandby>(&l).unwrap(),
+            FromStandby::Released
+        );
+        // The agent shuts the line mid-assignment: nothing is assigned, calls fail.
+        write
+            .write_all(b"{\"assign\":{\"directory\":\"/tm")
+            .await
+            .unwrap();
+        drop(write);
+        drop(lines);
+        assert_eq!(control.next_assignment().await, None);
+        assert!(matches!(
+            link.call(&call(CallType::Update)).await,
+            Err(LinkError::Closed)
+        ));
     }
 
     #[test]

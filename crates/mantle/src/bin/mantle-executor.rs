@@ -11,14 +11,14 @@
 mod logging;
 
 fn main() -> std::process::ExitCode {
-    let control = match mantle_server::standby::Control::take() {
-        Ok(c) => c,
+    let line = match mantle_server::standby::take_line() {
+        Ok(l) => l,
         Err(e) => {
             report_early(&e);
             return std::process::ExitCode::from(125);
         }
     };
-    if control.is_none() {
+    if line.is_none() {
         if let Err(code) = join_cgroups() {
             return code;
         }
@@ -41,22 +41,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let Some(mut control) = control else {
+    let Some(line) = line else {
         let vars = mantle_server::executor::Vars::default();
-        return exit(runtime.block_on(mantle_server::executor::run_with(client, vars)));
+        return exit(runtime.block_on(mantle_server::executor::run_with(client, vars, None)));
     };
-    // A standby (started by the agent ahead of need) gets everything ready that does not
-    // depend on its container (the runtime, the client and its two connections: the
-    // SUBSCRIBE stream and the calls), then serves containers one after another.
-    runtime.block_on(mantle_server::executor::warm_up(&client, 2));
-    for run in 1..=mantle_server::standby::MAX_RUNS {
-        let assignment = match control.next_assignment() {
-            Ok(Some(a)) => a,
-            Ok(None) => return std::process::ExitCode::SUCCESS,
+    // A standby (started by the agent ahead of need) has everything ready that does not
+    // depend on its container, and serves containers one after another.
+    let mut control = {
+        let _runtime = runtime.enter();
+        match mantle_server::standby::Control::start(line) {
+            Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "standby executor");
+                tracing::error!(error = %e, "standby executor: cannot read its control line");
                 return std::process::ExitCode::from(125);
             }
+        }
+    };
+    for run in 1..=mantle_server::standby::MAX_RUNS {
+        let Some(assignment) = runtime.block_on(control.next_assignment()) else {
+            return std::process::ExitCode::SUCCESS;
         };
         let vars = match mantle_server::standby::enter(&assignment) {
             Ok(env) => mantle_server::executor::Vars::new(env),
@@ -65,7 +68,11 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(125);
             }
         };
-        let outcome = runtime.block_on(mantle_server::executor::run_with(client.clone(), vars));
+        let outcome = runtime.block_on(mantle_server::executor::run_with(
+            client.clone(),
+            vars,
+            Some(control.link()),
+        ));
         if run == mantle_server::standby::MAX_RUNS
             || !matches!(outcome, Ok(mantle_server::executor::Outcome::Finished))
         {
@@ -77,7 +84,7 @@ fn main() -> std::process::ExitCode {
             tracing::warn!(error = %e, "standby executor cannot serve again");
             return std::process::ExitCode::SUCCESS;
         }
-        if control.released().is_err() {
+        if runtime.block_on(control.released()).is_err() {
             return std::process::ExitCode::SUCCESS;
         }
     }

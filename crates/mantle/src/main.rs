@@ -300,7 +300,7 @@ struct AgentArgs {
     switch_user: bool,
     /// Built-in executors to keep started ahead of launches, so a launch hands its container
     /// to a process that is already loaded; one done with its container serves the next (up
-    /// to 64 each; at most 4 times this many are kept free). 0: start one per launch. Not used
+    /// to 64 each; at most 16 times this many are kept free). 0: start one per launch. Not used
     /// with namespaces/pid, or without `mantle-executor` beside `mantle`.
     #[arg(long, default_value_t = 4, env = "MANTLE_AGENT_EXECUTOR_STANDBY")]
     executor_standby: usize,

@@ -1238,7 +1238,7 @@ const SANDBOX_UNCACHE_MAX_FILES: usize = 10_000;
 const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);
 /// Standbys kept free, counting those back from a container, per `--executor-standby`: the
 /// ones beyond exit.
-const STANDBY_KEEP_FACTOR: usize = 4;
+const STANDBY_KEEP_FACTOR: usize = 16;
 
 /// The agent's standby executors (see `crate::standby`), and how it starts more.
 #[derive(Clone)]
@@ -1293,21 +1293,35 @@ impl Standbys {
         })
     }
 
-    /// Hands the container to a ready standby and records its pid (`ExecStarted`) before the
-    /// standby can exit as that container's executor.
+    /// Hands the container to a free standby and records its pid (`ExecStarted`) before the
+    /// standby can exit as that container's executor. With none free it starts one for this
+    /// container (it reads the assignment once it is up), so that it too serves on after it;
+    /// `None` only when standbys cannot be had.
     fn assign(
         &self,
         container_id: &str,
         assignment: &crate::standby::Assignment,
         tx: &mpsc::UnboundedSender<Cmd>,
     ) -> Option<i32> {
-        let mut pool = self.pool.lock().ok()?;
-        pool.assign(container_id, assignment, |pid| {
+        let started = |pid| {
             let _ = tx.send(Cmd::ExecStarted {
                 container_id: container_id.to_string(),
                 pid,
             });
-        })
+        };
+        let mut pool = self.pool.lock().ok()?;
+        if let Some(pid) = pool.assign(container_id, assignment, started) {
+            return Some(pid);
+        }
+        if !pool.reserve_one() {
+            return None;
+        }
+        let standby = self
+            .spawn_one()
+            .map_err(|e| warn!(error = %e, "cannot start a standby executor"))
+            .ok();
+        pool.started(standby);
+        pool.assign(container_id, assignment, started)
     }
 
     /// Starts standbys, off the caller's path, until `size` are ready or starting.

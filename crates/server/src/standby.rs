@@ -434,6 +434,16 @@ impl Pool {
         self.ready.len()
     }
 
+    /// One more to start, whatever is ready or starting (unless repeated failures stopped
+    /// the starts); it counts as starting until `started` is called for it.
+    pub(crate) fn reserve_one(&mut self) -> bool {
+        if self.failures >= MAX_FAILURES {
+            return false;
+        }
+        self.starting += 1;
+        true
+    }
+
     /// How many to start so that `size` are ready or starting (none after repeated
     /// failures); they count as starting until `started` is called for each.
     pub(crate) fn reserve(&mut self, size: usize) -> usize {

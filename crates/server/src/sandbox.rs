@@ -67,11 +67,12 @@ fn start_copy(copy: Copy) -> std::io::Result<()> {
         .spawn(move || {
             while let Ok(c) = jobs.recv() {
                 let _ = write_rotating(c.input, &c.path, c.max_size, c.keep);
-                let _ = c.done.send(());
+                // Idle again before saying so: the next run then finds this thread.
                 match IDLE_COPIERS.lock() {
                     Ok(mut idle) => idle.push(me.clone()),
                     Err(_) => return,
                 }
+                let _ = c.done.send(());
             }
         })?;
     Ok(())

@@ -434,10 +434,12 @@ impl Pool {
         self.ready.len()
     }
 
-    /// One more to start, whatever is ready or starting (unless repeated failures stopped
-    /// the starts); it counts as starting until `started` is called for it.
+    /// One more to start, whatever is ready or starting (unless standbys have been ending
+    /// unassigned); it counts as starting until `started` is called for it.
     pub(crate) fn reserve_one(&mut self) -> bool {
-        if self.failures >= MAX_FAILURES {
+        // Not while standbys are ending unassigned: a launch's own standby would reset the
+        // count before it could fail, and keep the direct launches from taking over.
+        if self.failures > 0 {
             return false;
         }
         self.starting += 1;
@@ -723,9 +725,13 @@ mod tests {
         pool.started(Some(s));
         pool.started(None); // a start that failed
         assert_eq!((pool.len(), pool.reserve(4)), (1, 1));
-        // Standbys that keep dying unassigned stop the refills.
+        assert!(pool.reserve_one());
+        pool.started(None);
+        // Standbys that keep dying unassigned stop the refills, and the starts of a standby
+        // for a launch from the first of them.
         for n in 1..=MAX_FAILURES {
             assert_eq!(pool.ended_unassigned(5), n);
+            assert!(!pool.reserve_one());
         }
         assert_eq!(pool.len(), 0);
         assert_eq!(pool.reserve(4), 0);

@@ -1234,6 +1234,8 @@ const SANDBOX_UNCACHE_DELAY: Duration = Duration::from_secs(40);
 /// At most this many files of a sandbox are dropped from the page cache.
 const SANDBOX_UNCACHE_MAX_FILES: usize = 10_000;
 
+/// How long a released standby's event stream may take to end before the standby is let go.
+const STANDBY_STREAM_END_WAIT: Duration = Duration::from_secs(5);
 /// How long after a launch took a standby executor its replacement starts.
 const STANDBY_REFILL_DELAY: Duration = Duration::from_millis(25);
 /// Standbys kept free, counting those back from a container, per `--executor-standby`: the
@@ -1531,8 +1533,21 @@ impl StandbyWaiter {
             return false;
         }
         if let Some(mut stream) = events.take() {
-            while let Some(Ok(f)) = stream.next().await {
-                let _ = write.write_all(&crate::standby::event_line(&f)).await;
+            // The actor closed the stream with the container; should it ever not, the standby
+            // is not reused (its line is shut, so it exits) rather than waited for.
+            let drained = tokio::time::timeout(STANDBY_STREAM_END_WAIT, async {
+                while let Some(Ok(f)) = stream.next().await {
+                    let _ = write.write_all(&crate::standby::event_line(&f)).await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                warn!(
+                    pid = self.pid,
+                    "a released standby's event stream did not end; it exits"
+                );
+                let _ = self.again.control.shutdown(std::net::Shutdown::Both);
+                return true;
             }
             let ended = crate::standby::line_of(&crate::standby::ToStandby::Ended);
             let _ = write.write_all(&ended.unwrap_or_default()).await;

@@ -83,8 +83,8 @@ struct Executor {
 impl Drop for Executor {
     fn drop(&mut self) {
         // The event stream's reader is left to end with the stream, which the agent ends
-        // once it has taken this executor's exit or release: its connection then goes back
-        // to the client's pool for the next container (a standby's).
+        // once it has taken this executor's exit or release (over HTTP, its connection then
+        // goes back to the client's pool).
         for r in self.running.values() {
             if let Some(c) = &r.checker {
                 c.abort();

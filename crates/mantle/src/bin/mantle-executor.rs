@@ -101,9 +101,10 @@ fn exit(outcome: anyhow::Result<mantle_server::executor::Outcome>) -> std::proce
     }
 }
 
-#[allow(clippy::print_stderr)] // no logger yet, and the agent reads stderr into its log
+/// Before the logger: to stderr (the agent's log), and never a panic if that fails.
 fn report_early(e: &mantle_server::standby::StandbyError) {
-    eprintln!("mantle: standby executor: {e}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "mantle: standby executor: {e}");
 }
 
 /// Moves this process into every cgroup whose `cgroup.procs` file `MANTLE_CGROUP_PROCS` lists

@@ -1311,17 +1311,21 @@ impl Standbys {
                 pid,
             });
         };
-        let mut pool = self.pool.lock().ok()?;
-        if let Some(pid) = pool.assign(container_id, assignment, started) {
-            return Some(pid);
+        {
+            let mut pool = self.pool.lock().ok()?;
+            if let Some(pid) = pool.assign(container_id, assignment, started) {
+                return Some(pid);
+            }
+            if !pool.reserve_one() {
+                return None;
+            }
         }
-        if !pool.reserve_one() {
-            return None;
-        }
+        // Started outside the pool's lock, which the standbys' waiters take too.
         let standby = self
             .spawn_one()
             .map_err(|e| warn!(error = %e, "cannot start a standby executor"))
             .ok();
+        let mut pool = self.pool.lock().ok()?;
         pool.started(standby);
         pool.assign(container_id, assignment, started)
     }
@@ -1379,12 +1383,7 @@ impl Standbys {
             assigned,
         };
         let waiter = StandbyWaiter {
-            pid,
-            again: Standby {
-                pid,
-                control: standby.control.clone(),
-                assigned: standby.assigned.clone(),
-            },
+            again: standby.clone(),
             containers,
             tx: self.tx.clone(),
             pool: self.pool.clone(),
@@ -1399,7 +1398,6 @@ impl Standbys {
 /// its control line (calls to the actor, answers and events back) while it serves a
 /// container.
 struct StandbyWaiter {
-    pid: i32,
     /// The standby as the pool holds it, to put back after a release.
     again: crate::standby::Standby,
     /// Which container it was handed, as the pool sends it.
@@ -1439,7 +1437,7 @@ impl StandbyWaiter {
                                 return;
                             }
                         }
-                        Err(e) => debug!(pid = self.pid, error = %e, "undecodable line from a standby executor"),
+                        Err(e) => debug!(pid = self.again.pid, error = %e, "undecodable line from a standby executor"),
                     },
                     // It closed its end: its exit follows.
                     Ok(None) | Err(_) => reading = false,
@@ -1490,11 +1488,11 @@ impl StandbyWaiter {
                     status,
                 });
             }
-            None if *served => p.ended_idle(self.pid),
+            None if *served => p.ended_idle(self.again.pid),
             None => {
-                let failures = p.ended_unassigned(self.pid);
+                let failures = p.ended_unassigned(self.again.pid);
                 warn!(
-                    pid = self.pid,
+                    pid = self.again.pid,
                     ?status,
                     failures,
                     "a standby executor ended unassigned"
@@ -1543,7 +1541,7 @@ impl StandbyWaiter {
             .await;
             if drained.is_err() {
                 warn!(
-                    pid = self.pid,
+                    pid = self.again.pid,
                     "a released standby's event stream did not end; it exits"
                 );
                 let _ = self.again.control.shutdown(std::net::Shutdown::Both);
@@ -1552,16 +1550,12 @@ impl StandbyWaiter {
             let ended = crate::standby::line_of(&crate::standby::ToStandby::Ended);
             let _ = write.write_all(&ended.unwrap_or_default()).await;
         }
-        let again = crate::standby::Standby {
-            pid: self.pid,
-            control: self.again.control.clone(),
-            assigned: self.again.assigned.clone(),
-        };
+        let again = self.again.clone();
         let kept = self
             .pool
             .lock()
             .is_ok_and(|mut p| p.released(again, self.keep));
-        debug!(pid = self.pid, kept, "standby executor released");
+        debug!(pid = self.again.pid, kept, "standby executor released");
         true
     }
 }
@@ -1580,10 +1574,9 @@ async fn answer(
     tx: mpsc::UnboundedSender<Cmd>,
     call: ExecCall,
 ) -> (u16, String, Option<http::EventStream>) {
-    let refused = |e: CallError| match e {
-        CallError::BadRequest(m) => (400, m, None),
-        CallError::Forbidden(m) => (403, m, None),
-        CallError::ServiceUnavailable(m) => (503, m, None),
+    let refused = |e: CallError| {
+        let (status, message) = exec_refusal(e);
+        (status.as_u16(), message, None)
     };
     let stopping = (503, "Agent is shutting down".to_string(), None);
     if call.kind == ExecCallType::Subscribe {
@@ -1717,12 +1710,18 @@ async fn ask<T>(state: &AppState, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<
         .map_err(|_| http::error(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down"))
 }
 
-fn exec_error(e: CallError) -> Response {
+/// The executor API's status for a refused call, and its message.
+fn exec_refusal(e: CallError) -> (StatusCode, String) {
     match e {
-        CallError::BadRequest(m) => http::error(StatusCode::BAD_REQUEST, m),
-        CallError::Forbidden(m) => http::error(StatusCode::FORBIDDEN, m),
-        CallError::ServiceUnavailable(m) => http::error(StatusCode::SERVICE_UNAVAILABLE, m),
+        CallError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+        CallError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        CallError::ServiceUnavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
     }
+}
+
+fn exec_error(e: CallError) -> Response {
+    let (status, message) = exec_refusal(e);
+    http::error(status, message)
 }
 
 async fn executor_api(

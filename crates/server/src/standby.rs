@@ -62,10 +62,6 @@ pub struct Assignment {
 pub enum StandbyError {
     #[error("cannot take the control line: {0}")]
     Control(std::io::Error),
-    #[error("cannot read the assignment: {0}")]
-    Read(std::io::Error),
-    #[error("bad assignment: {0}")]
-    Parse(serde_json::Error),
     #[error("cannot enter the sandbox {path}: {source}")]
     Sandbox {
         path: PathBuf,
@@ -342,7 +338,7 @@ pub fn enter(a: &Assignment) -> Result<Vec<(String, String)>, StandbyError> {
     let mut env = Vec::with_capacity(a.env.len());
     for (k, v) in &a.env {
         if k == "MANTLE_CGROUP_PROCS" {
-            join(std::env::split_paths(v).map(|p| p.to_string_lossy().into_owned()))?;
+            join_cgroups(v.as_ref())?;
         } else {
             env.push((k.clone(), v.clone()));
         }
@@ -397,16 +393,20 @@ pub fn leave(control: &mut Control, a: &Assignment) -> Result<(), StandbyError> 
     Ok(())
 }
 
-/// Moves this process into each cgroup whose `cgroup.procs` file is given (writing `0`
-/// moves the writer).
-fn join(files: impl Iterator<Item = String>) -> Result<(), StandbyError> {
-    for path in files {
-        std::fs::write(&path, "0").map_err(|source| StandbyError::Cgroup { path, source })?;
+/// Moves this process into every cgroup whose `cgroup.procs` file `list` names (colon-
+/// separated, as `MANTLE_CGROUP_PROCS`): writing `0` moves the writer.
+pub fn join_cgroups(list: &std::ffi::OsStr) -> Result<(), StandbyError> {
+    for file in std::env::split_paths(list) {
+        std::fs::write(&file, "0").map_err(|source| StandbyError::Cgroup {
+            path: file.to_string_lossy().into_owned(),
+            source,
+        })?;
     }
     Ok(())
 }
 
 /// One standby executor, as the agent holds it.
+#[derive(Clone)]
 pub(crate) struct Standby {
     pub(crate) pid: i32,
     /// The agent's end of its control line (non-blocking: the agent never waits on it).
@@ -478,8 +478,8 @@ impl Pool {
         self.ready.retain(|s| s.pid != pid);
     }
 
-    /// A standby that served a container is free again: it goes first in line (its pages and
-    /// connections are the warmest) unless `cap` are ready already, when it is told to exit
+    /// A standby that served a container is free again: it goes first in line (its pages are the
+    /// warmest) unless `cap` are ready already, when it is told to exit
     /// (its control line is shut). Returns whether it was kept.
     pub(crate) fn released(&mut self, s: Standby, cap: usize) -> bool {
         if self.ready.len() >= cap {

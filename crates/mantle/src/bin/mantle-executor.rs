@@ -115,11 +115,9 @@ fn join_cgroups() -> Result<(), std::process::ExitCode> {
     let Some(list) = std::env::var_os("MANTLE_CGROUP_PROCS") else {
         return Ok(());
     };
-    for file in std::env::split_paths(&list) {
-        if let Err(e) = std::fs::write(&file, "0") {
-            eprintln!("mantle: cannot join cgroup {}: {e}", file.display());
-            return Err(std::process::ExitCode::from(125));
-        }
+    if let Err(e) = mantle_server::standby::join_cgroups(&list) {
+        eprintln!("mantle: {e}");
+        return Err(std::process::ExitCode::from(125));
     }
     // Not for the tasks it starts.
     std::env::remove_var("MANTLE_CGROUP_PROCS");

@@ -319,6 +319,18 @@ impl Cgroups {
             .collect()
     }
 
+    /// The agent's root in the v1 pids hierarchy when this run does not use it: a run with
+    /// `cgroups/pids` before a restart without it may have left containers' directories there,
+    /// which [`Cgroups::containers`] lists and [`Cgroups::destroy`] removes.
+    fn unused_pids_root(&self) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { pids, .. } if self.settings.pids_max.is_none() => {
+                Some(pids.join(&self.settings.root))
+            }
+            _ => None,
+        }
+    }
+
     /// The `cgroup.procs` files of a process's own cgroups in every hierarchy used, from its
     /// `/proc/<pid>/cgroup` text; `None` when one is missing there.
     pub fn own_procs_files(&self, proc_cgroup: &str) -> Option<Vec<String>> {
@@ -558,7 +570,8 @@ impl Cgroups {
     /// Kills everything in the container and removes its cgroups.
     pub async fn destroy(&self, container_id: &str) -> Result<(), CgroupError> {
         self.kill_all(container_id).await?;
-        for d in self.dirs(container_id) {
+        let left = self.unused_pids_root().map(|r| r.join(container_id));
+        for d in self.dirs(container_id).into_iter().chain(left) {
             // An exited process may linger in the cgroup for a moment until it is reaped.
             let mut last = Ok(());
             for _ in 0..50 {
@@ -586,7 +599,7 @@ impl Cgroups {
     /// Removes this agent's (empty) root directories, and their parents while those are empty.
     pub fn remove_root(&self) {
         let depth = Path::new(&self.settings.root).components().count();
-        for mut dir in self.roots() {
+        for mut dir in self.roots().into_iter().chain(self.unused_pids_root()) {
             for _ in 0..depth {
                 if std::fs::remove_dir(&dir).is_err() {
                     break;
@@ -598,20 +611,28 @@ impl Cgroups {
         }
     }
 
-    /// Container ids that have a cgroup under this agent's root.
+    /// Container ids that have a cgroup under this agent's root (in the first hierarchy used,
+    /// or in the pids hierarchy a previous run used).
     pub fn containers(&self) -> Vec<String> {
-        let Some(root) = self.roots().into_iter().next() else {
-            return Vec::new();
-        };
-        let mut ids: Vec<String> = std::fs::read_dir(root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
+        let roots = self
+            .roots()
+            .into_iter()
+            .take(1)
+            .chain(self.unused_pids_root());
+        let mut ids: Vec<String> = roots
+            .flat_map(|root| {
+                std::fs::read_dir(root)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
             })
-            .unwrap_or_default();
+            .collect();
         ids.sort();
+        ids.dedup();
         ids
     }
 }
@@ -714,6 +735,56 @@ mod tests {
                 .unwrap(),
             ["/sys/fs/cgroup/system.slice/mantle.service/cgroup.procs"]
         );
+    }
+
+    /// On the host's real cgroups (root): a container made by a run with `cgroups/pids` is
+    /// listed, and wholly removed, by a later run without it.
+    #[tokio::test]
+    async fn a_run_without_pids_removes_what_a_run_with_pids_left() {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|u| u.split_whitespace().nth(1).map(str::to_string))
+            })
+            .flatten()
+            .unwrap();
+        assert_eq!(uid, "0", "this test uses the host's cgroups and needs root");
+        let root = format!("mantle-test/{}-pids-left", std::process::id());
+        let with = |pids_max| Settings {
+            root: root.clone(),
+            enable_cfs: false,
+            pids_max,
+            favor_dynmods: false,
+        };
+        let before = Cgroups::new(with(Some(64))).expect("cgroups on this host");
+        let limits = Limits {
+            cpus: 0.1,
+            mem_mb: 32.0,
+        };
+        before.create("left", limits).unwrap();
+        let made = before.dirs("left");
+        assert!(made.iter().all(|d| d.is_dir()), "{made:?}");
+        // A later run without `cgroups/pids` (on v1 the pids hierarchy is then not used; the
+        // container is a cgroup in every other hierarchy too, and the unused one goes with them).
+        let after = Cgroups::new(with(None)).unwrap();
+        if let Layout::V1 { pids, .. } = after.layout() {
+            assert!(made.iter().any(|d| d.starts_with(pids)));
+            assert!(!after.dirs("left").iter().any(|d| d.starts_with(pids)));
+        }
+        assert_eq!(after.containers(), ["left"]);
+        after.destroy("left").await.unwrap();
+        let kept: Vec<_> = made.iter().filter(|d| d.exists()).collect();
+        assert!(kept.is_empty(), "left behind: {kept:?}");
+        assert!(after.containers().is_empty());
+        after.remove_root();
+        let roots: Vec<_> = made
+            .iter()
+            .filter_map(|d| d.parent())
+            .filter(|r| r.exists())
+            .collect();
+        assert!(roots.is_empty(), "roots left behind: {roots:?}");
     }
 
     #[test]

@@ -103,6 +103,11 @@ pub fn decode_call<T: DeserializeOwned>(
             "Expecting 'Content-Type' of application/json or application/x-protobuf",
         ));
     }
+    // One pass for a good body; a bad one is parsed again to tell bad JSON from a JSON value
+    // that is not a `what` (Mesos's two messages).
+    if let Ok(call) = serde_json::from_slice(body) {
+        return Ok(call);
+    }
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,

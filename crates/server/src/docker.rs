@@ -28,6 +28,45 @@ pub struct Spec {
     /// `host_path:container_path[:ro]` binds.
     pub binds: Vec<String>,
     pub privileged: bool,
+    pub network: Network,
+    /// `container.hostname` (not with HOST networking).
+    pub hostname: Option<String>,
+    /// `docker.port_mappings`: host ports (from the task's `ports`) published to container ports.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// `DockerInfo.network`: the Docker network the container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// The host's network stack (Mesos's default on Linux).
+    Host,
+    /// Docker's default `bridge` network.
+    Bridge,
+    /// Its own network namespace with only a loopback interface.
+    None,
+    /// A user-defined Docker network, named by the one `container.network_infos[].name`.
+    User(String),
+}
+
+impl Network {
+    /// The Docker `NetworkMode` for it.
+    pub fn mode(&self) -> &str {
+        match self {
+            Network::Host => "host",
+            Network::Bridge => "bridge",
+            Network::None => "none",
+            Network::User(name) => name,
+        }
+    }
+}
+
+/// One `DockerInfo.PortMapping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` (the default), `udp` or `sctp`.
+    pub protocol: String,
 }
 
 /// The task's Docker spec: `None` for a task that is not a Docker task, an error for one whose
@@ -37,10 +76,18 @@ pub fn spec_of(task: &TaskInfo) -> Option<Result<Spec, String>> {
     if c.get("type").and_then(|t| t.as_str()) != Some("DOCKER") {
         return None;
     }
-    Some(parse(c))
+    let ports: Vec<(u64, u64)> = task
+        .resources
+        .iter()
+        .filter(|r| r.name == "ports")
+        .filter_map(|r| r.ranges.as_ref())
+        .flat_map(|r| r.range.iter().map(|r| (r.begin, r.end)))
+        .collect();
+    Some(parse(c, &ports))
 }
 
-fn parse(c: &serde_json::Value) -> Result<Spec, String> {
+/// `c` is the task's `container`; `ports` the ranges of its `ports` resources.
+fn parse(c: &serde_json::Value, ports: &[(u64, u64)]) -> Result<Spec, String> {
     let d = c
         .get("docker")
         .ok_or("container.docker is required for a DOCKER container")?;
@@ -50,13 +97,89 @@ fn parse(c: &serde_json::Value) -> Result<Spec, String> {
         .filter(|s| !s.trim().is_empty())
         .ok_or("container.docker.image is required")?
         .to_string();
-    match d.get("network").and_then(|v| v.as_str()).unwrap_or("HOST") {
-        "HOST" => {}
+    let network = match d.get("network").and_then(|v| v.as_str()).unwrap_or("HOST") {
+        "HOST" => Network::Host,
+        "BRIDGE" => Network::Bridge,
+        "NONE" => Network::None,
+        "USER" => {
+            let infos = c
+                .get("network_infos")
+                .and_then(|v| v.as_array())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match infos {
+                [] => return Err("container.network_infos is required with network USER (the Docker network to join)".into()),
+                [one] => match one.get("name").and_then(|n| n.as_str()) {
+                    Some(name) if !name.trim().is_empty() => Network::User(name.to_string()),
+                    _ => return Err("container.network_infos[0].name is required with network USER".into()),
+                },
+                _ => return Err("container.network_infos: a Docker container joins one network only".into()),
+            }
+        }
         other => {
             return Err(format!(
-                "container.docker.network {other} is not supported by this agent; use HOST"
+                "container.docker.network {other} is not one of HOST, BRIDGE, NONE, USER"
             ))
         }
+    };
+    let hostname =
+        match c.get("hostname").and_then(|h| h.as_str()) {
+            Some(_) if network == Network::Host => return Err(
+                "container.hostname cannot be set with network HOST (the container has the host's)"
+                    .into(),
+            ),
+            Some(h) => Some(h.to_string()),
+            None => None,
+        };
+    let mut port_mappings = Vec::new();
+    let mappings = d
+        .get("port_mappings")
+        .and_then(|v| v.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !mappings.is_empty() && matches!(network, Network::Host | Network::None) {
+        return Err(
+            "container.docker.port_mappings are only supported with network BRIDGE or USER".into(),
+        );
+    }
+    if !mappings.is_empty() && ports.is_empty() {
+        return Err("container.docker.port_mappings need the task to have ports resources holding their host ports".into());
+    }
+    for (i, m) in mappings.iter().enumerate() {
+        let port = |field: &str| -> Result<u16, String> {
+            m.get(field)
+                .and_then(|v| v.as_u64())
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or(format!(
+                    "container.docker.port_mappings[{i}].{field} must be a port number (1 to 65535)"
+                ))
+        };
+        let host_port = port("host_port")?;
+        let container_port = port("container_port")?;
+        if !ports
+            .iter()
+            .any(|(b, e)| (*b..=*e).contains(&u64::from(host_port)))
+        {
+            return Err(format!(
+                "container.docker.port_mappings[{i}].host_port {host_port} is not in the task's ports resources"
+            ));
+        }
+        let protocol = m
+            .get("protocol")
+            .and_then(|v| v.as_str())
+            .unwrap_or("tcp")
+            .to_ascii_lowercase();
+        if !["tcp", "udp", "sctp"].contains(&protocol.as_str()) {
+            return Err(format!(
+                "container.docker.port_mappings[{i}].protocol {protocol} is not tcp, udp or sctp"
+            ));
+        }
+        port_mappings.push(PortMapping {
+            host_port,
+            container_port,
+            protocol,
+        });
     }
     let mut binds = Vec::new();
     for (i, v) in c
@@ -105,6 +228,9 @@ fn parse(c: &serde_json::Value) -> Result<Spec, String> {
             .get("privileged")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
+        network,
+        hostname,
+        port_mappings,
     })
 }
 
@@ -149,6 +275,30 @@ pub struct Launch<'a> {
     pub labels: HashMap<String, String>,
     pub cpus: f64,
     pub mem_mb: f64,
+    /// The agent's address: published ports listen on it (where the task's ports are
+    /// advertised), not on every interface.
+    pub host_ip: &'a str,
+}
+
+/// The create body's `ExposedPorts` and `HostConfig.PortBindings` for `mappings`, published on
+/// `host_ip`.
+type Exposed = HashMap<String, HashMap<(), ()>>;
+fn port_bindings(mappings: &[PortMapping], host_ip: &str) -> (Exposed, bollard::models::PortMap) {
+    let mut exposed = HashMap::new();
+    let mut bindings: bollard::models::PortMap = HashMap::new();
+    for m in mappings {
+        let key = format!("{}/{}", m.container_port, m.protocol);
+        exposed.insert(key.clone(), HashMap::new());
+        bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(bollard::models::PortBinding {
+                host_ip: Some(host_ip.to_string()),
+                host_port: Some(m.host_port.to_string()),
+            });
+    }
+    (exposed, bindings)
 }
 
 /// Pulls the image when asked (or when it is missing), creates and starts the container.
@@ -172,6 +322,7 @@ pub async fn start(docker: &Docker, l: Launch<'_>) -> Result<(), String> {
     binds.extend(l.spec.binds.iter().cloned());
     let mut env: Vec<String> = l.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.push(format!("MESOS_SANDBOX={SANDBOX_IN_CONTAINER}"));
+    let (exposed, bindings) = port_bindings(&l.spec.port_mappings, l.host_ip);
     let body = bollard::models::ContainerCreateBody {
         image: Some(l.spec.image.clone()),
         entrypoint,
@@ -179,8 +330,11 @@ pub async fn start(docker: &Docker, l: Launch<'_>) -> Result<(), String> {
         env: Some(env),
         labels: Some(labels),
         working_dir: Some(SANDBOX_IN_CONTAINER.into()),
+        hostname: l.spec.hostname.clone(),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(bollard::models::HostConfig {
-            network_mode: Some("host".into()),
+            network_mode: Some(l.spec.network.mode().to_string()),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
             binds: Some(binds),
             privileged: Some(l.spec.privileged),
             cpu_shares: Some(crate::cgroups::shares_for(l.cpus) as i64),
@@ -327,6 +481,21 @@ pub async fn wait(docker: &Docker, name: &str) -> Option<i32> {
     }
 }
 
+/// The host pid of the container's first process, while it runs.
+pub async fn pid(docker: &Docker, name: &str) -> Option<i32> {
+    let c = docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()?;
+    c.state?
+        .pid
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 0)
+}
+
 /// Asks the container to stop: SIGTERM, then SIGKILL after `grace`.
 pub async fn stop(docker: &Docker, name: &str, grace: Duration) {
     let opts = StopContainerOptionsBuilder::new()
@@ -404,8 +573,8 @@ mod tests {
                 "image is required",
             ),
             (
-                json!({"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE"}}),
-                "BRIDGE is not supported",
+                json!({"type": "DOCKER", "docker": {"image": "x", "network": "OVERLAY"}}),
+                "OVERLAY is not one of HOST, BRIDGE, NONE, USER",
             ),
             (
                 json!({"type": "DOCKER", "docker": {"image": "x"}, "volumes": [{"container_path": "rel", "host_path": "/a"}]}),
@@ -419,6 +588,114 @@ mod tests {
             let e = spec_of(&task(c)).unwrap().unwrap_err();
             assert!(e.contains(needle), "{e}");
         }
+    }
+
+    /// A task with `ports` 31000-31009 and this `container`.
+    fn task_with_ports(container: serde_json::Value) -> TaskInfo {
+        serde_json::from_value(json!({"name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+            "resources": [{"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31009}]}}],
+            "command": {"value": "echo hi"}, "container": container}))
+        .unwrap()
+    }
+
+    #[test]
+    fn networks_hostnames_and_port_mappings_are_checked_as_mesos_does() {
+        let spec = |c| spec_of(&task_with_ports(c)).unwrap();
+        let host = spec(json!({"type": "DOCKER", "docker": {"image": "x"}})).unwrap();
+        assert_eq!((host.network.mode(), host.hostname), ("host", None));
+        let none = spec(json!({"type": "DOCKER", "hostname": "h1", "docker": {"image": "x", "network": "NONE"}}))
+            .unwrap();
+        assert_eq!(
+            (none.network.mode(), none.hostname.as_deref()),
+            ("none", Some("h1"))
+        );
+        let bridge = spec(
+            json!({"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE",
+            "port_mappings": [{"host_port": 31000, "container_port": 80},
+                              {"host_port": 31009, "container_port": 53, "protocol": "UDP"}]}}),
+        )
+        .unwrap();
+        assert_eq!(bridge.network, Network::Bridge);
+        assert_eq!(
+            bridge.port_mappings,
+            [
+                PortMapping {
+                    host_port: 31000,
+                    container_port: 80,
+                    protocol: "tcp".into()
+                },
+                PortMapping {
+                    host_port: 31009,
+                    container_port: 53,
+                    protocol: "udp".into()
+                },
+            ]
+        );
+        let user = spec(json!({"type": "DOCKER", "network_infos": [{"name": "backend"}],
+            "docker": {"image": "x", "network": "USER", "port_mappings": [{"host_port": 31001, "container_port": 8080}]}}))
+        .unwrap();
+        assert_eq!(user.network.mode(), "backend");
+        // The create body publishes each mapping on the agent's address only.
+        let (exposed, bindings) = port_bindings(&bridge.port_mappings, "127.0.0.2");
+        let mut keys: Vec<&String> = exposed.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["53/udp", "80/tcp"]);
+        let b = bindings["80/tcp"].as_ref().unwrap();
+        assert_eq!(
+            (b[0].host_ip.as_deref(), b[0].host_port.as_deref()),
+            (Some("127.0.0.2"), Some("31000"))
+        );
+        for (c, needle) in [
+            (
+                json!({"hostname": "h", "docker": {"image": "x"}}),
+                "container.hostname cannot be set with network HOST",
+            ),
+            (
+                json!({"docker": {"image": "x", "port_mappings": [{"host_port": 31000, "container_port": 80}]}}),
+                "port_mappings are only supported with network BRIDGE or USER",
+            ),
+            (
+                json!({"docker": {"image": "x", "network": "NONE", "port_mappings": [{"host_port": 31000, "container_port": 80}]}}),
+                "port_mappings are only supported with network BRIDGE or USER",
+            ),
+            (
+                json!({"docker": {"image": "x", "network": "BRIDGE", "port_mappings": [{"host_port": 32000, "container_port": 80}]}}),
+                "port_mappings[0].host_port 32000 is not in the task's ports resources",
+            ),
+            (
+                json!({"docker": {"image": "x", "network": "BRIDGE", "port_mappings": [{"host_port": 31000, "container_port": 70000}]}}),
+                "port_mappings[0].container_port must be a port number",
+            ),
+            (
+                json!({"docker": {"image": "x", "network": "BRIDGE", "port_mappings": [{"host_port": 31000, "container_port": 80, "protocol": "icmp"}]}}),
+                "protocol icmp is not tcp, udp or sctp",
+            ),
+            (
+                json!({"docker": {"image": "x", "network": "USER"}}),
+                "network_infos is required with network USER",
+            ),
+            (
+                json!({"network_infos": [{}], "docker": {"image": "x", "network": "USER"}}),
+                "network_infos[0].name is required",
+            ),
+            (
+                json!({"network_infos": [{"name": "a"}, {"name": "b"}], "docker": {"image": "x", "network": "USER"}}),
+                "joins one network only",
+            ),
+        ] {
+            let mut c = c;
+            c["type"] = json!("DOCKER");
+            let e = spec(c).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        // Mappings on a task without ports.
+        let e = spec_of(&task(
+            json!({"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE",
+            "port_mappings": [{"host_port": 31000, "container_port": 80}]}}),
+        ))
+        .unwrap()
+        .unwrap_err();
+        assert!(e.contains("need the task to have ports resources"), "{e}");
     }
 
     #[test]

@@ -678,7 +678,8 @@ impl Executor {
         match cmd.spawn() {
             Ok(mut child) => {
                 let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-                let checker = self.start_checker(&task, &command, self.sandbox.clone(), None);
+                let checker =
+                    self.start_checker(&task, &command, self.sandbox.clone(), None, false);
                 self.running.insert(
                     task_id.clone(),
                     Running {
@@ -714,13 +715,15 @@ impl Executor {
     }
 
     /// Starts the task's health checker, if it has a usable `health_check`. `sandbox` is the
-    /// sandbox's path where the check runs: inside `container` for a DOCKER task.
+    /// sandbox's path where the check runs: inside `container` for a DOCKER task, whose HTTP
+    /// and TCP checks run in its network namespace when `own_network`.
     fn start_checker(
         &self,
         task: &TaskInfo,
         command: &CommandInfo,
         sandbox: String,
         container: Option<(bollard::Docker, String)>,
+        own_network: bool,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let check = match health::Check::from_task(&task.extra)? {
             Ok(c) => c,
@@ -748,6 +751,7 @@ impl Executor {
             sandbox,
             env,
             container,
+            own_network,
         };
         let tx = self.tx.clone();
         let id = task.task_id.clone();
@@ -851,6 +855,7 @@ impl Executor {
             labels,
             cpus: sum("cpus"),
             mem_mb: sum("mem"),
+            host_ip: &self.agent_host,
         };
         if let Err(e) = crate::docker::start(&docker, launch).await {
             warn!(task_id = %task_id, error = %e, "docker launch failed");
@@ -871,6 +876,7 @@ impl Executor {
             &command,
             crate::docker::SANDBOX_IN_CONTAINER.into(),
             Some((docker.clone(), name.clone())),
+            spec.network != crate::docker::Network::Host,
         );
         self.running.insert(
             task_id.clone(),

@@ -161,16 +161,66 @@ pub struct Target {
     /// The Docker container of a DOCKER task (its daemon and name): a COMMAND check runs
     /// inside it, as Mesos's docker executor does, with `env` and the sandbox's path there.
     pub container: Option<(bollard::Docker, String)>,
+    /// The container has a network of its own (not HOST): HTTP and TCP checks connect to
+    /// 127.0.0.1 inside its network namespace, as Mesos's do.
+    pub own_network: bool,
 }
 
 async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool {
     let timeout = secs(check.timeout_seconds).max(Duration::from_millis(100));
+    match (&check.kind, &target.container) {
+        (Kind::Http | Kind::Tcp, Some((docker, name))) if target.own_network => {
+            match crate::docker::pid(docker, name).await {
+                Some(pid) => probe_in_netns(check, pid, timeout).await,
+                None => false,
+            }
+        }
+        (Kind::Http | Kind::Tcp, _) => connect_probe(check, &target.host, client, timeout).await,
+        (Kind::Command, _) => command_probe(check, target, timeout).await,
+    }
+}
+
+/// An HTTP or TCP probe of the process whose pid is `pid`, at 127.0.0.1 in its network
+/// namespace: run on a thread of its own that joins that namespace (a socket belongs to the
+/// namespace of the thread that makes it), with a runtime of its own, and ends with the probe.
+async fn probe_in_netns(check: &Check, pid: i32, timeout: Duration) -> bool {
+    let check = check.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("netns-probe".into())
+        .spawn(move || {
+            let ok = (|| -> Option<bool> {
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok()?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                let client = reqwest::Client::new();
+                Some(runtime.block_on(connect_probe(&check, "127.0.0.1", &client, timeout)))
+            })();
+            let _ = tx.send(ok.unwrap_or(false));
+        });
+    if spawned.is_err() {
+        return false;
+    }
+    rx.await.unwrap_or(false)
+}
+
+/// An HTTP or TCP probe at `host`.
+async fn connect_probe(
+    check: &Check,
+    host: &str,
+    client: &reqwest::Client,
+    timeout: Duration,
+) -> bool {
     match check.kind {
+        Kind::Command => false,
         Kind::Http => {
             let h = check.http.clone().unwrap_or_default();
             let scheme = h.scheme.unwrap_or_else(|| "http".into());
             let path = h.path.unwrap_or_else(|| "/".into());
-            let url = format!("{scheme}://{}:{}{path}", target.host, h.port);
+            let url = format!("{scheme}://{host}:{}{path}", h.port);
             match client.get(&url).timeout(timeout).send().await {
                 Ok(r) => (200..400).contains(&r.status().as_u16()),
                 Err(_) => false,
@@ -181,51 +231,49 @@ async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool
             let Ok(port) = u16::try_from(port) else {
                 return false;
             };
-            tokio::time::timeout(
-                timeout,
-                tokio::net::TcpStream::connect((target.host.as_str(), port)),
-            )
-            .await
-            .is_ok_and(|r| r.is_ok())
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+                .await
+                .is_ok_and(|r| r.is_ok())
         }
-        Kind::Command => {
-            let value = check
-                .command
-                .as_ref()
-                .and_then(|c| c.value.clone())
-                .unwrap_or_default();
-            if let Some((docker, name)) = &target.container {
-                return crate::docker::exec(docker, name, &value, &target.env, timeout).await
-                    == Some(0);
+    }
+}
+
+/// A COMMAND probe: in the task's container for a DOCKER task, else beside the task.
+async fn command_probe(check: &Check, target: &Target, timeout: Duration) -> bool {
+    let value = check
+        .command
+        .as_ref()
+        .and_then(|c| c.value.clone())
+        .unwrap_or_default();
+    if let Some((docker, name)) = &target.container {
+        return crate::docker::exec(docker, name, &value, &target.env, timeout).await == Some(0);
+    }
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(value)
+        .current_dir(&target.sandbox)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd.env_remove(crate::standby::STANDBY_ENV);
+    for (k, v) in &target.env {
+        cmd.env(k, v);
+    }
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
-            let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.arg("-c")
-                .arg(value)
-                .current_dir(&target.sandbox)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .process_group(0)
-                .kill_on_drop(true);
-            cmd.env_remove(crate::standby::STANDBY_ENV);
-            for (k, v) in &target.env {
-                cmd.env(k, v);
-            }
-            let Ok(mut child) = cmd.spawn() else {
-                return false;
-            };
-            match tokio::time::timeout(timeout, child.wait()).await {
-                Ok(Ok(status)) => status.success(),
-                _ => {
-                    if let Some(pid) = child.id() {
-                        let _ = nix::sys::signal::killpg(
-                            nix::unistd::Pid::from_raw(pid as i32),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                    false
-                }
-            }
+            false
         }
     }
 }

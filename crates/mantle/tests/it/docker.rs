@@ -245,3 +245,202 @@ async fn command_health_checks_of_docker_tasks_run_inside_the_container() {
     })
     .await;
 }
+
+/// `docker_task` holding `port` of the agent's ports, with `docker` merged into its DockerInfo.
+fn networked_task(offer: &Value, id: &str, cmd: &str, port: u64, docker: Value) -> Value {
+    let mut t = docker_task(offer, id, cmd, IMAGE);
+    t["resources"].as_array_mut().unwrap().push(json!(
+        {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": port, "end": port}]}}));
+    for (k, v) in docker.as_object().unwrap() {
+        t["container"]["docker"][k] = v.clone();
+    }
+    t
+}
+
+/// Docker networks other than the host's, with Mesos's rules: NONE gives the container a
+/// network namespace of its own with only a loopback interface (and the hostname asked for);
+/// port mappings are refused with HOST networking and for host ports outside the task's
+/// `ports`; a BRIDGE task's container is created on Docker's bridge network with its mappings
+/// published on the agent's address only. (The test daemon runs with `--bridge=none`, so
+/// Docker gives such a container only a loopback interface and publishes nothing: no traffic
+/// leaves 127.0.0.0/8.)
+#[tokio::test]
+async fn docker_networks_and_port_mappings_follow_mesos() {
+    docker(&["image", "inspect", IMAGE]);
+    let cluster = Cluster::start(
+        1,
+        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+    );
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "docker-network-test"}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let port = offer["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "ports")
+        .and_then(|r| r["ranges"]["range"][0]["begin"].as_u64())
+        .expect("the offer holds ports");
+    let mut isolated = docker_task(
+        &offer,
+        "isolated",
+        "ls /sys/class/net; hostname; readlink /proc/self/ns/net",
+        IMAGE,
+    );
+    isolated["container"]["docker"]["network"] = json!("NONE");
+    isolated["container"]["hostname"] = json!("mantle-isolated");
+    let mapping = |host_port: u64| json!([{"host_port": host_port, "container_port": 80}]);
+    let tasks = vec![
+        isolated,
+        networked_task(
+            &offer,
+            "host-mapped",
+            "true",
+            port,
+            json!({"network": "HOST", "port_mappings": mapping(port)}),
+        ),
+        networked_task(
+            &offer,
+            "outside",
+            "true",
+            port + 1,
+            json!({"network": "BRIDGE", "port_mappings": mapping(port + 5)}),
+        ),
+        networked_task(
+            &offer,
+            "bridged",
+            "exec sleep 1000",
+            port + 2,
+            json!({"network": "BRIDGE", "port_mappings": mapping(port + 2)}),
+        ),
+    ];
+    assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
+    let ended = s
+        .await_ends(&["isolated", "host-mapped", "outside"], 60)
+        .await;
+
+    let isolated = &ended["isolated"];
+    assert_eq!(isolated["state"], "TASK_FINISHED", "{isolated}");
+    let sandbox = sandbox_of(&cluster, "127.0.0.2", "isolated");
+    let out = std::fs::read_to_string(format!("{sandbox}/stdout")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[..2], ["lo", "mantle-isolated"], "{out}");
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(lines[2].starts_with("net:["), "{out}");
+    assert_ne!(std::path::Path::new(lines[2]), host_ns, "{out}");
+
+    for (id, needle) in [
+        (
+            "host-mapped",
+            "port_mappings are only supported with network BRIDGE or USER".to_string(),
+        ),
+        (
+            "outside",
+            format!(
+                "host_port {} is not in the task's ports resources",
+                port + 5
+            ),
+        ),
+    ] {
+        let st = &ended[id];
+        assert_eq!(st["state"], "TASK_FAILED", "{id}: {st}");
+        assert_eq!(st["reason"], "REASON_CONTAINER_LAUNCH_FAILED", "{id}: {st}");
+        let message = st["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&needle), "{id}: {st}");
+    }
+
+    // The bridged task's container, as Docker holds it.
+    wait_until("the bridged task's container runs", 30, || {
+        containers_of(&label).len() == 1
+    })
+    .await;
+    let name = containers_of(&label).remove(0);
+    let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
+    let c = &inspect[0];
+    assert_eq!(c["HostConfig"]["NetworkMode"], "bridge", "{c}");
+    assert_eq!(
+        c["HostConfig"]["PortBindings"],
+        json!({"80/tcp": [{"HostIp": "127.0.0.2", "HostPort": (port + 2).to_string()}]}),
+        "{c}"
+    );
+    assert!(c["Config"]["ExposedPorts"].get("80/tcp").is_some(), "{c}");
+    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "bridged"}}}))
+        .await;
+    let killed = s.await_ends(&["bridged"], 30).await;
+    assert_eq!(killed["bridged"]["state"], "TASK_KILLED", "{killed:?}");
+    wait_until("the bridged container is removed", 20, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+}
+
+/// HTTP and TCP checks of a Docker task with a network of its own connect to 127.0.0.1 inside
+/// the container's network namespace, as Mesos's do: here the server listens only on the
+/// container's own loopback (port 18473, which nothing on the host listens on), so a check made
+/// from the host could never pass.
+#[tokio::test]
+async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_namespace() {
+    docker(&["image", "inspect", IMAGE]);
+    const PORT: u16 = 18473;
+    let cluster = Cluster::start(
+        1,
+        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+    );
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let mut s = Scheduler::subscribe(
+        &cluster.master,
+        json!({"user": "root", "name": "docker-netns-health-test"}),
+    )
+    .await;
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let serve = format!(
+        "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 127.0.0.1:{PORT} -h /www"
+    );
+    let mut tasks = Vec::new();
+    for (id, check) in [
+        (
+            "http-none",
+            json!({"type": "HTTP", "http": {"port": PORT, "path": "/index.html"}}),
+        ),
+        ("tcp-none", json!({"type": "TCP", "tcp": {"port": PORT}})),
+    ] {
+        let mut t = docker_task(&offer, id, &serve, IMAGE);
+        t["container"]["docker"]["network"] = json!("NONE");
+        let mut check = check;
+        for (k, v) in [
+            ("delay_seconds", 0.0),
+            ("interval_seconds", 0.5),
+            ("timeout_seconds", 5.0),
+            ("grace_period_seconds", 60.0),
+        ] {
+            check[k] = json!(v);
+        }
+        check["consecutive_failures"] = json!(3);
+        t["health_check"] = check;
+        tasks.push(t);
+    }
+    assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
+    for id in ["http-none", "tcp-none"] {
+        let st = await_health(&mut s, id, true, 60).await;
+        assert_eq!(st["state"], "TASK_RUNNING", "{id}: {st}");
+    }
+    // Nothing answers on the host's side of that port.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());
+    for id in ["http-none", "tcp-none"] {
+        s.call(json!({"type": "KILL", "kill": {"task_id": {"value": id}}}))
+            .await;
+    }
+    let ended = s.await_ends(&["http-none", "tcp-none"], 30).await;
+    for id in ["http-none", "tcp-none"] {
+        assert_eq!(ended[id]["state"], "TASK_KILLED", "{id}: {:?}", ended[id]);
+    }
+    wait_until("the containers are removed", 30, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+}

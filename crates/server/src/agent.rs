@@ -237,6 +237,9 @@ struct AppState {
     tx: mpsc::UnboundedSender<Cmd>,
     sandbox_root: PathBuf,
     cgroups: Option<std::sync::Arc<crate::cgroups::Cgroups>>,
+    /// The Docker daemon and this agent's label on its containers, with `--containerizers
+    /// docker`.
+    docker: Option<(bollard::Docker, String)>,
 }
 
 /// Resources of this machine when `--resources` is not given: all cpus, memory less 1 GiB
@@ -408,6 +411,7 @@ pub async fn serve(
         tx,
         sandbox_root,
         cgroups: cgroups.clone(),
+        docker: docker.clone().map(|d| (d, options.docker_label())),
     };
     let app = Router::new()
         .route("/api/v1/executor", any(executor_api))
@@ -1941,8 +1945,9 @@ async fn files_download(
 }
 
 /// `/monitor/statistics`: one entry per running executor with its container's usage and limits
-/// (Mesos's `ResourceUsage` JSON). Without cgroups isolation only the limits Mantle gave it are
-/// known, so usage fields are absent.
+/// (Mesos's `ResourceUsage` JSON): from Docker's stats for an executor running Docker
+/// containers (summed when it runs several), else from its cgroups. Without either only the
+/// limits Mantle gave it are known, so usage fields are absent.
 async fn monitor_statistics(State(state): State<AppState>) -> Response {
     let (reply, rx) = oneshot::channel();
     if state.tx.send(Cmd::Containers(reply)).is_err() {
@@ -1955,13 +1960,58 @@ async fn monitor_statistics(State(state): State<AppState>) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
+    // Docker's usage of each executor's containers (`mesos-<container id>[-n]`).
+    let mut in_docker: BTreeMap<String, crate::cgroups::Usage> = BTreeMap::new();
+    if let Some((d, label)) = &state.docker {
+        let names = crate::docker::containers_of(d, label)
+            .await
+            .unwrap_or_default();
+        for c in &containers {
+            let prefix = format!("mesos-{}", c.container_id);
+            for name in names.iter().filter(|n| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+            }) {
+                let Some(u) = crate::docker::usage(d, name).await else {
+                    continue;
+                };
+                let sum =
+                    in_docker
+                        .entry(c.container_id.clone())
+                        .or_insert(crate::cgroups::Usage {
+                            cpus_limit: c.limits.cpus,
+                            ..Default::default()
+                        });
+                sum.cpus_user_time_secs += u.cpus_user_time_secs;
+                sum.cpus_system_time_secs += u.cpus_system_time_secs;
+                sum.mem_total_bytes += u.mem_total_bytes;
+                sum.mem_rss_bytes += u.mem_rss_bytes;
+                sum.mem_limit_bytes += u.mem_limit_bytes;
+                sum.processes += u.processes;
+                for (to, from) in [
+                    (&mut sum.cpus_nr_periods, u.cpus_nr_periods),
+                    (&mut sum.cpus_nr_throttled, u.cpus_nr_throttled),
+                ] {
+                    if let Some(n) = from {
+                        *to = Some(to.unwrap_or(0) + n);
+                    }
+                }
+                if let Some(t) = u.cpus_throttled_time_secs {
+                    sum.cpus_throttled_time_secs =
+                        Some(sum.cpus_throttled_time_secs.unwrap_or(0.0) + t);
+                }
+            }
+        }
+    }
     let entries: Vec<serde_json::Value> = containers
         .into_iter()
         .map(|c| {
             let mut stats = serde_json::json!({"timestamp": now});
-            match &state.cgroups {
-                Some(cg) => {
-                    let u = cg.usage(&c.container_id);
+            let usage = in_docker
+                .remove(&c.container_id)
+                .or_else(|| state.cgroups.as_ref().map(|cg| cg.usage(&c.container_id)));
+            match usage {
+                Some(u) => {
                     stats["cpus_user_time_secs"] = u.cpus_user_time_secs.into();
                     stats["cpus_system_time_secs"] = u.cpus_system_time_secs.into();
                     stats["cpus_limit"] = u.cpus_limit.into();

@@ -6,7 +6,7 @@
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -494,6 +494,40 @@ pub async fn pid(docker: &Docker, name: &str) -> Option<i32> {
         .pid
         .and_then(|p| i32::try_from(p).ok())
         .filter(|p| *p > 0)
+}
+
+/// The container's usage from the daemon's one-shot stats (`None` when it does not run or
+/// the daemon does not answer): cpu time in user and kernel mode, CFS throttling, memory in
+/// use, its RSS (cgroup v1 `rss`, v2 `anon`), peak and limit, and the process count.
+/// `cpus_limit` is left 0 for the caller, who knows what the task asked for.
+pub async fn usage(docker: &Docker, name: &str) -> Option<crate::cgroups::Usage> {
+    let opts = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let s = docker.stats(name, Some(opts)).next().await?.ok()?;
+    let cpu = s.cpu_stats.unwrap_or_default();
+    let time = cpu.cpu_usage.unwrap_or_default();
+    let throttling = cpu.throttling_data;
+    let mem = s.memory_stats.unwrap_or_default();
+    let stat = |k: &str| mem.stats.as_ref().and_then(|m| m.get(k).copied());
+    let secs = |ns: Option<u64>| ns.unwrap_or(0) as f64 / 1e9;
+    Some(crate::cgroups::Usage {
+        cpus_user_time_secs: secs(time.usage_in_usermode),
+        cpus_system_time_secs: secs(time.usage_in_kernelmode),
+        cpus_limit: 0.0,
+        cpus_nr_periods: throttling.as_ref().and_then(|t| t.periods),
+        cpus_nr_throttled: throttling.as_ref().and_then(|t| t.throttled_periods),
+        cpus_throttled_time_secs: throttling
+            .as_ref()
+            .and_then(|t| t.throttled_time)
+            .map(|ns| secs(Some(ns))),
+        mem_total_bytes: mem.usage.unwrap_or(0),
+        mem_rss_bytes: stat("rss").or_else(|| stat("anon")).unwrap_or(0),
+        mem_limit_bytes: mem.limit.unwrap_or(0),
+        mem_max_bytes: mem.max_usage.unwrap_or(0),
+        processes: s.pids_stats.and_then(|p| p.current).unwrap_or(0),
+    })
 }
 
 /// Asks the container to stop: SIGTERM, then SIGKILL after `grace`.

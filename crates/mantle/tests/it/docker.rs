@@ -74,7 +74,8 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
         docker_task(
             &offer,
             "web",
-            "echo $GREETING in $MESOS_SANDBOX; exec sleep 1000",
+            "echo $GREETING in $MESOS_SANDBOX; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
+             exec sleep 1000",
             IMAGE,
         ),
         docker_task(&offer, "exits", "echo bye >&2; exit 3", IMAGE),
@@ -115,6 +116,44 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
     assert_eq!(inspect[0]["Config"]["Labels"]["team"], "infra", "{inspect}");
     assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], "host");
     assert_eq!(inspect[0]["HostConfig"]["Memory"], 64 << 20);
+    // Its usage, from Docker's stats (this agent has no cgroups isolation, so nothing else
+    // could report it): the busy loop's cpu time, memory in use under its limit, processes.
+    let stats_url = format!("http://127.0.0.2:{}/monitor/statistics", cluster.agent_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let web = loop {
+        let all: Value = reqwest::get(&stats_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let web = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["executor_id"] == "web")
+            .cloned()
+            .unwrap_or_else(|| panic!("no entry for web: {all}"));
+        if web["statistics"]["cpus_user_time_secs"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 0.1
+        {
+            break web;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web never showed its cpu time: {web}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let st = &web["statistics"];
+    assert_eq!(st["mem_limit_bytes"], 64 << 20, "{web}");
+    // The task's 0.1 and the executor's 0.1, as the agent accounts the container.
+    assert_eq!(st["cpus_limit"], 0.2, "{web}");
+    let used = st["mem_total_bytes"].as_u64().unwrap_or(0);
+    assert!(used > 0 && used < 64 << 20, "{web}");
+    assert!(st["processes"].as_u64().unwrap_or(0) >= 1, "{web}");
 
     // A kill stops and removes the container.
     s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "web"}}}))
@@ -425,9 +464,30 @@ async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_na
         tasks.push(t);
     }
     assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
-    for id in ["http-none", "tcp-none"] {
-        let st = await_health(&mut s, id, true, 60).await;
-        assert_eq!(st["state"], "TASK_RUNNING", "{id}: {st}");
+    // Both go healthy, in either order (each update is acknowledged as it comes).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut healthy = std::collections::BTreeSet::new();
+    while healthy.len() < 2 {
+        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {healthy:?} were reported healthy within 60 s"))
+            .expect("stream open");
+        if ev["type"] != "UPDATE" {
+            continue;
+        }
+        let st = ev["update"]["status"].clone();
+        s.ack(&st).await;
+        let id = st["task_id"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            ["TASK_STARTING", "TASK_RUNNING"].contains(&st["state"].as_str().unwrap_or("")),
+            "{id} ended before it was reported healthy: {st}"
+        );
+        if st["healthy"] == true {
+            healthy.insert(id);
+        }
     }
     // Nothing answers on the host's side of that port.
     assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());

@@ -194,15 +194,10 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
 async fn await_health(s: &mut Scheduler, id: &str, healthy: bool, secs: u64) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+        let st = s
+            .next_update(deadline)
             .await
-            .unwrap_or_else(|_| panic!("{id} was not reported healthy={healthy} within {secs}s"))
-            .expect("stream open");
-        if ev["type"] != "UPDATE" {
-            continue;
-        }
-        let st = ev["update"]["status"].clone();
-        s.ack(&st).await;
+            .unwrap_or_else(|| panic!("{id} was not reported healthy={healthy} within {secs}s"));
         if st["task_id"]["value"] != id {
             continue;
         }
@@ -468,15 +463,10 @@ async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_na
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut healthy = std::collections::BTreeSet::new();
     while healthy.len() < 2 {
-        let ev = tokio::time::timeout_at(deadline, s.events.recv())
+        let st = s
+            .next_update(deadline)
             .await
-            .unwrap_or_else(|_| panic!("only {healthy:?} were reported healthy within 60 s"))
-            .expect("stream open");
-        if ev["type"] != "UPDATE" {
-            continue;
-        }
-        let st = ev["update"]["status"].clone();
-        s.ack(&st).await;
+            .unwrap_or_else(|| panic!("only {healthy:?} were reported healthy within 60 s"));
         let id = st["task_id"]["value"]
             .as_str()
             .unwrap_or_default()

@@ -461,15 +461,10 @@ impl Scheduler {
         let mut ended = std::collections::BTreeMap::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         while ended.len() < ids.len() {
-            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+            let st = self
+                .next_update(deadline)
                 .await
-                .unwrap_or_else(|_| panic!("within {secs}s only {ended:?} ended"))
-                .expect("stream open");
-            if ev["type"] != "UPDATE" {
-                continue;
-            }
-            let st = ev["update"]["status"].clone();
-            self.ack(&st).await;
+                .unwrap_or_else(|| panic!("within {secs}s only {ended:?} ended"));
             let id = st["task_id"]["value"].as_str().unwrap_or("").to_string();
             if ids.contains(&id.as_str()) && TERMINAL.contains(&st["state"].as_str().unwrap_or(""))
             {
@@ -477,6 +472,21 @@ impl Scheduler {
             }
         }
         ended
+    }
+
+    /// The status of the next UPDATE before `deadline` (acknowledged), or `None` at the deadline.
+    pub async fn next_update(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .ok()?
+                .expect("stream open");
+            if ev["type"] == "UPDATE" {
+                let st = ev["update"]["status"].clone();
+                self.ack(&st).await;
+                return Some(st);
+            }
+        }
     }
 
     /// Waits for an UPDATE of `task_id` in `state`, acknowledging every update that has a uuid.

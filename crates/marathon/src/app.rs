@@ -50,6 +50,44 @@ pub struct PortDefinition {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An app's network mode (`networks[0].mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Host,
+    /// `container/bridge`: Docker's bridge network.
+    Bridge,
+    /// `container`: the named (Docker user-defined) network.
+    Container(Option<String>),
+}
+
+/// One `container.portMappings` entry, one protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// 0: the same as the host port.
+    pub container_port: u32,
+    /// `None`: no host port (container networking only); `Some(0)`: any.
+    pub host_port: Option<u32>,
+    pub service_port: u32,
+    /// `tcp`, `udp`, or both (`udp,tcp`).
+    pub protocols: Vec<String>,
+    pub name: Option<String>,
+}
+
+/// A host port a task needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The port the app asked for: a port definition's (service) port, or a mapping's container
+    /// port; when non-zero, `PORT_<requested>` names the host port in the task's environment.
+    pub requested: u32,
+    /// A fixed host port (`requirePorts`, or a mapping's non-zero `hostPort`); `None`: any.
+    pub host_port: Option<u32>,
+    /// With container networking, the port inside the container it maps to (0: the same).
+    pub container_port: Option<u32>,
+    pub name: Option<String>,
+    /// `tcp`, `udp`, or both.
+    pub protocols: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FetchUri {
@@ -279,7 +317,93 @@ impl AppDefinition {
 
     /// Number of host ports a task of this app needs.
     pub fn port_count(&self) -> usize {
-        self.port_definitions.len()
+        self.port_specs().len()
+    }
+
+    /// The app's network (its first `networks` entry; Marathon does not mix modes).
+    pub fn network(&self) -> Network {
+        let Some(first) = self.networks.first() else {
+            return Network::Host;
+        };
+        match first
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("container")
+        {
+            "host" => Network::Host,
+            "container/bridge" => Network::Bridge,
+            _ => Network::Container(
+                first
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            ),
+        }
+    }
+
+    /// The container's port mappings (`container.portMappings`).
+    pub fn port_mappings(&self) -> Vec<PortMapping> {
+        let raw = self.container.as_ref().map(|c| c.port_mappings.as_slice());
+        raw.unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let int = |k: &str| {
+                    m.get(k)
+                        .and_then(Value::as_u64)
+                        .and_then(|p| u32::try_from(p).ok())
+                };
+                PortMapping {
+                    container_port: int("containerPort").unwrap_or(0),
+                    host_port: int("hostPort"),
+                    service_port: int("servicePort").unwrap_or(0),
+                    protocols: m
+                        .get("protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("tcp")
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .collect(),
+                    name: m.get("name").and_then(Value::as_str).map(str::to_string),
+                }
+            })
+            .collect()
+    }
+
+    /// One entry per host port a task needs, in the order of the task's `ports` (and of
+    /// `PORT0`, `PORT1`, ...): the port definitions with host networking; with container
+    /// networking, the port mappings that ask for a host port (with `container/bridge` every
+    /// mapping does: a missing `hostPort` is 0, any).
+    pub fn port_specs(&self) -> Vec<PortSpec> {
+        let network = self.network();
+        if network == Network::Host {
+            return self
+                .port_definitions
+                .iter()
+                .map(|d| PortSpec {
+                    requested: d.port,
+                    host_port: self.require_ports.then_some(d.port),
+                    container_port: None,
+                    name: d.name.clone(),
+                    protocols: d.protocol.split(',').map(str::to_string).collect(),
+                })
+                .collect();
+        }
+        self.port_mappings()
+            .into_iter()
+            .filter_map(|m| {
+                let host_port = match (&network, m.host_port) {
+                    (Network::Bridge, None) => 0,
+                    (_, p) => p?,
+                };
+                Some(PortSpec {
+                    requested: m.container_port,
+                    host_port: Some(host_port).filter(|p| *p != 0),
+                    container_port: Some(m.container_port),
+                    name: m.name,
+                    protocols: m.protocols,
+                })
+            })
+            .collect()
     }
 
     /// The app as Marathon 1.10 renders it (without the status fields GET adds): optional
@@ -810,8 +934,27 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
             labels,
         });
     }
-    if r.present("ports").is_none() && !explicit_port_defs {
-        // Marathon gives every app one port by default.
+    // The network mode decides which of portDefinitions and container.portMappings count.
+    let host_networking = match r.present("networks").and_then(Value::as_array) {
+        Some(n) if !n.is_empty() => {
+            n[0].get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or("container")
+                == "host"
+        }
+        _ => true,
+    };
+    if !host_networking
+        && (explicit_port_defs || r.present("ports").is_some())
+        && !port_definitions.is_empty()
+    {
+        r.err(
+            "portDefinitions",
+            "port definitions are for host networking; with container networking use container.portMappings",
+        );
+    }
+    if r.present("ports").is_none() && !explicit_port_defs && host_networking {
+        // Marathon gives every app one port by default (with host networking).
         port_definitions.push(PortDefinition {
             port: 0,
             protocol: "tcp".into(),
@@ -887,13 +1030,33 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 "error.expected.jsstring: host, container or container/bridge",
             );
         }
+        if mode == "container"
+            && n.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            push(
+                r.errs,
+                format!("/networks/{i}/name"),
+                "a container network needs the name of the network to join",
+            );
+        }
     }
     // Shape checks that span fields.
-    for (i, c) in readiness_checks.iter().enumerate() {
-        if !port_definitions
+    let port_names: Vec<&str> = if host_networking {
+        port_definitions
             .iter()
-            .any(|p| p.name.as_deref() == Some(c.port_name.as_str()))
-        {
+            .filter_map(|p| p.name.as_deref())
+            .collect()
+    } else {
+        container
+            .iter()
+            .flat_map(|c| c.port_mappings.iter())
+            .filter_map(|m| m.get("name").and_then(Value::as_str))
+            .collect()
+    };
+    for (i, c) in readiness_checks.iter().enumerate() {
+        if !port_names.contains(&c.port_name.as_str()) {
             push(
                 r.errs,
                 format!("/readinessChecks/{i}/portName"),
@@ -1044,6 +1207,29 @@ fn parse_container(s: &mut Reader<'_>) -> Option<Container> {
     }
     let volumes: Vec<Value> = s.array("volumes").into_iter().cloned().collect();
     let port_mappings: Vec<Value> = s.array("portMappings").into_iter().cloned().collect();
+    for (i, m) in port_mappings.iter().enumerate() {
+        let p = format!("{}/portMappings/{i}", s.prefix);
+        let Some(obj) = m.as_object() else {
+            push(s.errs, p, "error.expected.jsobject");
+            continue;
+        };
+        let mut m = s.sub(obj, p);
+        for key in ["containerPort", "hostPort", "servicePort"] {
+            if m.present(key).is_some() {
+                let port = m.int(key, 0);
+                if !(0..=65535).contains(&port) {
+                    m.err(key, format!("got {port}, expected between 0 and 65535"));
+                }
+            }
+        }
+        let protocol = m.string("protocol").unwrap_or_else(|| "tcp".into());
+        if !matches!(protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp") {
+            m.err(
+                "protocol",
+                "Invalid protocol. Only 'udp', 'tcp' and 'udp,tcp' are allowed.",
+            );
+        }
+    }
     Some(Container {
         kind,
         docker,

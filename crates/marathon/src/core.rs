@@ -4,7 +4,7 @@
 //! [`Effect`]s that the shell drains with [`Core::drain`] and carries out in order, store
 //! writes first, so intent is durable before it is acted on.
 
-use crate::app::{self, AppDefinition, Violation};
+use crate::app::{self, AppDefinition, Network, Violation};
 use crate::deploy::{self, Action, Deployment, Part};
 use crate::path;
 use crate::placement::{self, Candidate, Rejection, Strategy};
@@ -553,8 +553,11 @@ impl Core {
         m.insert("host".into(), json!(i.host));
         m.insert("ports".into(), json!(i.ports));
         let service_ports: Vec<u32> = if with_service_ports {
-            app.map(|a| a.port_definitions.iter().map(|p| p.port).collect())
-                .unwrap_or_default()
+            app.map(|a| match a.network() {
+                Network::Host => a.port_definitions.iter().map(|p| p.port).collect(),
+                _ => a.port_mappings().iter().map(|m| m.service_port).collect(),
+            })
+            .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -1713,7 +1716,7 @@ impl Core {
             }
             for check in &app.readiness_checks {
                 let port = app
-                    .port_definitions
+                    .port_specs()
                     .iter()
                     .position(|p| p.name.as_deref() == Some(check.port_name.as_str()))
                     .and_then(|idx| i.ports.get(idx).copied());
@@ -2374,22 +2377,20 @@ pub fn build_task(
     resources: &Resources,
     ports: &[u32],
 ) -> TaskInfo {
+    let specs = app.port_specs();
     let mut env: Vec<Variable> = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         env.push(var(format!("PORT{i}"), p.to_string()));
-        if let Some(name) = app.port_definitions.get(i).and_then(|d| d.name.as_ref()) {
+        if let Some(name) = specs.get(i).and_then(|d| d.name.as_ref()) {
             env.push(var(
                 format!("PORT_{}", name.to_uppercase().replace('-', "_")),
                 p.to_string(),
             ));
         }
-        if let Some(sp) = app
-            .port_definitions
-            .get(i)
-            .map(|d| d.port)
-            .filter(|p| *p != 0)
-        {
-            env.push(var(format!("PORT_{sp}"), p.to_string()));
+        // The port asked for (a definition's port, a mapping's container port) names the host
+        // port it got.
+        if let Some(requested) = specs.get(i).map(|d| d.requested).filter(|p| *p != 0) {
+            env.push(var(format!("PORT_{requested}"), p.to_string()));
         }
     }
     if let Some(p) = ports.first() {
@@ -2490,9 +2491,12 @@ pub fn build_task(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let pd = app.port_definitions.get(i);
-            let mut v = json!({"number": p, "protocol": pd.map(|d| d.protocol.split(',').next().unwrap_or("tcp").to_string()).unwrap_or_else(|| "tcp".into())});
-            if let (Some(n), Some(m)) = (pd.and_then(|d| d.name.clone()), v.as_object_mut()) {
+            let spec = specs.get(i);
+            let protocol = spec
+                .and_then(|d| d.protocols.first().cloned())
+                .unwrap_or_else(|| "tcp".into());
+            let mut v = json!({"number": p, "protocol": protocol});
+            if let (Some(n), Some(m)) = (spec.and_then(|d| d.name.clone()), v.as_object_mut()) {
                 m.insert("name".into(), json!(n));
             }
             v
@@ -2504,14 +2508,43 @@ pub fn build_task(
     );
     if let Some(c) = &app.container {
         if let Some(d) = &c.docker {
-            extra.insert(
-                "container".into(),
-                json!({"type": c.kind, "docker": {"image": d.image, "network": "HOST", "force_pull_image": d.force_pull_image, "privileged": d.privileged}}),
-            );
+            let mut container = json!({"type": c.kind, "docker": {"image": d.image, "network": "HOST", "force_pull_image": d.force_pull_image, "privileged": d.privileged}});
+            let network = app.network();
+            if network != Network::Host {
+                // Each mapping with a host port is published from the host port it got (0 as
+                // the container port: the same port), once per protocol.
+                let mappings: Vec<Value> = specs
+                    .iter()
+                    .zip(ports)
+                    .flat_map(|(spec, host)| {
+                        let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
+                        spec.protocols.iter().map(move |protocol| {
+                            json!({"host_port": host, "container_port": inside, "protocol": protocol})
+                        })
+                    })
+                    .collect();
+                container["docker"]["port_mappings"] = json!(mappings);
+            }
+            match network {
+                Network::Host => {}
+                Network::Bridge => container["docker"]["network"] = json!("BRIDGE"),
+                Network::Container(name) => {
+                    container["docker"]["network"] = json!("USER");
+                    container["network_infos"] = json!([{ "name": name }]);
+                }
+            }
+            extra.insert("container".into(), container);
         }
     }
     if let Some(h) = app.health_checks.iter().find(|h| !h.is_marathon_level()) {
-        extra.insert("health_check".into(), mesos_health_check(h, ports));
+        // A check run by the executor inside a container's own network reaches the
+        // container's port; with host networking, the host port.
+        let check_ports: Vec<u32> = specs
+            .iter()
+            .zip(ports)
+            .map(|(spec, host)| spec.container_port.filter(|p| *p != 0).unwrap_or(*host))
+            .collect();
+        extra.insert("health_check".into(), mesos_health_check(h, &check_ports));
     }
     TaskInfo {
         name,

@@ -211,38 +211,38 @@ pub fn fit_indexed(
     Ok(Claim { resources, ports })
 }
 
-/// Host ports for the app's port definitions: fixed ones when `requirePorts`, otherwise the
-/// lowest free ones (Marathon also picks ports from the offer for `port: 0`).
+/// Host ports for the app's port specs (`AppDefinition::port_specs`): fixed ones where the app
+/// names them (`requirePorts`, a mapping's `hostPort`), otherwise the lowest free ones
+/// (Marathon also picks ports from the offer for `port: 0`).
 fn choose_ports(app: &AppDefinition, offered: Option<&Ranges>) -> Option<Vec<u32>> {
-    let wanted = app.port_count();
-    if wanted == 0 {
+    let specs = app.port_specs();
+    if specs.is_empty() {
         return Some(Vec::new());
     }
     let offered = offered?;
-    let mut out: Vec<u32> = Vec::with_capacity(wanted);
-    if app.require_ports {
-        for pd in &app.port_definitions {
-            let p = u64::from(pd.port);
-            if !offered.pieces().iter().any(|(b, e)| *b <= p && p <= *e) {
-                return None;
-            }
-            out.push(pd.port);
-        }
-        return Some(out);
+    let in_offer = |p: u32| {
+        offered
+            .pieces()
+            .iter()
+            .any(|(b, e)| *b <= u64::from(p) && u64::from(p) <= *e)
+    };
+    let fixed: Vec<u32> = specs.iter().filter_map(|s| s.host_port).collect();
+    if !fixed.iter().all(|p| in_offer(*p)) {
+        return None;
     }
-    'outer: for (b, e) in offered.pieces() {
-        let mut p = *b;
-        while p <= *e {
-            if out.len() == wanted {
-                break 'outer;
-            }
-            if let Ok(port) = u32::try_from(p) {
-                out.push(port);
-            }
-            p += 1;
+    let mut free = offered
+        .pieces()
+        .iter()
+        .flat_map(|(b, e)| *b..=*e)
+        .filter_map(|p| u32::try_from(p).ok().filter(|p| !fixed.contains(p)));
+    let mut out: Vec<u32> = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        match spec.host_port {
+            Some(p) => out.push(p),
+            None => out.push(free.next()?),
         }
     }
-    (out.len() == wanted).then_some(out)
+    Some(out)
 }
 
 fn field_value<'a>(

@@ -494,3 +494,86 @@ async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_na
     })
     .await;
 }
+
+/// A Marathon app on `container/bridge` networking end to end: the service scheduler gives its
+/// port mapping a host port from the offer, the agent creates the container on Docker's bridge
+/// network with that port published on the agent's address, and the app's `MESOS_HTTP` check
+/// reaches the container port inside the container's own network (the test daemon has no
+/// bridge, so the container has only its loopback: no traffic leaves 127.0.0.0/8).
+#[tokio::test]
+async fn a_marathon_app_on_bridge_networking_gets_its_port_mapped_and_checked() {
+    docker(&["image", "inspect", IMAGE]);
+    let cluster = Cluster::start(
+        1,
+        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+    );
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let marathon =
+        crate::marathon::Scheduler::start(&cluster, crate::harness::free_port("127.0.0.1"));
+    let app = json!({"id": "/bridged", "instances": 1, "cpus": 0.1, "mem": 64,
+        "cmd": "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www",
+        "networks": [{"mode": "container/bridge"}],
+        "container": {"type": "DOCKER", "docker": {"image": IMAGE},
+            "portMappings": [{"containerPort": 80, "name": "http"}]},
+        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/index.html",
+            "gracePeriodSeconds": 60, "intervalSeconds": 1, "maxConsecutiveFailures": 3}]});
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/v2/apps", marathon.url))
+        .json(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task = loop {
+        let v: Value = client
+            .get(format!("{}/v2/apps/bridged", marathon.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let app = &v["app"];
+        if app["tasksHealthy"] == 1 {
+            break app["tasks"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "the app never went healthy: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let host_port = task["ports"][0].as_u64().expect("a host port");
+    assert!((31000..=31100).contains(&host_port), "{task}");
+    let name = containers_of(&label).remove(0);
+    let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
+    let c = &inspect[0];
+    assert_eq!(c["HostConfig"]["NetworkMode"], "bridge", "{c}");
+    assert_eq!(
+        c["HostConfig"]["PortBindings"],
+        json!({"80/tcp": [{"HostIp": "127.0.0.2", "HostPort": host_port.to_string()}]}),
+        "{c}"
+    );
+    let env: Vec<&str> = c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for var in [
+        format!("PORT0={host_port}"),
+        format!("PORT_80={host_port}"),
+        format!("PORT_HTTP={host_port}"),
+    ] {
+        assert!(env.contains(&var.as_str()), "{var} not in {env:?}");
+    }
+    let deleted = client
+        .delete(format!("{}/v2/apps/bridged", marathon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    wait_until("the app's container is removed", 30, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
+}

@@ -93,3 +93,67 @@ fn non_objects_and_odd_values_never_panic() {
                        "env": {"A": [1]}, "labels": 3, "portDefinitions": [{"port": -1}]});
     assert!(parse(&weird, "/", V).is_err());
 }
+
+#[test]
+fn bridge_networking_takes_its_ports_from_the_port_mappings() {
+    let a = parse(
+        &json!({"id": "web", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+            "container": {"type": "DOCKER", "docker": {"image": "nginx"},
+                "portMappings": [{"containerPort": 80, "name": "http"},
+                                 {"containerPort": 53, "hostPort": 31053, "protocol": "udp,tcp"}]}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert!(a.port_definitions.is_empty(), "no default port definition");
+    assert_eq!(a.network(), Network::Bridge);
+    let specs = a.port_specs();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(
+        (
+            specs[0].requested,
+            specs[0].host_port,
+            specs[0].name.as_deref()
+        ),
+        (80, None, Some("http"))
+    );
+    assert_eq!(specs[1].host_port, Some(31053));
+    assert_eq!(specs[1].protocols, ["udp", "tcp"]);
+    // Container networking: only mappings with a host port need one.
+    let user = parse(
+        &json!({"id": "db", "cmd": "x", "networks": [{"mode": "container", "name": "backend"}],
+            "container": {"type": "DOCKER", "docker": {"image": "pg"},
+                "portMappings": [{"containerPort": 5432}, {"containerPort": 9187, "hostPort": 0}]}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(user.network(), Network::Container(Some("backend".into())));
+    assert_eq!(user.port_count(), 1);
+    for (body, path) in [
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container"}]}),
+            "/networks/0/name",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}], "portDefinitions": [{"port": 0}]}),
+            "/portDefinitions",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"}, "portMappings": [{"containerPort": 70000}]}}),
+            "/container/portMappings/0/containerPort",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"}, "portMappings": [{"containerPort": 80, "protocol": "icmp"}]}}),
+            "/container/portMappings/0/protocol",
+        ),
+    ] {
+        let errs = parse(&body, "/", V).expect_err("invalid");
+        assert!(
+            errs.iter().any(|v| v.path == path),
+            "{body}: no violation at {path}: {errs:?}"
+        );
+    }
+}

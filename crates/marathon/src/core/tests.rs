@@ -45,6 +45,8 @@ struct Sim {
     offer_seq: u32,
     /// Tasks launched and not yet reported running.
     staged: Vec<String>,
+    /// Every TaskInfo launched.
+    launched: Vec<mantle_api::mesos::TaskInfo>,
     kills: Vec<String>,
     writes: Vec<Write>,
     events: Vec<Value>,
@@ -57,6 +59,7 @@ impl Sim {
             now: Now::at(Duration::from_secs(100)),
             offer_seq: 0,
             staged: Vec::new(),
+            launched: Vec::new(),
             kills: Vec::new(),
             writes: Vec::new(),
             events: Vec::new(),
@@ -77,6 +80,7 @@ impl Sim {
                         for op in a.operations {
                             for t in op.launch.map(|l| l.task_infos).unwrap_or_default() {
                                 self.staged.push(t.task_id.as_str().to_string());
+                                self.launched.push(t.clone());
                             }
                         }
                     }
@@ -1040,4 +1044,63 @@ fn a_restarted_core_waits_for_reconciliation_before_killing_overdue_tasks() {
         core.deployments().next().is_none(),
         "the deployment finished"
     );
+}
+
+#[test]
+fn a_bridge_networked_docker_app_gets_host_ports_mapped_to_its_container_ports() {
+    let mut s = Sim::new();
+    let body = json!({"id": "/web", "cmd": "httpd", "instances": 1, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container/bridge"}],
+        "container": {"type": "DOCKER", "docker": {"image": "nginx"},
+            "portMappings": [{"containerPort": 80, "name": "http"},
+                             {"containerPort": 0, "hostPort": 31050, "protocol": "udp,tcp"}]},
+        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/"}]});
+    s.core.create_app(&body, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    assert_eq!(s.launched.len(), 1);
+    let t = &s.launched[0];
+    let container = &t.extra["container"];
+    assert_eq!(container["docker"]["network"], "BRIDGE", "{container}");
+    // The first mapping got the lowest free host port; container port 0 means the host port.
+    assert_eq!(
+        container["docker"]["port_mappings"],
+        json!([{"host_port": 31000, "container_port": 80, "protocol": "tcp"},
+               {"host_port": 31050, "container_port": 31050, "protocol": "udp"},
+               {"host_port": 31050, "container_port": 31050, "protocol": "tcp"}])
+    );
+    let ports: Vec<(u64, u64)> = t
+        .resources
+        .iter()
+        .filter(|r| r.name == "ports")
+        .flat_map(|r| {
+            r.ranges
+                .iter()
+                .flat_map(|rs| rs.range.iter().map(|r| (r.begin, r.end)))
+        })
+        .collect();
+    assert_eq!(ports, [(31000, 31000), (31050, 31050)]);
+    let env: BTreeMap<String, String> = t
+        .command
+        .as_ref()
+        .and_then(|c| c.environment.as_ref())
+        .map(|e| {
+            e.variables
+                .iter()
+                .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(env["PORT0"], "31000");
+    assert_eq!(env["PORT_80"], "31000");
+    assert_eq!(env["PORT_HTTP"], "31000");
+    assert_eq!(env["PORT1"], "31050");
+    // The executor checks inside the container's network, at the container port.
+    assert_eq!(
+        t.extra["health_check"]["http"]["port"], 80,
+        "{:?}",
+        t.extra["health_check"]
+    );
+    let inst = s.core.instances_of("/web").next().expect("instance");
+    assert_eq!(inst.ports, [31000, 31050]);
 }

@@ -148,6 +148,9 @@ pub enum Output {
         /// The framework asked for checkpointing (`FrameworkInfo.checkpoint`): its executor
         /// waits for a restarted agent instead of ending with it.
         checkpoint: bool,
+        /// The built-in executor runs a `DOCKER` task: the docker containerizer's, which the
+        /// `mesos` containerizer's namespaces do not apply to (as in Mesos).
+        docker: bool,
     },
     /// A running container's limits changed (a task joined its executor).
     UpdateContainer {
@@ -689,8 +692,21 @@ impl Agent {
             .get(&framework_id)
             .and_then(|f| f.checkpoint)
             .unwrap_or(false);
+        let docker = executor.builtin
+            && executor
+                .queued
+                .iter()
+                .flat_map(Self::pending_tasks)
+                .any(|t| {
+                    t.extra
+                        .get("container")
+                        .and_then(|c| c.get("type"))
+                        .and_then(|t| t.as_str())
+                        == Some("DOCKER")
+                });
         self.outputs.push(Output::LaunchExecutor {
             checkpoint,
+            docker,
             uris,
             framework_id: framework_id.clone(),
             executor_id: executor.info.executor_id.clone(),

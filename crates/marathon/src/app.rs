@@ -8,7 +8,7 @@
 use crate::path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One field's problems, as in Marathon's `{"path": "/cpus", "errors": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -370,12 +370,10 @@ impl AppDefinition {
     }
 
     /// One entry per host port a task needs, in the order of the task's `ports` (and of
-    /// `PORT0`, `PORT1`, ...): the port definitions with host networking; with container
-    /// networking, the port mappings that ask for a host port (with `container/bridge` every
-    /// mapping does: a missing `hostPort` is 0, any).
+    /// `PORT0`, `PORT1`, ...): the port definitions with host networking, the port mappings
+    /// with container networking.
     pub fn port_specs(&self) -> Vec<PortSpec> {
-        let network = self.network();
-        if network == Network::Host {
+        if self.network() == Network::Host {
             return self
                 .port_definitions
                 .iter()
@@ -390,18 +388,17 @@ impl AppDefinition {
         }
         self.port_mappings()
             .into_iter()
-            .filter_map(|m| {
-                let host_port = match (&network, m.host_port) {
-                    (Network::Bridge, None) => 0,
-                    (_, p) => p?,
-                };
-                Some(PortSpec {
+            .map(|m| {
+                // A missing `hostPort` is 0, any free port. (Marathon gives a mapping on a
+                // named network no host port then; here every mapping has one, so `portIndex`,
+                // `PORT<i>` and the task's `ports` always line up.)
+                PortSpec {
                     requested: m.container_port,
-                    host_port: Some(host_port).filter(|p| *p != 0),
+                    host_port: m.host_port.filter(|p| *p != 0),
                     container_port: Some(m.container_port),
                     name: m.name,
                     protocols: m.protocols,
-                })
+                }
             })
             .collect()
     }
@@ -1030,6 +1027,13 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 "error.expected.jsstring: host, container or container/bridge",
             );
         }
+        if mode != "host" && container.as_ref().is_none_or(|c| c.docker.is_none()) {
+            push(
+                r.errs,
+                format!("/networks/{i}/mode"),
+                "container networking needs a DOCKER container here (the mesos containerizer runs tasks on the host's network)",
+            );
+        }
         if mode == "container"
             && n.get("name")
                 .and_then(Value::as_str)
@@ -1207,8 +1211,32 @@ fn parse_container(s: &mut Reader<'_>) -> Option<Container> {
     }
     let volumes: Vec<Value> = s.array("volumes").into_iter().cloned().collect();
     let port_mappings: Vec<Value> = s.array("portMappings").into_iter().cloned().collect();
+    let mut host_ports = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for (i, m) in port_mappings.iter().enumerate() {
         let p = format!("{}/portMappings/{i}", s.prefix);
+        if let Some(port) = m
+            .get("hostPort")
+            .and_then(Value::as_u64)
+            .filter(|p| *p != 0)
+        {
+            if !host_ports.insert(port) {
+                push(
+                    s.errs,
+                    format!("{p}/hostPort"),
+                    format!("host port {port} is mapped twice"),
+                );
+            }
+        }
+        if let Some(name) = m.get("name").and_then(Value::as_str) {
+            if !names.insert(name.to_string()) {
+                push(
+                    s.errs,
+                    format!("{p}/name"),
+                    format!("port name '{name}' is used twice"),
+                );
+            }
+        }
         let Some(obj) = m.as_object() else {
             push(s.errs, p, "error.expected.jsobject");
             continue;

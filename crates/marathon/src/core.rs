@@ -902,6 +902,18 @@ impl Core {
             m.insert("id".into(), json!(id));
             m.remove("version");
             m.remove("versionInfo");
+            // Port definitions are for host networking: off it, the current ones (an app
+            // stored before it left the host network may hold the default one) are not carried
+            // into a change that does not name them.
+            let host = m
+                .get("networks")
+                .and_then(Value::as_array)
+                .and_then(|n| n.first())
+                .is_none_or(|n| n.get("mode").and_then(Value::as_str) == Some("host"));
+            if !host && !body.contains_key("portDefinitions") && !body.contains_key("ports") {
+                m.remove("portDefinitions");
+                m.remove("ports");
+            }
         }
         merged
     }

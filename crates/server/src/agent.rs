@@ -766,6 +766,7 @@ async fn actor(
                     limits,
                     uris,
                     checkpoint,
+                    docker,
                 } => {
                     let mut procs_files = Vec::new();
                     if let Some(cg) = &cgroups {
@@ -799,6 +800,7 @@ async fn actor(
                         role,
                         procs_files,
                         checkpoint,
+                        docker,
                     };
                     let uris = match uris {
                         Ok(u) => u,
@@ -868,6 +870,8 @@ struct LaunchSpec {
     /// `cgroup.procs` files the executor joins before it runs (cgroups isolation).
     procs_files: Vec<String>,
     checkpoint: bool,
+    /// It runs a DOCKER task (no `namespaces/pid`: that is the `mesos` containerizer's).
+    docker: bool,
 }
 
 /// Writes the shell's own pid into every `cgroup.procs` listed (colon-separated) in
@@ -1054,7 +1058,8 @@ fn launch_executor(
         // With namespaces/pid: util-linux's unshare gives the executor a pid namespace (it is
         // pid 1 there, so nothing it starts outlives it) and a mount namespace with its own
         // /proc, and a shell bind-mounts the sandbox's tmp/ over /tmp before exec'ing it.
-        let (program, args) = if options.pid_namespace {
+        let pid_namespace = options.pid_namespace && !spec.docker;
+        let (program, args) = if pid_namespace {
             let mut a: Vec<String> = [
                 "--pid",
                 "--fork",
@@ -1079,7 +1084,7 @@ fn launch_executor(
         // `mantle-executor` joins its cgroups itself, before it does anything else, which
         // saves a shell per launch; any other program (or one in namespaces) is wrapped.
         let joins_itself = matches!(spec.kind, ExecutorKind::Builtin)
-            && !options.pid_namespace
+            && !pid_namespace
             && args.is_empty()
             && program.ends_with("/mantle-executor");
         let mut cmd = if spec.procs_files.is_empty() || joins_itself {

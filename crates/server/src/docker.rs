@@ -110,6 +110,16 @@ fn parse(c: &serde_json::Value, ports: &[(u64, u64)]) -> Result<Spec, String> {
             match infos {
                 [] => return Err("container.network_infos is required with network USER (the Docker network to join)".into()),
                 [one] => match one.get("name").and_then(|n| n.as_str()) {
+                    // Docker's own modes are asked for as such, never through USER (and
+                    // `container:<id>` would join another container's network).
+                    Some(name)
+                        if ["host", "bridge", "none", "default"].contains(&name)
+                            || name.starts_with("container:") =>
+                    {
+                        return Err(format!(
+                            "container.network_infos[0].name {name} is not a user-defined network; use network HOST, BRIDGE or NONE"
+                        ))
+                    }
                     Some(name) if !name.trim().is_empty() => Network::User(name.to_string()),
                     _ => return Err("container.network_infos[0].name is required with network USER".into()),
                 },
@@ -715,6 +725,14 @@ mod tests {
             (
                 json!({"network_infos": [{"name": "a"}, {"name": "b"}], "docker": {"image": "x", "network": "USER"}}),
                 "joins one network only",
+            ),
+            (
+                json!({"network_infos": [{"name": "container:web"}], "docker": {"image": "x", "network": "USER"}}),
+                "is not a user-defined network",
+            ),
+            (
+                json!({"network_infos": [{"name": "host"}], "docker": {"image": "x", "network": "USER"}}),
+                "is not a user-defined network",
             ),
         ] {
             let mut c = c;

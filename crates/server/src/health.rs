@@ -189,17 +189,31 @@ async fn probe_in_netns(check: &Check, pid: i32, timeout: Duration) -> bool {
     let spawned = std::thread::Builder::new()
         .name("netns-probe".into())
         .spawn(move || {
-            let ok = (|| -> Option<bool> {
-                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok()?;
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+            let ok = (|| -> Result<bool, String> {
+                let path = format!("/proc/{pid}/ns/net");
+                let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("joining {path}: {e}"))?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .ok()?;
-                let client = reqwest::Client::new();
-                Some(runtime.block_on(connect_probe(&check, "127.0.0.1", &client, timeout)))
+                    .map_err(|e| e.to_string())?;
+                // No proxy: none is reachable from inside the container's network.
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok(runtime.block_on(connect_probe(&check, "127.0.0.1", &client, timeout)))
             })();
-            let _ = tx.send(ok.unwrap_or(false));
+            let ok = ok.unwrap_or_else(|e| {
+                // Said once: every probe after it would fail the same way.
+                static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot run a health check in the container's network; it counts as failed");
+                }
+                false
+            });
+            let _ = tx.send(ok);
         });
     if spawned.is_err() {
         return false;

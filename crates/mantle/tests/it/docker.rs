@@ -416,14 +416,22 @@ async fn docker_networks_and_port_mappings_follow_mesos() {
 /// HTTP and TCP checks of a Docker task with a network of its own connect to 127.0.0.1 inside
 /// the container's network namespace, as Mesos's do: here the server listens only on the
 /// container's own loopback (port 18473, which nothing on the host listens on), so a check made
-/// from the host could never pass.
+/// from the host could never pass. The agent also has `namespaces/pid`, which is the `mesos`
+/// containerizer's and must not hide the container's host pid from the Docker task's executor.
 #[tokio::test]
 async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_namespace() {
     docker(&["image", "inspect", IMAGE]);
     const PORT: u16 = 18473;
     let cluster = Cluster::start(
         1,
-        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
+        &[
+            "--containerizers",
+            "docker,mesos",
+            "--docker-socket",
+            SOCK,
+            "--isolation",
+            "posix/cpu,posix/mem,namespaces/pid",
+        ],
     );
     let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
     let mut s = Scheduler::subscribe(

@@ -129,7 +129,8 @@ fn bridge_networking_takes_its_ports_from_the_port_mappings() {
     )
     .expect("valid");
     assert_eq!(user.network(), Network::Container(Some("backend".into())));
-    assert_eq!(user.port_count(), 1);
+    // Every mapping gets a host port (any, when none is given), so indexes line up.
+    assert_eq!(user.port_count(), 2);
     for (body, path) in [
         (
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container"}]}),
@@ -148,6 +149,34 @@ fn bridge_networking_takes_its_ports_from_the_port_mappings() {
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
                 "container": {"type": "DOCKER", "docker": {"image": "x"}, "portMappings": [{"containerPort": 80, "protocol": "icmp"}]}}),
             "/container/portMappings/0/protocol",
+        ),
+    ] {
+        let errs = parse(&body, "/", V).expect_err("invalid");
+        assert!(
+            errs.iter().any(|v| v.path == path),
+            "{body}: no violation at {path}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn container_networking_is_for_docker_and_its_mappings_are_unique() {
+    for (body, path) in [
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}]}),
+            "/networks/0/mode",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"},
+                    "portMappings": [{"containerPort": 80, "hostPort": 31000}, {"containerPort": 81, "hostPort": 31000}]}}),
+            "/container/portMappings/1/hostPort",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"},
+                    "portMappings": [{"containerPort": 80, "name": "web"}, {"containerPort": 81, "name": "web"}]}}),
+            "/container/portMappings/1/name",
         ),
     ] {
         let errs = parse(&body, "/", V).expect_err("invalid");

@@ -1104,3 +1104,30 @@ fn a_bridge_networked_docker_app_gets_host_ports_mapped_to_its_container_ports()
     let inst = s.core.instances_of("/web").next().expect("instance");
     assert_eq!(inst.ports, [31000, 31050]);
 }
+
+#[test]
+fn a_partial_update_moves_an_app_off_the_host_network_without_its_port_definitions() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("created");
+    s.collect();
+    // The stored app has the default port definition; a PATCH that only changes the network
+    // and the container does not carry it into container networking (which would be refused).
+    let patch = json!({"networks": [{"mode": "container/bridge"}],
+        "container": {"type": "DOCKER", "docker": {"image": "nginx"},
+            "portMappings": [{"containerPort": 80}]}});
+    s.core
+        .update_app("/web", &patch, true, true, s.now)
+        .expect("the partial update is valid");
+    s.collect();
+    let app = s.core.apps().find(|a| a.id == "/web").expect("app");
+    assert!(app.port_definitions.is_empty());
+    assert_eq!(app.port_count(), 1);
+    // Naming port definitions with container networking is still refused.
+    let bad = json!({"portDefinitions": [{"port": 0}]});
+    assert!(matches!(
+        s.core.update_app("/web", &bad, true, true, s.now),
+        Err(ApiError::Invalid(_))
+    ));
+}

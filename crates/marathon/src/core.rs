@@ -702,24 +702,41 @@ impl Core {
         }
     }
 
-    /// Assigns service ports (10000+) to port definitions that asked for any (`port: 0`).
+    /// Assigns service ports (10000+) to port definitions that asked for any (`port: 0`), and
+    /// to port mappings without one (`servicePort` 0 or missing).
     fn assign_service_ports(&self, def: &mut AppDefinition) {
-        if def.require_ports {
-            return;
-        }
         let used: BTreeSet<u32> = self
             .apps
             .values()
             .filter(|a| a.id != def.id)
-            .flat_map(|a| a.port_definitions.iter().map(|p| p.port))
+            .flat_map(|a| {
+                a.port_definitions
+                    .iter()
+                    .map(|p| p.port)
+                    .chain(a.port_mappings().into_iter().map(|m| m.service_port))
+            })
             .collect();
         let mut next = 10_000u32;
-        for pd in def.port_definitions.iter_mut().filter(|p| p.port == 0) {
+        let mut take = || {
             while used.contains(&next) {
                 next += 1;
             }
-            pd.port = next;
             next += 1;
+            next - 1
+        };
+        if !def.require_ports {
+            for pd in def.port_definitions.iter_mut().filter(|p| p.port == 0) {
+                pd.port = take();
+            }
+        }
+        if def.network() != Network::Host {
+            let mappings = def.container.as_mut().map(|c| c.port_mappings.iter_mut());
+            for m in mappings.into_iter().flatten() {
+                let given = m.get("servicePort").and_then(Value::as_u64).unwrap_or(0);
+                if let (0, Some(obj)) = (given, m.as_object_mut()) {
+                    obj.insert("servicePort".into(), json!(take()));
+                }
+            }
         }
     }
 

@@ -1103,6 +1103,14 @@ fn a_bridge_networked_docker_app_gets_host_ports_mapped_to_its_container_ports()
     );
     let inst = s.core.instances_of("/web").next().expect("instance");
     assert_eq!(inst.ports, [31000, 31050]);
+    // Service ports are given to the mappings, as to port definitions.
+    let app = s.core.apps().find(|a| a.id == "/web").expect("app");
+    let service: Vec<u32> = app.port_mappings().iter().map(|m| m.service_port).collect();
+    assert_eq!(service, [10000, 10001]);
+    assert_eq!(
+        app.to_json()["container"]["portMappings"][1]["servicePort"],
+        10001
+    );
 }
 
 #[test]

@@ -338,10 +338,9 @@ pub async fn serve(
                 .map_err(|e| anyhow::anyhow!("listing Docker containers: {e}"))?
                 .into_iter()
                 .filter(|n| {
-                    !recovered.keys().any(|cid| {
-                        n.strip_prefix("mesos-")
-                            .is_some_and(|r| r.starts_with(cid.as_str()))
-                    })
+                    !recovered
+                        .keys()
+                        .any(|cid| crate::docker::is_of_container(n, cid))
                 })
             {
                 warn!(container = %name, "removing an orphaned Docker container");
@@ -1972,39 +1971,20 @@ async fn monitor_statistics(State(state): State<AppState>) -> Response {
             .await
             .unwrap_or_default();
         for c in &containers {
-            let prefix = format!("mesos-{}", c.container_id);
-            for name in names.iter().filter(|n| {
-                n.strip_prefix(&prefix)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
-            }) {
+            for name in names
+                .iter()
+                .filter(|n| crate::docker::is_of_container(n, &c.container_id))
+            {
                 let Some(u) = crate::docker::usage(d, name).await else {
                     continue;
                 };
-                let sum =
-                    in_docker
-                        .entry(c.container_id.clone())
-                        .or_insert(crate::cgroups::Usage {
-                            cpus_limit: c.limits.cpus,
-                            ..Default::default()
-                        });
-                sum.cpus_user_time_secs += u.cpus_user_time_secs;
-                sum.cpus_system_time_secs += u.cpus_system_time_secs;
-                sum.mem_total_bytes += u.mem_total_bytes;
-                sum.mem_rss_bytes += u.mem_rss_bytes;
-                sum.mem_limit_bytes += u.mem_limit_bytes;
-                sum.processes += u.processes;
-                for (to, from) in [
-                    (&mut sum.cpus_nr_periods, u.cpus_nr_periods),
-                    (&mut sum.cpus_nr_throttled, u.cpus_nr_throttled),
-                ] {
-                    if let Some(n) = from {
-                        *to = Some(to.unwrap_or(0) + n);
-                    }
-                }
-                if let Some(t) = u.cpus_throttled_time_secs {
-                    sum.cpus_throttled_time_secs =
-                        Some(sum.cpus_throttled_time_secs.unwrap_or(0.0) + t);
-                }
+                in_docker
+                    .entry(c.container_id.clone())
+                    .or_insert(crate::cgroups::Usage {
+                        cpus_limit: c.limits.cpus,
+                        ..Default::default()
+                    })
+                    .add(&u);
             }
         }
     }

@@ -93,6 +93,35 @@ pub struct Usage {
     pub processes: u64,
 }
 
+impl Usage {
+    /// Adds `other`'s usage to this one (the limits too: the sum of containers' limits);
+    /// `cpus_limit` stays as it is.
+    pub fn add(&mut self, other: &Usage) {
+        fn opt<T: std::ops::Add<Output = T> + Default + Copy>(
+            a: Option<T>,
+            b: Option<T>,
+        ) -> Option<T> {
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+            }
+        }
+        self.cpus_user_time_secs += other.cpus_user_time_secs;
+        self.cpus_system_time_secs += other.cpus_system_time_secs;
+        self.cpus_nr_periods = opt(self.cpus_nr_periods, other.cpus_nr_periods);
+        self.cpus_nr_throttled = opt(self.cpus_nr_throttled, other.cpus_nr_throttled);
+        self.cpus_throttled_time_secs = opt(
+            self.cpus_throttled_time_secs,
+            other.cpus_throttled_time_secs,
+        );
+        self.mem_total_bytes += other.mem_total_bytes;
+        self.mem_rss_bytes += other.mem_rss_bytes;
+        self.mem_limit_bytes += other.mem_limit_bytes;
+        self.mem_max_bytes += other.mem_max_bytes;
+        self.processes += other.processes;
+    }
+}
+
 /// The cgroups of one agent.
 #[derive(Debug, Clone)]
 pub struct Cgroups {

@@ -20,6 +20,23 @@ pub const AGENT_LABEL: &str = "mantle.agent";
 /// Where the sandbox is mounted inside a container (as in Mesos).
 pub const SANDBOX_IN_CONTAINER: &str = "/mnt/mesos/sandbox";
 
+/// The name of the `n`th Docker container an executor runs for its container (`mesos-<id>`
+/// for the first, `mesos-<id>-<n>` after).
+pub fn container_name(container_id: &str, n: usize) -> String {
+    if n == 0 {
+        format!("mesos-{container_id}")
+    } else {
+        format!("mesos-{container_id}-{n}")
+    }
+}
+
+/// Whether `name` is one of [`container_name`]'s for `container_id`.
+pub fn is_of_container(name: &str, container_id: &str) -> bool {
+    name.strip_prefix("mesos-")
+        .and_then(|r| r.strip_prefix(container_id))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+}
+
 /// What a task asks of Docker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -748,6 +765,17 @@ mod tests {
         .unwrap()
         .unwrap_err();
         assert!(e.contains("need the task to have ports resources"), "{e}");
+    }
+
+    #[test]
+    fn container_names_tell_their_executor_container() {
+        let id = "0ec1088c-bc1a";
+        for n in [0, 2] {
+            assert!(is_of_container(&container_name(id, n), id));
+        }
+        assert!(!is_of_container("mesos-0ec1088c-bc1aX", id));
+        assert!(!is_of_container("mesos-0ec1088c", id));
+        assert!(!is_of_container("other-0ec1088c-bc1a", id));
     }
 
     #[test]

@@ -807,11 +807,7 @@ impl Executor {
         self.send_update(&task_id, TaskState::Starting, None, None)
             .await;
         let n = self.running.values().filter(|r| r.docker.is_some()).count();
-        let name = if n == 0 {
-            format!("mesos-{}", self.container_id)
-        } else {
-            format!("mesos-{}-{n}", self.container_id)
-        };
+        let name = crate::docker::container_name(&self.container_id, n);
         let command = task.command.clone().unwrap_or_default();
         let mut env: Vec<(String, String)> = command
             .environment

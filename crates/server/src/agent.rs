@@ -1970,14 +1970,15 @@ async fn monitor_statistics(State(state): State<AppState>) -> Response {
         let names = crate::docker::containers_of(d, label)
             .await
             .unwrap_or_default();
-        for c in &containers {
-            for name in names
+        // Asked all at once: each answer takes the daemon a moment.
+        let asks = containers.iter().flat_map(|c| {
+            names
                 .iter()
                 .filter(|n| crate::docker::is_of_container(n, &c.container_id))
-            {
-                let Some(u) = crate::docker::usage(d, name).await else {
-                    continue;
-                };
+                .map(move |name| async move { (c, crate::docker::usage(d, name).await) })
+        });
+        for (c, usage) in futures::future::join_all(asks).await {
+            if let Some(u) = usage {
                 in_docker
                     .entry(c.container_id.clone())
                     .or_insert(crate::cgroups::Usage {

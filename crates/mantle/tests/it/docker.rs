@@ -39,6 +39,17 @@ fn containers_of(label: &str) -> Vec<String> {
     .collect()
 }
 
+/// A one-agent cluster whose agent runs Docker containers on the test daemon (with `extra`
+/// agent flags), and the label its containers carry.
+fn docker_cluster(extra: &[&str]) -> (Cluster, String) {
+    docker(&["image", "inspect", IMAGE]);
+    let mut args = vec!["--containerizers", "docker,mesos", "--docker-socket", SOCK];
+    args.extend_from_slice(extra);
+    let cluster = Cluster::start(1, &args);
+    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    (cluster, label)
+}
+
 fn docker_task(offer: &Value, id: &str, cmd: &str, image: &str) -> Value {
     json!({"name": id, "task_id": {"value": id}, "agent_id": offer["agent_id"],
            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
@@ -58,12 +69,7 @@ async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
-    docker(&["image", "inspect", IMAGE]);
-    let mut cluster = Cluster::start(
-        1,
-        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
-    );
-    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let (mut cluster, label) = docker_cluster(&[]);
     let mut s = Scheduler::subscribe(
         &cluster.master,
         json!({"user": "root", "name": "docker-test"}),
@@ -213,15 +219,10 @@ async fn await_health(s: &mut Scheduler, id: &str, healthy: bool, secs: u64) -> 
 
 #[tokio::test]
 async fn command_health_checks_of_docker_tasks_run_inside_the_container() {
-    docker(&["image", "inspect", IMAGE]);
     // The file the check tests exists only in the container's own filesystem, so a check run
     // on the host could never pass.
     assert!(!std::path::Path::new("/inside-only").exists());
-    let cluster = Cluster::start(
-        1,
-        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
-    );
-    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let (cluster, label) = docker_cluster(&[]);
     let mut s = Scheduler::subscribe(
         &cluster.master,
         json!({"user": "root", "name": "docker-health-test"}),
@@ -300,12 +301,7 @@ fn networked_task(offer: &Value, id: &str, cmd: &str, port: u64, docker: Value) 
 /// leaves 127.0.0.0/8.)
 #[tokio::test]
 async fn docker_networks_and_port_mappings_follow_mesos() {
-    docker(&["image", "inspect", IMAGE]);
-    let cluster = Cluster::start(
-        1,
-        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
-    );
-    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let (cluster, label) = docker_cluster(&[]);
     let mut s = Scheduler::subscribe(
         &cluster.master,
         json!({"user": "root", "name": "docker-network-test"}),
@@ -420,20 +416,8 @@ async fn docker_networks_and_port_mappings_follow_mesos() {
 /// containerizer's and must not hide the container's host pid from the Docker task's executor.
 #[tokio::test]
 async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_namespace() {
-    docker(&["image", "inspect", IMAGE]);
     const PORT: u16 = 18473;
-    let cluster = Cluster::start(
-        1,
-        &[
-            "--containerizers",
-            "docker,mesos",
-            "--docker-socket",
-            SOCK,
-            "--isolation",
-            "posix/cpu,posix/mem,namespaces/pid",
-        ],
-    );
-    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let (cluster, label) = docker_cluster(&["--isolation", "posix/cpu,posix/mem,namespaces/pid"]);
     let mut s = Scheduler::subscribe(
         &cluster.master,
         json!({"user": "root", "name": "docker-netns-health-test"}),
@@ -510,12 +494,7 @@ async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_na
 /// bridge, so the container has only its loopback: no traffic leaves 127.0.0.0/8).
 #[tokio::test]
 async fn a_marathon_app_on_bridge_networking_gets_its_port_mapped_and_checked() {
-    docker(&["image", "inspect", IMAGE]);
-    let cluster = Cluster::start(
-        1,
-        &["--containerizers", "docker,mesos", "--docker-socket", SOCK],
-    );
-    let label = format!("agent-127.0.0.2-{}", cluster.agent_port);
+    let (cluster, label) = docker_cluster(&[]);
     let marathon =
         crate::marathon::Scheduler::start(&cluster, crate::harness::free_port("127.0.0.1"));
     let app = json!({"id": "/bridged", "instances": 1, "cpus": 0.1, "mem": 64,

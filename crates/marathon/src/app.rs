@@ -676,6 +676,7 @@ impl<'a> Reader<'a> {
 /// timestamp this definition gets. Returns every violation at once on failure.
 pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, Vec<Violation>> {
     let mut errs = Vec::new();
+    let body = &with_legacy_networking_migrated(body);
     let Value::Object(obj) = body else {
         return Err(vec![Violation {
             path: "/".into(),
@@ -1176,6 +1177,50 @@ fn validate_constraint(parts: &[String]) -> Result<Constraint, String> {
         operator,
         value,
     })
+}
+
+/// The app with Marathon 1.4's networking fields moved to the 1.5 API, as Marathon migrates
+/// them (clients such as marathon-python still send them): `container.docker.network`
+/// becomes `networks` (`BRIDGE`: `container/bridge`; `USER`: `container` on
+/// `ipAddress.networkName`; `HOST`: `host`) unless `networks` is given, and
+/// `container.docker.portMappings` becomes `container.portMappings` unless that is given.
+fn with_legacy_networking_migrated(body: &Value) -> Value {
+    let mut body = body.clone();
+    let Some(app) = body.as_object_mut() else {
+        return body;
+    };
+    let network_name = app
+        .get("ipAddress")
+        .and_then(|i| i.get("networkName"))
+        .cloned();
+    let has_networks = app
+        .get("networks")
+        .and_then(Value::as_array)
+        .is_some_and(|n| !n.is_empty());
+    let Some(container) = app.get_mut("container").and_then(Value::as_object_mut) else {
+        return body;
+    };
+    let Some(docker) = container.get_mut("docker").and_then(Value::as_object_mut) else {
+        return body;
+    };
+    let network = docker.remove("network");
+    let mappings = docker.remove("portMappings");
+    if let Some(mappings) = mappings.filter(|m| !m.is_null()) {
+        container.entry("portMappings").or_insert(mappings);
+    }
+    let networks = match network.as_ref().and_then(Value::as_str) {
+        Some("BRIDGE") => Some(json!([{"mode": "container/bridge"}])),
+        Some("USER") => Some(match network_name {
+            Some(name) => json!([{"mode": "container", "name": name}]),
+            None => json!([{"mode": "container"}]),
+        }),
+        Some("HOST") => Some(json!([{"mode": "host"}])),
+        _ => None,
+    };
+    if let (Some(networks), false) = (networks, has_networks) {
+        app.insert("networks".into(), networks);
+    }
+    body
 }
 
 fn parse_container(s: &mut Reader<'_>) -> Option<Container> {

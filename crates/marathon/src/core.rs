@@ -919,14 +919,28 @@ impl Core {
             m.insert("id".into(), json!(id));
             m.remove("version");
             m.remove("versionInfo");
+            // A change in Marathon 1.4's terms (`container.docker.network`) names the network
+            // the app's current `networks` would otherwise override.
+            let legacy_network = body
+                .get("container")
+                .and_then(|c| c.get("docker"))
+                .and_then(|d| d.get("network"))
+                .and_then(Value::as_str)
+                .filter(|_| !body.contains_key("networks"));
+            if legacy_network.is_some() {
+                m.remove("networks");
+            }
             // Port definitions are for host networking: off it, the current ones (an app
             // stored before it left the host network may hold the default one) are not carried
             // into a change that does not name them.
-            let host = m
-                .get("networks")
-                .and_then(Value::as_array)
-                .and_then(|n| n.first())
-                .is_none_or(|n| n.get("mode").and_then(Value::as_str) == Some("host"));
+            let host = match legacy_network {
+                Some(n) => n == "HOST",
+                None => m
+                    .get("networks")
+                    .and_then(Value::as_array)
+                    .and_then(|n| n.first())
+                    .is_none_or(|n| n.get("mode").and_then(Value::as_str) == Some("host")),
+            };
             if !host && !body.contains_key("portDefinitions") && !body.contains_key("ports") {
                 m.remove("portDefinitions");
                 m.remove("ports");

@@ -563,4 +563,20 @@ async fn a_marathon_app_on_bridge_networking_gets_its_port_mapped_and_checked() 
         containers_of(&label).is_empty()
     })
     .await;
+
+    // The same through marathon-python, which speaks Marathon 1.4's terms (docker.network,
+    // docker.portMappings): the app is migrated to the 1.5 API and runs the same way.
+    let py = crate::pymesos::python();
+    let url = marathon.url.clone();
+    let bridged_py = tokio::task::spawn_blocking(move || {
+        let facts = crate::marathon::step(&py, &cluster, &url, "bridge", &[IMAGE]);
+        (facts, cluster)
+    });
+    let (facts, _cluster) = bridged_py.await.unwrap();
+    let host_port = facts["host_port"].as_u64().expect("a host port");
+    assert!((31000..=31100).contains(&host_port), "{facts}");
+    wait_until("the marathon-python app's container is removed", 30, || {
+        containers_of(&label).is_empty()
+    })
+    .await;
 }

@@ -73,7 +73,8 @@ impl Drop for Scheduler {
     }
 }
 
-fn step(py: &PathBuf, cluster: &Cluster, url: &str, name: &str, args: &[&str]) -> Value {
+/// Runs one step of `tests/py/marathon_client.py` (marathon-python) and returns its facts.
+pub(crate) fn step(py: &PathBuf, cluster: &Cluster, url: &str, name: &str, args: &[&str]) -> Value {
     let out = Command::new(py)
         .arg(repo().join("crates/mantle/tests/py/marathon_client.py"))
         .arg(url)

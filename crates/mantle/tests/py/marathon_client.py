@@ -14,6 +14,8 @@ collections.Iterable = collections.abc.Iterable
 from marathon import MarathonClient, MarathonApp  # noqa: E402
 from marathon.exceptions import NotFoundError, MarathonHttpError  # noqa: E402
 from marathon.models.app import MarathonHealthCheck, PortDefinition, ReadinessCheck  # noqa: E402
+from marathon.models.container import (  # noqa: E402
+    MarathonContainer, MarathonContainerPortMapping, MarathonDockerContainer)
 from marathon.models.group import MarathonGroup  # noqa: E402
 
 APP = "/prod/web"
@@ -75,6 +77,22 @@ def main():
         assert all(a.id != "/bad" for a in c.list_apps())
         wait("3 healthy instances", lambda: settled(c, 3))
         assert c.list_deployments() == []
+    elif step == "bridge":
+        # A Docker app on bridge networking, in the client's own (Marathon 1.4) terms:
+        # docker.network and docker.portMappings. ARGS: the image.
+        docker = MarathonDockerContainer(image=args[0], network="BRIDGE", port_mappings=[
+            MarathonContainerPortMapping(name="http", container_port=80, host_port=0)])
+        app = MarathonApp(cmd="mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www",
+                          instances=1, cpus=0.1, mem=64,
+                          container=MarathonContainer(type="DOCKER", docker=docker),
+                          health_checks=[MarathonHealthCheck(protocol="MESOS_HTTP", port_index=0,
+                                                             path="/index.html", grace_period_seconds=60,
+                                                             interval_seconds=1, max_consecutive_failures=3)])
+        c.create_app("/bridged-py", app)
+        wait("the bridged app is healthy", lambda: c.get_app("/bridged-py").tasks_healthy == 1)
+        got = c.get_app("/bridged-py")
+        facts = {"host_port": got.tasks[0].ports[0]}
+        c.delete_app("/bridged-py")
     elif step == "snapshot":
         app = c.get_app(APP)
         facts = {"tasks": sorted(t.id for t in app.tasks), "instances": app.instances,

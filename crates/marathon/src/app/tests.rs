@@ -186,3 +186,42 @@ fn container_networking_is_for_docker_and_its_mappings_are_unique() {
         );
     }
 }
+
+#[test]
+fn marathon_1_4_networking_fields_are_migrated() {
+    let a = parse(
+        &json!({"id": "web", "cmd": "x",
+            "container": {"type": "DOCKER", "docker": {"image": "nginx", "network": "BRIDGE",
+                "portMappings": [{"containerPort": 80, "hostPort": 0, "protocol": "tcp"}]}}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(a.network(), Network::Bridge);
+    assert_eq!(a.port_count(), 1);
+    assert!(a.port_definitions.is_empty());
+    let out = a.to_json();
+    assert_eq!(out["networks"], json!([{"mode": "container/bridge"}]));
+    assert_eq!(out["container"]["portMappings"][0]["containerPort"], 80);
+    assert!(out["container"]["docker"].get("network").is_none(), "{out}");
+    assert!(
+        out["container"]["docker"].get("portMappings").is_none(),
+        "{out}"
+    );
+    let user = parse(
+        &json!({"id": "db", "cmd": "x", "ipAddress": {"networkName": "backend"},
+            "container": {"type": "DOCKER", "docker": {"image": "pg", "network": "USER"}}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(user.network(), Network::Container(Some("backend".into())));
+    let host = parse(
+        &json!({"id": "h", "cmd": "x", "container": {"type": "DOCKER", "docker": {"image": "x", "network": "HOST"}}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(host.network(), Network::Host);
+    assert_eq!(host.port_count(), 1, "the default port definition");
+}

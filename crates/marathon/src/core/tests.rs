@@ -1139,3 +1139,22 @@ fn a_partial_update_moves_an_app_off_the_host_network_without_its_port_definitio
         Err(ApiError::Invalid(_))
     ));
 }
+
+#[test]
+fn an_update_in_marathon_1_4_terms_moves_an_app_to_bridge_networking() {
+    let mut s = Sim::new();
+    s.core
+        .create_app(&app("/web", 1, "sleep 100"), s.now)
+        .expect("created");
+    s.collect();
+    // As marathon-python sends it: the whole app, with the network inside `docker`.
+    let legacy = json!({"id": "/web", "cmd": "sleep 100", "instances": 1, "cpus": 0.1, "mem": 16,
+        "container": {"type": "DOCKER", "docker": {"image": "nginx", "network": "BRIDGE",
+            "portMappings": [{"containerPort": 80, "hostPort": 0}]}}});
+    s.core
+        .update_app("/web", &legacy, true, true, s.now)
+        .expect("valid");
+    let app = s.core.apps().find(|a| a.id == "/web").expect("app");
+    assert_eq!(app.network(), crate::app::Network::Bridge);
+    assert_eq!(app.port_count(), 1);
+}

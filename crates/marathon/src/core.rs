@@ -1757,9 +1757,12 @@ impl Core {
             if i.config_version != app.version_info.last_config_change_at {
                 continue;
             }
+            if app.readiness_checks.is_empty() {
+                continue;
+            }
+            let specs = app.port_specs();
             for check in &app.readiness_checks {
-                let port = app
-                    .port_specs()
+                let port = specs
                     .iter()
                     .position(|p| p.name.as_deref() == Some(check.port_name.as_str()))
                     .and_then(|idx| i.ports.get(idx).copied());

@@ -50,6 +50,22 @@ fn docker_cluster(extra: &[&str]) -> (Cluster, String) {
     (cluster, label)
 }
 
+/// KILLs `ids`, checks each ends TASK_KILLED, and waits until no container of `label` is left.
+async fn kill_and_await_removal(s: &mut Scheduler, ids: &[&str], label: &str) {
+    for id in ids {
+        s.call(json!({"type": "KILL", "kill": {"task_id": {"value": id}}}))
+            .await;
+    }
+    let ended = s.await_ends(ids, 30).await;
+    for id in ids {
+        assert_eq!(ended[*id]["state"], "TASK_KILLED", "{id}: {:?}", ended[*id]);
+    }
+    wait_until("the killed tasks' containers are removed", 30, || {
+        containers_of(label).is_empty()
+    })
+    .await;
+}
+
 fn docker_task(offer: &Value, id: &str, cmd: &str, image: &str) -> Value {
     json!({"name": id, "task_id": {"value": id}, "agent_id": offer["agent_id"],
            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
@@ -162,14 +178,7 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
     assert!(st["processes"].as_u64().unwrap_or(0) >= 1, "{web}");
 
     // A kill stops and removes the container.
-    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "web"}}}))
-        .await;
-    let killed = s.await_ends(&["web"], 30).await;
-    assert_eq!(killed["web"]["state"], "TASK_KILLED", "{killed:?}");
-    wait_until("web's container is removed", 20, || {
-        containers_of(&label).is_empty()
-    })
-    .await;
+    kill_and_await_removal(&mut s, &["web"], &label).await;
 
     // An orphan: a container labelled as this agent's that no executor knows of. A restarted
     // agent removes it.
@@ -399,14 +408,7 @@ async fn docker_networks_and_port_mappings_follow_mesos() {
         "{c}"
     );
     assert!(c["Config"]["ExposedPorts"].get("80/tcp").is_some(), "{c}");
-    s.call(json!({"type": "KILL", "kill": {"task_id": {"value": "bridged"}}}))
-        .await;
-    let killed = s.await_ends(&["bridged"], 30).await;
-    assert_eq!(killed["bridged"]["state"], "TASK_KILLED", "{killed:?}");
-    wait_until("the bridged container is removed", 20, || {
-        containers_of(&label).is_empty()
-    })
-    .await;
+    kill_and_await_removal(&mut s, &["bridged"], &label).await;
 }
 
 /// HTTP and TCP checks of a Docker task with a network of its own connect to 127.0.0.1 inside
@@ -473,18 +475,7 @@ async fn http_and_tcp_checks_of_a_docker_task_with_its_own_network_run_in_its_na
     }
     // Nothing answers on the host's side of that port.
     assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());
-    for id in ["http-none", "tcp-none"] {
-        s.call(json!({"type": "KILL", "kill": {"task_id": {"value": id}}}))
-            .await;
-    }
-    let ended = s.await_ends(&["http-none", "tcp-none"], 30).await;
-    for id in ["http-none", "tcp-none"] {
-        assert_eq!(ended[id]["state"], "TASK_KILLED", "{id}: {:?}", ended[id]);
-    }
-    wait_until("the containers are removed", 30, || {
-        containers_of(&label).is_empty()
-    })
-    .await;
+    kill_and_await_removal(&mut s, &["http-none", "tcp-none"], &label).await;
 }
 
 /// A Marathon app on `container/bridge` networking end to end: the service scheduler gives its

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const V: &str = "2024-01-01T00:00:00.000Z";
 
@@ -94,6 +94,15 @@ fn non_objects_and_odd_values_never_panic() {
     assert!(parse(&weird, "/", V).is_err());
 }
 
+/// Asserts that `body` is refused with a violation at `path`.
+fn assert_refused_at(body: &Value, path: &str) {
+    let errs = parse(body, "/", V).expect_err("invalid");
+    assert!(
+        errs.iter().any(|v| v.path == path),
+        "{body}: no violation at {path}: {errs:?}"
+    );
+}
+
 #[test]
 fn bridge_networking_takes_its_ports_from_the_port_mappings() {
     let a = parse(
@@ -151,11 +160,7 @@ fn bridge_networking_takes_its_ports_from_the_port_mappings() {
             "/container/portMappings/0/protocol",
         ),
     ] {
-        let errs = parse(&body, "/", V).expect_err("invalid");
-        assert!(
-            errs.iter().any(|v| v.path == path),
-            "{body}: no violation at {path}: {errs:?}"
-        );
+        assert_refused_at(&body, path);
     }
 }
 
@@ -179,11 +184,7 @@ fn container_networking_is_for_docker_and_its_mappings_are_unique() {
             "/container/portMappings/1/name",
         ),
     ] {
-        let errs = parse(&body, "/", V).expect_err("invalid");
-        assert!(
-            errs.iter().any(|v| v.path == path),
-            "{body}: no violation at {path}: {errs:?}"
-        );
+        assert_refused_at(&body, path);
     }
 }
 

@@ -12,11 +12,16 @@ set -euo pipefail
 
 # Debian packages, installed only when their command is missing: dnsutils (dig, for the
 # DNS tests), chromium and chromium-driver (headless browser tests of the web UI), iptables
-# and iproute2 (the network partition test, run in a private network namespace).
+# and iproute2 (the network partition test, run in a private network namespace), and
+# containernetworking-plugins (the CNI isolator's tests).
 APT_UPDATED=0
+# A command given as an absolute path is looked for at that path (CNI plugins are not on PATH).
+have() {
+    if [[ "$1" == /* ]]; then [[ -x "$1" ]]; else command -v "$1" >/dev/null 2>&1; fi
+}
 apt_install() {
     local command="$1" package="$2"
-    if command -v "$command" >/dev/null 2>&1; then
+    if have "$command"; then
         return 0
     fi
     echo "install-test-deps: installing $package ($command)" >&2
@@ -27,7 +32,7 @@ apt_install() {
         APT_UPDATED=1
     fi
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$package" >/dev/null
-    if ! command -v "$command" >/dev/null 2>&1; then
+    if ! have "$command"; then
         echo "install-test-deps: FAILED: $command not found after installing $package" >&2
         exit 1
     fi
@@ -37,6 +42,8 @@ apt_install chromium chromium
 apt_install chromedriver chromium-driver
 apt_install iptables iptables
 apt_install ip iproute2
+# The CNI plugins (the network/cni isolator's tests use `loopback`).
+apt_install /usr/lib/cni/loopback containernetworking-plugins
 
 # Docker for the docker containerizer tests: Debian's docker.io and busybox-static, a test
 # daemon of our own (no bridge, no iptables: tests use host networking only) on its own socket,

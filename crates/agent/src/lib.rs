@@ -151,6 +151,10 @@ pub enum Output {
         /// The built-in executor runs a `DOCKER` task: the docker containerizer's, which the
         /// `mesos` containerizer's namespaces do not apply to (as in Mesos).
         docker: bool,
+        /// The `mesos` container's `ContainerInfo` (the executor's; for the built-in executor
+        /// of a command task without one, its task's), where its networks and hostname are
+        /// named; `None` for a DOCKER task.
+        container: Option<serde_json::Value>,
     },
     /// A running container's limits changed (a task joined its executor).
     UpdateContainer {
@@ -205,6 +209,10 @@ pub(crate) struct Executor {
     registration_deadline: Option<Duration>,
     shutdown_deadline: Option<Duration>,
     pub(crate) role: String,
+    /// The container's `network_infos` with their IPs, once the shell has attached it to its
+    /// networks (`container_networked`): its tasks' updates carry them in
+    /// `container_status`, as Mesos's do.
+    pub(crate) network_infos: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -670,6 +678,7 @@ impl Agent {
             registration_deadline: Some(now.mono + EXECUTOR_REGISTRATION_TIMEOUT),
             shutdown_deadline: None,
             role: role.clone(),
+            network_infos: None,
         };
         let uris = if executor.builtin {
             executor
@@ -704,9 +713,21 @@ impl Agent {
                         .and_then(|t| t.as_str())
                         == Some("DOCKER")
                 });
+        let container = if docker {
+            None
+        } else {
+            executor.info.extra.get("container").cloned().or_else(|| {
+                executor
+                    .queued
+                    .iter()
+                    .flat_map(Self::pending_tasks)
+                    .find_map(|t| t.extra.get("container").cloned())
+            })
+        };
         self.outputs.push(Output::LaunchExecutor {
             checkpoint,
             docker,
+            container,
             uris,
             framework_id: framework_id.clone(),
             executor_id: executor.info.executor_id.clone(),
@@ -1217,6 +1238,18 @@ impl Agent {
                     }
                     return Ok(());
                 }
+                if let Some(infos) = &e.network_infos {
+                    let cs = status
+                        .extra
+                        .entry("container_status".to_string())
+                        .or_insert_with(|| serde_json::json!({}));
+                    if let Some(cs) = cs.as_object_mut() {
+                        cs.insert(
+                            "network_infos".into(),
+                            serde_json::Value::from(infos.clone()),
+                        );
+                    }
+                }
                 status.source = Some("SOURCE_EXECUTOR".into());
                 status.executor_id = Some(call.executor_id.clone());
                 status.agent_id = self.agent_id.clone();
@@ -1246,6 +1279,23 @@ impl Agent {
             exec::CallType::Unknown => Err(CallError::BadRequest(
                 "Expecting 'type' to be present".into(),
             )),
+        }
+    }
+
+    /// The shell attached `container_id` to its networks (or found it attached when it
+    /// recovered): the updates of its tasks carry `network_infos` from now on.
+    pub fn container_networked(
+        &mut self,
+        container_id: &str,
+        network_infos: Vec<serde_json::Value>,
+    ) {
+        self.changes += 1;
+        if let Some(e) = self
+            .executors
+            .values_mut()
+            .find(|e| e.container_id == container_id)
+        {
+            e.network_infos = Some(network_infos);
         }
     }
 
@@ -1533,6 +1583,7 @@ impl Agent {
                     registration_deadline: live.then(|| now.mono + EXECUTOR_REREGISTRATION_TIMEOUT),
                     shutdown_deadline: x.shutting_down.then(|| now.mono + EXECUTOR_SHUTDOWN_GRACE),
                     role: x.role,
+                    network_infos: None,
                 },
             );
         }

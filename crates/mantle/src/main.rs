@@ -294,6 +294,15 @@ struct AgentArgs {
     /// Seconds between disk checks and sandbox collections.
     #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
     disk_watch_interval: f64,
+    /// CNI network configurations, one per file (`*.conf`, `*.json`): containers that name a
+    /// network in `container.network_infos` get a network namespace joined to it (Mesos's
+    /// `network/cni` isolator and `--network_cni_config_dir`).
+    #[arg(long)]
+    network_cni_config_dir: Option<PathBuf>,
+    /// Where the CNI plugins the configurations name are (Debian's
+    /// containernetworking-plugins: /usr/lib/cni).
+    #[arg(long)]
+    network_cni_plugins_dir: Option<PathBuf>,
     /// Run each task as its user (the command's `user`, else the framework's); needs root.
     /// Off by default: every task runs as the agent's user.
     #[arg(long)]
@@ -837,6 +846,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(&a.docker_socket)
                     .to_string()
             });
+            // As in Mesos, the isolator is on whenever networks are configured.
+            let cni = match (&a.network_cni_config_dir, &a.network_cni_plugins_dir) {
+                (Some(config), Some(plugins)) => {
+                    for tool in [mantle_server::agent::UNSHARE, mantle_server::agent::NSENTER] {
+                        if !std::path::Path::new(tool).exists() {
+                            anyhow::bail!("CNI networks need util-linux's {tool}");
+                        }
+                    }
+                    Some(
+                        mantle_server::cni::Cni::new(config, plugins, &dir)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    )
+                }
+                (None, None) if isolators.cni => anyhow::bail!(
+                    "--isolation network/cni needs --network-cni-config-dir and --network-cni-plugins-dir"
+                ),
+                (None, None) => None,
+                (Some(_), None) => anyhow::bail!(
+                    "--network-cni-config-dir needs --network-cni-plugins-dir (where the CNI plugins are)"
+                ),
+                (None, Some(_)) => anyhow::bail!(
+                    "--network-cni-plugins-dir needs --network-cni-config-dir (the CNI networks)"
+                ),
+            };
             let recover = if a.recover == "cleanup" {
                 mantle_server::agent::Recover::Cleanup
             } else {
@@ -857,6 +890,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 recover,
                 isolation,
                 docker_socket,
+                cni,
                 master: a.master,
                 ip: a.ip.to_string(),
                 port,

@@ -73,6 +73,11 @@ enum Cmd {
     },
     /// Periodic look at the containers' limits (cgroups isolation only).
     CheckLimits,
+    /// The container was attached to its CNI networks.
+    ContainerNetworked {
+        container_id: String,
+        network_infos: Vec<serde_json::Value>,
+    },
     Containers(Reply<Vec<mantle_agent::ContainerInfo>>),
 }
 
@@ -92,6 +97,8 @@ pub struct Isolators {
     pub pids: bool,
     /// `namespaces/pid`: a pid and mount namespace per executor, with its own /proc and /tmp.
     pub pid_namespace: bool,
+    /// `network/cni`: containers that name networks get a network namespace joined to them.
+    pub cni: bool,
 }
 
 /// Parses `--isolation` (Mesos's isolator names): `posix/cpu,posix/mem` (the default) or
@@ -104,6 +111,10 @@ pub fn parse_isolation(text: &str) -> Result<Isolators, String> {
             out.pid_namespace = true;
             continue;
         }
+        if name == "network/cni" {
+            out.cni = true;
+            continue;
+        }
         let c = match name {
             "posix/cpu" | "posix/mem" => false,
             "cgroups/cpu" | "cgroups/mem" => true,
@@ -113,7 +124,7 @@ pub fn parse_isolation(text: &str) -> Result<Isolators, String> {
             }
             other => {
                 return Err(format!(
-                "unknown isolator '{other}'; use posix/cpu,posix/mem or cgroups/cpu,cgroups/mem[,cgroups/pids], optionally with namespaces/pid"
+                "unknown isolator '{other}'; use posix/cpu,posix/mem or cgroups/cpu,cgroups/mem[,cgroups/pids], optionally with namespaces/pid and network/cni"
             ))
             }
         };
@@ -157,6 +168,8 @@ pub struct AgentOptions {
     pub switch_user: bool,
     /// The Docker daemon's unix socket when the docker containerizer is enabled.
     pub docker_socket: Option<String>,
+    /// The `network/cni` isolator, when the agent has CNI networks.
+    pub cni: Option<crate::cni::Cni>,
     pub recover: Recover,
     /// How many built-in executors to keep started ahead of launches (0: none).
     pub executor_standby: usize,
@@ -325,6 +338,21 @@ pub async fn serve(
             Some(std::sync::Arc::new(cg))
         }
     };
+    if let Some(cni) = &options.cni {
+        // Namespaces a previous run left for containers not being recovered are orphans.
+        for id in cni
+            .containers()
+            .into_iter()
+            .filter(|id| !recovered.contains_key(id))
+        {
+            warn!(container_id = %id, "detaching an orphaned container from its networks");
+            let (cni, id2) = (cni.clone(), id.clone());
+            let detached = tokio::task::spawn_blocking(move || cni.detach(&id2)).await;
+            if let Ok(Err(e)) = detached {
+                warn!(container_id = %id, error = %e, "could not detach an orphaned container");
+            }
+        }
+    }
     let docker = match &options.docker_socket {
         None => None,
         Some(socket) => {
@@ -363,10 +391,17 @@ pub async fn serve(
         status_update_retry_min: options.status_update_retry,
         seed,
     };
-    let agent = match previous {
+    let mut agent = match previous {
         Some(cp) => Agent::recover(config, clock.now(), cp, |cid| recovered.contains_key(cid)),
         None => Agent::new(config, clock.now()),
     };
+    if let Some(cni) = &options.cni {
+        for cid in recovered.keys() {
+            if let Some(a) = cni.attached(cid) {
+                agent.container_networked(cid, a.network_infos);
+            }
+        }
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     for (cid, pid) in &recovered {
         watch_recovered(cid.clone(), *pid, tx.clone());
@@ -463,6 +498,16 @@ pub async fn serve(
             }
         }
         cg.remove_root();
+    }
+    if let Some(cni) = options.cni.clone() {
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in cni.containers() {
+                if let Err(e) = cni.detach(&id) {
+                    warn!(container_id = %id, error = %e, "could not detach a container from its networks");
+                }
+            }
+        })
+        .await;
     }
     if let Some(d) = &docker {
         for name in crate::docker::containers_of(d, &options.docker_label())
@@ -561,11 +606,27 @@ async fn actor(
         limited.remove(&container_id);
         let sandbox = agent.sandbox_of(&container_id).map(PathBuf::from);
         agent.executor_exited(now, &container_id, status);
-        let Some(cg) = cgroups.clone() else { return };
+        let cni = options.cni.clone();
+        if cgroups.is_none() && cni.is_none() {
+            return;
+        }
+        let cgroups = cgroups.clone();
         // And whatever left the executor's group but not the cgroup.
         tokio::spawn(async move {
-            if let Err(e) = cg.destroy(&container_id).await {
-                warn!(%container_id, error = %e, "could not destroy a container");
+            if let Some(cg) = &cgroups {
+                if let Err(e) = cg.destroy(&container_id).await {
+                    warn!(%container_id, error = %e, "could not destroy a container");
+                }
+            }
+            // Off its networks once nothing of it runs.
+            if let Some(cni) = cni {
+                let id = container_id.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cni.detach(&id)).await {
+                    warn!(%container_id, error = %e, "could not detach a container from its networks");
+                }
+            }
+            if cgroups.is_none() {
+                return;
             }
             // The sandbox's files stay in the page cache charged to the removed memory
             // cgroup, which the kernel then keeps as a dying cgroup (one per launch, and
@@ -661,6 +722,9 @@ async fn actor(
                         }
                     }
                     Cmd::Containers(reply) => { let _ = reply.send(agent.containers()); }
+                    Cmd::ContainerNetworked { container_id, network_infos } => {
+                        agent.container_networked(&container_id, network_infos);
+                    }
                 }
                 }
             }
@@ -766,7 +830,25 @@ async fn actor(
                     uris,
                     checkpoint,
                     docker,
+                    container,
                 } => {
+                    let networks = container
+                        .as_ref()
+                        .and_then(crate::cni::Request::of_container);
+                    if let (Some(n), None) = (&networks, &options.cni) {
+                        let name = n
+                            .networks
+                            .first()
+                            .and_then(|i| i.get("name"))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("");
+                        launch_failed(
+                            &tx,
+                            container_id,
+                            format!("container.network_infos names network '{name}', but this agent has no CNI networks (start it with --network-cni-config-dir and --network-cni-plugins-dir)"),
+                        );
+                        continue;
+                    }
                     let mut procs_files = Vec::new();
                     if let Some(cg) = &cgroups {
                         let l = crate::cgroups::Limits {
@@ -800,6 +882,7 @@ async fn actor(
                         procs_files,
                         checkpoint,
                         docker,
+                        network: None,
                     };
                     let uris = match uris {
                         Ok(u) => u,
@@ -812,12 +895,40 @@ async fn actor(
                             continue;
                         }
                     };
-                    if uris.is_empty() {
+                    if uris.is_empty() && networks.is_none() {
                         launch_executor(&options, spec, tx.clone(), standbys.as_ref());
                     } else {
                         let (fetcher, options, tx) = (fetcher.clone(), options.clone(), tx.clone());
                         let standbys = standbys.clone();
                         tokio::spawn(async move {
+                            let mut spec = spec;
+                            if let (Some(request), Some(cni)) = (networks, options.cni.clone()) {
+                                let id = spec.container_id.clone();
+                                let attached =
+                                    tokio::task::spawn_blocking(move || cni.attach(&id, &request))
+                                        .await
+                                        .map_err(|e| e.to_string())
+                                        .and_then(|r| r.map_err(|e| e.to_string()));
+                                match attached {
+                                    Ok(a) => {
+                                        // Taken by the actor before anything the executor says.
+                                        let _ = tx.send(Cmd::ContainerNetworked {
+                                            container_id: spec.container_id.clone(),
+                                            network_infos: a.network_infos.clone(),
+                                        });
+                                        spec.network = Some(a);
+                                    }
+                                    Err(e) => {
+                                        warn!(container_id = %spec.container_id, error = %e, "network attach failed");
+                                        launch_failed(&tx, spec.container_id, format!("Failed to attach the container to its networks: {e}"));
+                                        return;
+                                    }
+                                }
+                            }
+                            if uris.is_empty() {
+                                launch_executor(&options, spec, tx, standbys.as_ref());
+                                return;
+                            }
                             let fetched = match tokio::fs::create_dir_all(&spec.directory).await {
                                 Ok(()) => fetcher
                                     .fetch_all(&uris, &spec.directory)
@@ -871,6 +982,8 @@ struct LaunchSpec {
     checkpoint: bool,
     /// It runs a DOCKER task (no `namespaces/pid`: that is the `mesos` containerizer's).
     docker: bool,
+    /// Its network and UTS namespaces (`network/cni`), when it joined networks.
+    network: Option<crate::cni::Attached>,
 }
 
 /// Writes the shell's own pid into every `cgroup.procs` listed (colon-separated) in
@@ -966,7 +1079,7 @@ fn builtin_executor(program: &Path) -> (String, Vec<String>) {
 }
 
 /// util-linux's `unshare`, used for `namespaces/pid`.
-const UNSHARE: &str = "/usr/bin/unshare";
+pub const UNSHARE: &str = "/usr/bin/unshare";
 
 /// Run inside the new namespaces: a private /tmp (the sandbox's `tmp/`), then the executor in
 /// its sandbox. The new /tmp hides whatever lay under the old one, so the executor program's
@@ -1079,6 +1192,22 @@ fn launch_executor(
             (UNSHARE.to_string(), a)
         } else {
             (program, args)
+        };
+        // On CNI networks a custom executor runs in the container's namespaces (and so must
+        // reach the agent from there, as in Mesos); the built-in one stays on the host network
+        // and starts its tasks there (see `executor`).
+        let (program, args) = match &spec.network {
+            Some(n) if !matches!(spec.kind, ExecutorKind::Builtin) => {
+                let mut a = vec![
+                    format!("--net={}", n.netns.display()),
+                    format!("--uts={}", n.utsns.display()),
+                    "--".to_string(),
+                    program,
+                ];
+                a.extend(args);
+                (NSENTER.to_string(), a)
+            }
+            _ => (program, args),
         };
         // `mantle-executor` joins its cgroups itself, before it does anything else, which
         // saves a shell per launch; any other program (or one in namespaces) is wrapped.
@@ -1197,8 +1326,29 @@ fn container_env(spec: &LaunchSpec) -> Vec<(String, String)> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(spec.network.iter().flat_map(|n| {
+        // The built-in executor starts its tasks and checks in these namespaces.
+        [
+            (
+                NETNS_ENV.to_string(),
+                n.netns.to_string_lossy().into_owned(),
+            ),
+            (
+                UTSNS_ENV.to_string(),
+                n.utsns.to_string_lossy().into_owned(),
+            ),
+        ]
+    }))
     .collect()
 }
+
+/// The container's network namespace (`network/cni`), in its executor's environment.
+pub const NETNS_ENV: &str = "MANTLE_NETNS";
+/// The container's UTS namespace (`network/cni`), in its executor's environment.
+pub const UTSNS_ENV: &str = "MANTLE_UTSNS";
+
+/// util-linux's `nsenter`, which runs a container's processes in its namespaces.
+pub const NSENTER: &str = "/usr/bin/nsenter";
 
 /// The part of an executor's environment every container of this agent shares (so a standby
 /// executor starts with it).

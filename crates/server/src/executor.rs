@@ -24,6 +24,28 @@ use crate::health::{self, Verdict};
 /// util-linux's setpriv, which switches a task to its user.
 const SETPRIV: &str = "/usr/bin/setpriv";
 
+/// `program` and `args` run through util-linux's `nsenter` in a container's network and UTS
+/// namespaces (`(net, uts)` paths), when it has them.
+pub(crate) fn in_namespaces(
+    namespaces: Option<&(String, String)>,
+    program: String,
+    args: Vec<String>,
+) -> (String, Vec<String>) {
+    match namespaces {
+        None => (program, args),
+        Some((net, uts)) => {
+            let mut a = vec![
+                format!("--net={net}"),
+                format!("--uts={uts}"),
+                "--".to_string(),
+                program,
+            ];
+            a.extend(args);
+            (crate::agent::NSENTER.to_string(), a)
+        }
+    }
+}
+
 /// Grace period between SIGTERM and SIGKILL when the task has no kill policy (Mesos: 3 s).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for acknowledgements of terminal updates before exiting anyway.
@@ -75,6 +97,10 @@ struct Executor {
     outbox: Vec<Call>,
     /// Run tasks as their user (`MANTLE_SWITCH_USER=1`).
     switch_user: bool,
+    /// The container's network and UTS namespaces when it joined CNI networks
+    /// (`MANTLE_NETNS`, `MANTLE_UTSNS`): its tasks and checks run in them, while the
+    /// executor itself stays on the host network, where its agent is.
+    namespaces: Option<(String, String)>,
     vars: Vars,
     /// A standby's control line, while its agent is the one that started it.
     line: Option<crate::standby::Link>,
@@ -226,6 +252,9 @@ async fn serve(
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         outbox: Vec::new(),
         switch_user: vars.get("MANTLE_SWITCH_USER").is_some_and(|v| v == "1"),
+        namespaces: vars
+            .get(crate::agent::NETNS_ENV)
+            .zip(vars.get(crate::agent::UTSNS_ENV)),
         vars,
         line,
     };
@@ -637,7 +666,7 @@ impl Executor {
                 command.arguments.iter().skip(1).cloned().collect(),
             )
         };
-        let mut cmd = match &user {
+        let (program, args) = match &user {
             // util-linux's setpriv drops to the user with its own groups, so nothing of root's
             // stays with the task; the sandbox becomes the user's, as in Mesos.
             Some(u) => {
@@ -645,25 +674,28 @@ impl Executor {
                 {
                     warn!(task_id = %task_id, error = %e, "cannot give the sandbox to the task's user");
                 }
-                let mut c = tokio::process::Command::new(SETPRIV);
-                c.arg(format!("--reuid={}", u.uid))
-                    .arg(format!("--regid={}", u.gid))
-                    .arg("--init-groups")
-                    .arg("--")
-                    .arg(&program)
-                    .args(&args)
-                    .env("USER", &u.name)
-                    .env("HOME", &u.dir);
-                c
+                let mut a = vec![
+                    format!("--reuid={}", u.uid),
+                    format!("--regid={}", u.gid),
+                    "--init-groups".to_string(),
+                    "--".to_string(),
+                    program,
+                ];
+                a.extend(args);
+                (SETPRIV.to_string(), a)
             }
-            None => {
-                let mut c = tokio::process::Command::new(&program);
-                c.args(&args);
-                c
-            }
+            None => (program, args),
         };
+        let (program, args) = in_namespaces(self.namespaces.as_ref(), program, args);
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args);
+        if let Some(u) = &user {
+            cmd.env("USER", &u.name).env("HOME", &u.dir);
+        }
         cmd.envs(self.vars.overlay().iter().map(|(k, v)| (k, v)))
-            .env_remove(crate::standby::STANDBY_ENV);
+            .env_remove(crate::standby::STANDBY_ENV)
+            .env_remove(crate::agent::NETNS_ENV)
+            .env_remove(crate::agent::UTSNS_ENV);
         if let Some(env) = &command.environment {
             for v in &env.variables {
                 cmd.env(&v.name, v.value.clone().unwrap_or_default());
@@ -752,6 +784,7 @@ impl Executor {
             env,
             container,
             own_network,
+            namespaces: self.namespaces.clone(),
         };
         let tx = self.tx.clone();
         let id = task.task_id.clone();

@@ -164,6 +164,9 @@ pub struct Target {
     /// The container has a network of its own (not HOST): HTTP and TCP checks connect to
     /// 127.0.0.1 inside its network namespace, as Mesos's do.
     pub own_network: bool,
+    /// A `mesos` container's network and UTS namespaces (`network/cni`): HTTP and TCP checks
+    /// connect to 127.0.0.1 in the first, COMMAND checks run in both.
+    pub namespaces: Option<(String, String)>,
 }
 
 async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool {
@@ -171,26 +174,33 @@ async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool
     match (&check.kind, &target.container) {
         (Kind::Http | Kind::Tcp, Some((docker, name))) if target.own_network => {
             match crate::docker::pid(docker, name).await {
-                Some(pid) => probe_in_netns(check, pid, timeout).await,
+                Some(pid) => probe_in_netns(check, format!("/proc/{pid}/ns/net"), timeout).await,
                 None => false,
             }
+        }
+        (Kind::Http | Kind::Tcp, None) if target.namespaces.is_some() => {
+            let net = target
+                .namespaces
+                .as_ref()
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
+            probe_in_netns(check, net, timeout).await
         }
         (Kind::Http | Kind::Tcp, _) => connect_probe(check, &target.host, client, timeout).await,
         (Kind::Command, _) => command_probe(check, target, timeout).await,
     }
 }
 
-/// An HTTP or TCP probe of the process whose pid is `pid`, at 127.0.0.1 in its network
-/// namespace: run on a thread of its own that joins that namespace (a socket belongs to the
+/// An HTTP or TCP probe at 127.0.0.1 in the network namespace at `path` (a process's
+/// `/proc/<pid>/ns/net`, or a bind-mounted one): run on a thread of its own that joins it (a socket belongs to the
 /// namespace of the thread that makes it), with a runtime of its own, and ends with the probe.
-async fn probe_in_netns(check: &Check, pid: i32, timeout: Duration) -> bool {
+async fn probe_in_netns(check: &Check, path: String, timeout: Duration) -> bool {
     let check = check.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("netns-probe".into())
         .spawn(move || {
             let ok = (|| -> Result<bool, String> {
-                let path = format!("/proc/{pid}/ns/net");
                 let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
                 nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| format!("joining {path}: {e}"))?;
@@ -262,9 +272,13 @@ async fn command_probe(check: &Check, target: &Target, timeout: Duration) -> boo
     if let Some((docker, name)) = &target.container {
         return crate::docker::exec(docker, name, &value, &target.env, timeout).await == Some(0);
     }
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(value)
+    let (program, args) = crate::executor::in_namespaces(
+        target.namespaces.as_ref(),
+        "/bin/sh".to_string(),
+        vec!["-c".to_string(), value],
+    );
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .current_dir(&target.sandbox)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod bench_updates;
 pub mod cgroups;
 pub mod clock;
+pub mod cni;
 pub mod dns;
 pub mod docker;
 pub mod executor;

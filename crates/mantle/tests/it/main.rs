@@ -10,6 +10,7 @@
 
 mod bench;
 mod cli;
+mod cni;
 mod containers;
 mod dns;
 mod docker;

@@ -1,0 +1,719 @@
+//! The `network/cni` isolator of the `mesos` containerizer: a container whose `ContainerInfo`
+//! names networks (`network_infos[].name`) gets a network namespace of its own, joined to
+//! each named network by the network's CNI plugin, as Mesos's isolator does
+//! (`docs/cni.md`). Without a named network a container stays on the host network.
+//!
+//! - Networks are CNI network configurations (one plugin per file: `*.conf`, `*.json`) in
+//!   `--network-cni-config-dir`, named by their `name`, read from disk at every launch (a
+//!   network added, changed or removed there applies to the next container without a
+//!   restart); plugins are the executables in `--network-cni-plugins-dir`.
+//! - Per container, under `<work_dir>/network/cni/<container id>/`: `ns` and `uts`, the
+//!   container's network and UTS namespaces kept by bind mounts (as `ip netns` does), and
+//!   `networks.json`, what was attached: each network's configuration as given to its plugin
+//!   and the plugin's result. A detach (`DEL`) uses that record, so it frees what was
+//!   allocated even if the configuration has changed or gone since, and after an agent
+//!   restart.
+//! - The namespace's `lo` is up, and its hostname is `ContainerInfo.hostname`, else the
+//!   container id.
+//! - The plugin of network `i` (in the order named) is called with `CNI_IFNAME=eth<i>` and
+//!   the network configuration plus `args["org.apache.mesos"].network_info` (the task's
+//!   `NetworkInfo`, as Mesos passes it). The IPs of its result become the container's
+//!   `network_infos[].ip_addresses`, reported in its tasks' `container_status`.
+//!
+//! util-linux's `unshare` creates the namespaces (so no thread of the agent ever changes
+//! its own) and iproute2's `ip` brings `lo` up.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// A network namespace's setup, run by `unshare` inside the new namespaces: `lo` up, then
+/// the hostname (`$1`), written where a UTS namespace keeps it.
+const SETUP_SCRIPT: &str = r#"ip link set lo up || exit 1
+printf %s "$1" > /proc/sys/kernel/hostname || exit 1"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CniError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unknown CNI network '{0}': no configuration in --network-cni-config-dir names it")]
+    UnknownNetwork(String),
+    #[error("CNI network '{network}': plugin '{plugin}' is not in --network-cni-plugins-dir")]
+    NoPlugin { network: String, plugin: String },
+    #[error("CNI network '{network}': {command} failed: {message}")]
+    Plugin {
+        network: String,
+        command: &'static str,
+        message: String,
+    },
+    #[error("cannot create the container's network namespace: {0}")]
+    Namespace(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CniError + '_ {
+    move |source| CniError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a container's `ContainerInfo` asks of this isolator.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    /// The `NetworkInfo`s that name a network, in order.
+    pub networks: Vec<Value>,
+    pub hostname: Option<String>,
+}
+
+impl Request {
+    /// The networks named in a `mesos` container's `ContainerInfo` (those without a name
+    /// are skipped, as Mesos does: they mean the host network) and its hostname. `None` when
+    /// it names none: it stays on the host network.
+    pub fn of_container(container: &Value) -> Option<Request> {
+        let networks: Vec<Value> = container
+            .get("network_infos")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|n| n.get("name").and_then(Value::as_str).is_some())
+            .cloned()
+            .collect();
+        if networks.is_empty() {
+            return None;
+        }
+        let hostname = container
+            .get("hostname")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Some(Request { networks, hostname })
+    }
+}
+
+/// A container attached to its networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attached {
+    /// The bind-mounted network namespace (`nsenter --net=`).
+    pub netns: PathBuf,
+    /// The bind-mounted UTS namespace (`nsenter --uts=`).
+    pub utsns: PathBuf,
+    /// The container's `network_infos`: each requested `NetworkInfo` with the
+    /// `ip_addresses` its plugin gave.
+    pub network_infos: Vec<Value>,
+}
+
+/// The isolator: where configurations and plugins are, and where containers' namespaces go.
+#[derive(Debug, Clone)]
+pub struct Cni {
+    config_dir: PathBuf,
+    plugins_dir: PathBuf,
+    root: PathBuf,
+}
+
+/// A hostname the kernel and resolvers take: 1 to 63 characters of letters, digits, `-`
+/// and `.`, not starting with `-` or `.`.
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && !h.starts_with(['-', '.'])
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// The IPs of a plugin's result, as `ip_addresses` (CNI 0.3 and later: `ips[].address`;
+/// 0.1 and 0.2: `ip4.ip`, `ip6.ip`), without their prefix lengths.
+fn ip_addresses(result: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut push = |cidr: &str| {
+        let ip = cidr.split('/').next().unwrap_or(cidr);
+        if let Ok(addr) = ip.parse::<std::net::IpAddr>() {
+            let protocol = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
+            out.push(json!({"protocol": protocol, "ip_address": addr.to_string()}));
+        }
+    };
+    if let Some(ips) = result.get("ips").and_then(Value::as_array) {
+        for ip in ips {
+            if let Some(a) = ip.get("address").and_then(Value::as_str) {
+                push(a);
+            }
+        }
+    }
+    for old in ["ip4", "ip6"] {
+        if let Some(a) = result
+            .get(old)
+            .and_then(|v| v.get("ip"))
+            .and_then(Value::as_str)
+        {
+            push(a);
+        }
+    }
+    out
+}
+
+/// Adds `args["org.apache.mesos"].network_info` to a network configuration (an object, as
+/// `config` only returns); `None` when `args` or its Mesos entry is there but not an object.
+fn with_network_info(config: &mut Value, info: &Value) -> Option<()> {
+    let args = config
+        .as_object_mut()?
+        .entry("args")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?;
+    args.entry("org.apache.mesos")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?
+        .insert("network_info".into(), info.clone());
+    Some(())
+}
+
+/// CNI spec versions from 0.4.0 on give `DEL` the `ADD` result as `prevResult`.
+fn wants_prev_result(config: &Value) -> bool {
+    let v = config
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("0.1.0");
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (0, 4)
+}
+
+impl Cni {
+    /// The isolator of an agent with `work_dir`; both directories must exist.
+    pub fn new(config_dir: &Path, plugins_dir: &Path, work_dir: &Path) -> Result<Cni, CniError> {
+        for (dir, flag) in [
+            (config_dir, "--network-cni-config-dir"),
+            (plugins_dir, "--network-cni-plugins-dir"),
+        ] {
+            if !dir.is_dir() {
+                return Err(CniError::Invalid(format!(
+                    "{flag} {} is not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        // Absolute: executors and plugins get these paths, from other working directories.
+        let root = work_dir.join("network").join("cni");
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        let root = std::fs::canonicalize(&root).map_err(io(&root))?;
+        let plugins_dir = std::fs::canonicalize(plugins_dir).map_err(io(plugins_dir))?;
+        Ok(Cni {
+            config_dir: config_dir.to_path_buf(),
+            plugins_dir,
+            root,
+        })
+    }
+
+    fn dir(&self, container_id: &str) -> PathBuf {
+        self.root.join(container_id)
+    }
+
+    /// The configuration naming `name` (files read in name order; the first one wins).
+    fn config(&self, name: &str) -> Result<Value, CniError> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.config_dir)
+            .map_err(io(&self.config_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf" || x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            match serde_json::from_str::<Value>(&text) {
+                Ok(v) if v.get("name").and_then(Value::as_str) == Some(name) => return Ok(v),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(file = %f.display(), error = %e, "CNI configuration skipped: not JSON");
+                }
+            }
+        }
+        Err(CniError::UnknownNetwork(name.to_string()))
+    }
+
+    /// The plugin a configuration names.
+    fn plugin(&self, network: &str, config: &Value) -> Result<PathBuf, CniError> {
+        let plugin = config.get("type").and_then(Value::as_str).unwrap_or("");
+        let path = self.plugins_dir.join(plugin);
+        if plugin.is_empty() || plugin.contains('/') || !path.is_file() {
+            return Err(CniError::NoPlugin {
+                network: network.to_string(),
+                plugin: plugin.to_string(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Runs a network's plugin: `command` (`ADD` or `DEL`) with `config` on its stdin.
+    fn call(
+        &self,
+        command: &'static str,
+        network: &str,
+        config: &Value,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Value, CniError> {
+        use std::io::Write;
+        let plugin = self.plugin(network, config)?;
+        let failed = |message: String| CniError::Plugin {
+            network: network.to_string(),
+            command,
+            message,
+        };
+        let mut child = std::process::Command::new(&plugin)
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &self.plugins_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", plugin.display())))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let body = serde_json::to_vec(config).unwrap_or_default();
+            stdin
+                .write_all(&body)
+                .map_err(|e| failed(format!("cannot write to the plugin: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| failed(format!("cannot wait for the plugin: {e}")))?;
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if !out.status.success() {
+            // A plugin's error is a JSON object with `msg` (and maybe `details`).
+            let message = match result.get("msg").and_then(Value::as_str) {
+                Some(m) => match result.get("details").and_then(Value::as_str) {
+                    Some(d) if !d.is_empty() => format!("{m}: {d}"),
+                    _ => m.to_string(),
+                },
+                None => format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            };
+            return Err(failed(message));
+        }
+        Ok(result)
+    }
+
+    /// Creates the container's namespaces and attaches it to every requested network. On an
+    /// error whatever was done is undone.
+    pub fn attach(&self, container_id: &str, request: &Request) -> Result<Attached, CniError> {
+        let hostname = request.hostname.as_deref().unwrap_or(container_id);
+        if !valid_hostname(hostname) {
+            return Err(CniError::Invalid(format!(
+                "container.hostname '{hostname}' is not a valid hostname (1 to 63 letters, digits, '-' and '.')"
+            )));
+        }
+        // Every network resolves before anything is created.
+        let mut configs = Vec::with_capacity(request.networks.len());
+        for info in &request.networks {
+            let name = info.get("name").and_then(Value::as_str).unwrap_or("");
+            let mut config = self.config(name)?;
+            self.plugin(name, &config)?;
+            with_network_info(&mut config, info).ok_or_else(|| {
+                CniError::Invalid(format!(
+                    "CNI network '{name}': its configuration's \"args\" is not an object"
+                ))
+            })?;
+            configs.push((name.to_string(), info.clone(), config));
+        }
+        let attached = self.create_namespaces(container_id, hostname)?;
+        match self.add_all(container_id, &attached, hostname, configs) {
+            Ok(network_infos) => Ok(Attached {
+                network_infos,
+                ..attached
+            }),
+            Err(e) => {
+                if let Err(undo) = self.detach(container_id) {
+                    tracing::warn!(container_id, error = %undo, "cannot undo a failed network attach");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create_namespaces(&self, container_id: &str, hostname: &str) -> Result<Attached, CniError> {
+        let dir = self.dir(container_id);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let netns = dir.join("ns");
+        let utsns = dir.join("uts");
+        for f in [&netns, &utsns] {
+            std::fs::File::create(f).map_err(io(f))?;
+        }
+        let out = std::process::Command::new(crate::agent::UNSHARE)
+            .arg(format!("--net={}", netns.display()))
+            .arg(format!("--uts={}", utsns.display()))
+            .args(["/bin/sh", "-c", SETUP_SCRIPT, "mantle-netns", hostname])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| CniError::Namespace(format!("cannot run unshare: {e}")))?;
+        if !out.status.success() {
+            let message = format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            self.remove_namespaces(&dir);
+            return Err(CniError::Namespace(message));
+        }
+        Ok(Attached {
+            netns,
+            utsns,
+            network_infos: Vec::new(),
+        })
+    }
+
+    fn add_all(
+        &self,
+        container_id: &str,
+        attached: &Attached,
+        hostname: &str,
+        configs: Vec<(String, Value, Value)>,
+    ) -> Result<Vec<Value>, CniError> {
+        let mut record = Vec::new();
+        let mut infos = Vec::new();
+        for (i, (name, info, config)) in configs.into_iter().enumerate() {
+            let ifname = format!("eth{i}");
+            let result = self.call(
+                "ADD",
+                &name,
+                &config,
+                container_id,
+                &attached.netns,
+                &ifname,
+            )?;
+            let mut info = info;
+            info["ip_addresses"] = Value::Array(ip_addresses(&result));
+            infos.push(info.clone());
+            record.push(json!({
+                "name": name, "ifname": ifname, "config": config, "result": result, "network_info": info,
+            }));
+            // Recorded after each ADD, so that a detach frees what was attached so far.
+            self.save(container_id, hostname, &record)?;
+        }
+        Ok(infos)
+    }
+
+    fn save(&self, container_id: &str, hostname: &str, networks: &[Value]) -> Result<(), CniError> {
+        let path = self.dir(container_id).join("networks.json");
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec(&json!({"hostname": hostname, "networks": networks}))
+            .unwrap_or_default();
+        std::fs::write(&tmp, body).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    fn record(&self, container_id: &str) -> Option<Value> {
+        let text = std::fs::read_to_string(self.dir(container_id).join("networks.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// A container attached before (by this agent or an earlier run of it), from its record.
+    pub fn attached(&self, container_id: &str) -> Option<Attached> {
+        let dir = self.dir(container_id);
+        let record = self.record(container_id)?;
+        let network_infos = record
+            .get("networks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.get("network_info").cloned())
+            .collect();
+        Some(Attached {
+            netns: dir.join("ns"),
+            utsns: dir.join("uts"),
+            network_infos,
+        })
+    }
+
+    /// Detaches the container from its networks (`DEL`, last attached first) and removes its
+    /// namespaces. A plugin's failure is returned after everything else was still done.
+    pub fn detach(&self, container_id: &str) -> Result<(), CniError> {
+        let dir = self.dir(container_id);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let netns = dir.join("ns");
+        let mut first_error = None;
+        if let Some(record) = self.record(container_id) {
+            let networks = record
+                .get("networks")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for n in networks.iter().rev() {
+                let name = n.get("name").and_then(Value::as_str).unwrap_or("");
+                let ifname = n.get("ifname").and_then(Value::as_str).unwrap_or("eth0");
+                let mut config = n.get("config").cloned().unwrap_or(Value::Null);
+                if wants_prev_result(&config) {
+                    if let Some(r) = n.get("result") {
+                        config["prevResult"] = r.clone();
+                    }
+                }
+                if let Err(e) = self.call("DEL", name, &config, container_id, &netns, ifname) {
+                    tracing::warn!(container_id, error = %e, "CNI detach failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.remove_namespaces(&dir);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_namespaces(&self, dir: &Path) {
+        for f in ["ns", "uts"] {
+            let path = dir.join(f);
+            // Not mounted (never created, or gone with a reboot) is fine.
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a container's network namespace");
+            }
+        }
+    }
+
+    /// Containers with namespaces under this agent's root (attached, or half attached when
+    /// an agent stopped mid-way).
+    pub fn containers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_networks_and_skip_unnamed_ones() {
+        assert_eq!(Request::of_container(&json!({"type": "MESOS"})), None);
+        assert_eq!(
+            Request::of_container(&json!({"network_infos": [{"ip_addresses": []}]})),
+            None
+        );
+        let r = Request::of_container(&json!({
+            "type": "MESOS", "hostname": "web",
+            "network_infos": [{"name": "a"}, {}, {"name": "b", "labels": {"labels": []}}]
+        }));
+        assert_eq!(
+            r,
+            Some(Request {
+                networks: vec![
+                    json!({"name": "a"}),
+                    json!({"name": "b", "labels": {"labels": []}})
+                ],
+                hostname: Some("web".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn results_of_every_cni_version_give_ip_addresses() {
+        let v03 = json!({"ips": [{"address": "10.1.0.5/24"}, {"address": "fd00::5/64"}, {"address": "junk"}]});
+        assert_eq!(
+            ip_addresses(&v03),
+            vec![
+                json!({"protocol": "IPv4", "ip_address": "10.1.0.5"}),
+                json!({"protocol": "IPv6", "ip_address": "fd00::5"}),
+            ]
+        );
+        let v02 = json!({"ip4": {"ip": "192.0.2.7/24"}});
+        assert_eq!(
+            ip_addresses(&v02),
+            vec![json!({"protocol": "IPv4", "ip_address": "192.0.2.7"})]
+        );
+        assert!(ip_addresses(&json!({})).is_empty());
+        let mut c = json!({"name": "n", "args": {"other": 1}});
+        assert_eq!(with_network_info(&mut c, &json!({"name": "n"})), Some(()));
+        assert_eq!(
+            c["args"],
+            json!({"other": 1, "org.apache.mesos": {"network_info": {"name": "n"}}})
+        );
+        assert_eq!(
+            with_network_info(&mut json!({"args": "x"}), &json!({})),
+            None
+        );
+        assert_eq!(
+            with_network_info(&mut json!({"args": {"org.apache.mesos": []}}), &json!({})),
+            None
+        );
+        assert!(wants_prev_result(&json!({"cniVersion": "0.4.0"})));
+        assert!(wants_prev_result(&json!({"cniVersion": "1.0.0"})));
+        assert!(!wants_prev_result(&json!({"cniVersion": "0.3.1"})));
+        assert!(!wants_prev_result(&json!({})));
+    }
+
+    #[test]
+    fn hostnames_are_checked() {
+        for ok in ["web", "web-1.prod", "a"] {
+            assert!(valid_hostname(ok), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "a/b", &"x".repeat(64), "naïve"] {
+            assert!(!valid_hostname(bad), "{bad}");
+        }
+    }
+
+    /// Debian's plugins (`containernetworking-plugins`, installed by
+    /// `scripts/install-test-deps.sh`); these tests need root and fail without either.
+    const PLUGINS: &str = "/usr/lib/cni";
+
+    fn isolator(configs: &[(&str, Value)]) -> (tempfile::TempDir, Cni) {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the CNI tests create namespaces: run them as root"
+        );
+        assert!(
+            Path::new(PLUGINS).join("loopback").is_file(),
+            "{PLUGINS}/loopback is missing: run scripts/install-test-deps.sh"
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let conf = tmp.path().join("conf");
+        std::fs::create_dir(&conf).expect("mkdir");
+        for (file, c) in configs {
+            std::fs::write(conf.join(file), c.to_string()).expect("write");
+        }
+        let cni = Cni::new(&conf, Path::new(PLUGINS), tmp.path()).expect("cni");
+        (tmp, cni)
+    }
+
+    fn run_in(ns: &str, path: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--{ns}={}", path.display()))
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("nsenter");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_container_gets_namespaces_its_networks_and_hostname_and_loses_them_on_detach() {
+        let (_tmp, cni) = isolator(&[
+            (
+                "10-lo.conf",
+                json!({"cniVersion": "0.4.0", "name": "isolated", "type": "loopback"}),
+            ),
+            (
+                "20-other.json",
+                json!({"cniVersion": "0.3.1", "name": "other", "type": "loopback"}),
+            ),
+            ("notes.txt", json!({"name": "ignored", "type": "loopback"})),
+        ]);
+        let request = Request {
+            networks: vec![
+                json!({"name": "isolated", "labels": {"labels": [{"key": "k", "value": "v"}]}}),
+            ],
+            hostname: Some("web-1".into()),
+        };
+        let a = cni.attach("c1", &request).expect("attach");
+        assert_eq!(
+            a.network_infos,
+            vec![json!({
+                "name": "isolated",
+                "labels": {"labels": [{"key": "k", "value": "v"}]},
+                "ip_addresses": [
+                    {"protocol": "IPv4", "ip_address": "127.0.0.1"},
+                    {"protocol": "IPv6", "ip_address": "::1"},
+                ],
+            })]
+        );
+        let links = run_in("net", &a.netns, &["ip", "-o", "link"]);
+        assert_eq!(links.lines().count(), 1, "only lo: {links}");
+        assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+        let host_net = std::fs::read_link("/proc/self/ns/net").expect("ns");
+        let theirs = run_in("net", &a.netns, &["readlink", "/proc/self/ns/net"]);
+        assert_ne!(theirs.trim(), host_net.to_string_lossy());
+        assert_eq!(run_in("uts", &a.utsns, &["hostname"]).trim(), "web-1");
+        assert_eq!(cni.attached("c1"), Some(a.clone()));
+        assert_eq!(cni.containers(), vec!["c1".to_string()]);
+
+        // Without a hostname the container id is one.
+        let b = cni
+            .attach(
+                "c2",
+                &Request {
+                    networks: vec![json!({"name": "other"})],
+                    hostname: None,
+                },
+            )
+            .expect("attach");
+        assert_eq!(run_in("uts", &b.utsns, &["hostname"]).trim(), "c2");
+
+        for id in ["c1", "c2"] {
+            cni.detach(id).expect("detach");
+            assert!(cni.attached(id).is_none());
+        }
+        assert!(!a.netns.exists() && !b.netns.exists());
+        assert!(cni.containers().is_empty());
+        // Twice is fine.
+        cni.detach("c1").expect("detach again");
+    }
+
+    #[test]
+    fn bad_networks_fail_the_attach_and_leave_nothing() {
+        let (_tmp, cni) = isolator(&[
+            (
+                "lo.conf",
+                json!({"cniVersion": "0.4.0", "name": "isolated", "type": "loopback"}),
+            ),
+            (
+                "missing.conf",
+                json!({"cniVersion": "0.4.0", "name": "missing", "type": "no-such-plugin"}),
+            ),
+            (
+                "escape.conf",
+                json!({"cniVersion": "0.4.0", "name": "escape", "type": "../../bin/true"}),
+            ),
+            (
+                "bad.conf",
+                json!({"cniVersion": "99.0.0", "name": "bad", "type": "loopback"}),
+            ),
+        ]);
+        let req = |names: &[&str], hostname: Option<&str>| Request {
+            networks: names.iter().map(|n| json!({"name": n})).collect(),
+            hostname: hostname.map(str::to_string),
+        };
+        let cases = [
+            (req(&["nowhere"], None), "unknown CNI network 'nowhere'"),
+            (
+                req(&["isolated", "missing"], None),
+                "plugin 'no-such-plugin' is not in",
+            ),
+            (req(&["escape"], None), "plugin '../../bin/true' is not in"),
+            (
+                req(&["isolated", "bad"], None),
+                "CNI network 'bad': ADD failed",
+            ),
+            (
+                req(&["isolated"], Some("no spaces")),
+                "container.hostname 'no spaces'",
+            ),
+        ];
+        for (request, expected) in cases {
+            let e = cni.attach("c", &request).expect_err(expected).to_string();
+            assert!(e.contains(expected), "{e} should say {expected}");
+            assert!(
+                cni.containers().is_empty(),
+                "{expected}: left {:?}",
+                cni.containers()
+            );
+        }
+    }
+}

@@ -1248,6 +1248,10 @@ impl Agent {
                             "network_infos".into(),
                             serde_json::Value::from(infos.clone()),
                         );
+                        cs.insert(
+                            "container_id".into(),
+                            serde_json::json!({ "value": e.container_id }),
+                        );
                     }
                 }
                 status.source = Some("SOURCE_EXECUTOR".into());

@@ -854,8 +854,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             anyhow::bail!("CNI networks need util-linux's {tool}");
                         }
                     }
+                    // Per agent, in the runtime directory (namespaces end with a reboot).
+                    let root = std::path::Path::new(mantle_server::cni::RUNTIME_DIR)
+                        .join(format!("agent-{}-{port}", a.ip));
                     Some(
-                        mantle_server::cni::Cni::new(config, plugins, &dir)
+                        mantle_server::cni::Cni::new(config, plugins, &root)
                             .map_err(|e| anyhow::anyhow!("{e}"))?,
                     )
                 }

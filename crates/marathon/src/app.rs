@@ -1028,11 +1028,11 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 "error.expected.jsstring: host, container or container/bridge",
             );
         }
-        if mode != "host" && container.as_ref().is_none_or(|c| c.docker.is_none()) {
+        if mode != "host" && container.is_none() {
             push(
                 r.errs,
                 format!("/networks/{i}/mode"),
-                "container networking needs a DOCKER container here (the mesos containerizer runs tasks on the host's network)",
+                "container networking needs a container: DOCKER, or MESOS on agents with CNI networks",
             );
         }
         if mode == "container"

@@ -79,9 +79,22 @@ pub struct Instance {
     /// replacement is launched; it counts again if the task comes back.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inactive: bool,
+    /// The task's own addresses from its statuses' `container_status.network_infos` (a
+    /// container on a network of its own), as Marathon's `ipAddresses`; empty: the host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_addresses: Vec<Value>,
 }
 
 impl Instance {
+    /// Marathon's `ipAddresses`: the task's own, else its host's.
+    fn ip_addresses(&self) -> Value {
+        if self.ip_addresses.is_empty() {
+            json!([{"ipAddress": self.host, "protocol": "IPv4"}])
+        } else {
+            Value::Array(self.ip_addresses.clone())
+        }
+    }
+
     fn live(&self) -> bool {
         !self.state.is_terminal() && !self.kill_requested && !self.inactive
     }
@@ -569,10 +582,7 @@ impl Core {
         }
         m.insert("state".into(), json!(i.state.as_str()));
         m.insert("version".into(), json!(i.version));
-        m.insert(
-            "ipAddresses".into(),
-            json!([{"ipAddress": i.host, "protocol": "IPv4"}]),
-        );
+        m.insert("ipAddresses".into(), i.ip_addresses());
         m.insert("localVolumes".into(), json!([]));
         let mut results = Vec::new();
         if app.is_some_and(|a| !a.health_checks.is_empty()) && i.healthy.is_some() {
@@ -1524,6 +1534,24 @@ impl Core {
             // again, and the surplus is killed by the usual scale-down rules.
             inst.inactive = false;
         }
+        let own: Vec<Value> = s
+            .extra
+            .get("container_status")
+            .and_then(|c| c.get("network_infos"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.get("ip_addresses").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|a| {
+                let ip = a.get("ip_address").and_then(Value::as_str)?;
+                let protocol = a.get("protocol").and_then(Value::as_str).unwrap_or("IPv4");
+                Some(json!({"ipAddress": ip, "protocol": protocol}))
+            })
+            .collect();
+        if !own.is_empty() {
+            inst.ip_addresses = own;
+        }
         if s.state == TaskState::Running && inst.started_at.is_none() {
             inst.started_at = Some(iso_millis(wall_ms(now)));
         }
@@ -1547,7 +1575,7 @@ impl Core {
                 json!({
                     "slaveId": inst.agent_id, "taskId": inst.task_id, "taskStatus": s.state.as_str(),
                     "message": s.message.clone().unwrap_or_default(), "appId": inst.app_id,
-                    "host": inst.host, "ipAddresses": [{"ipAddress": inst.host, "protocol": "IPv4"}],
+                    "host": inst.host, "ipAddresses": inst.ip_addresses(),
                     "ports": inst.ports, "version": inst.version,
                 }),
             );
@@ -2284,6 +2312,7 @@ impl Core {
                     running_since_ms: None,
                     unreachable_since_ms: None,
                     inactive: false,
+                    ip_addresses: Vec::new(),
                 };
                 slot.tasks.push(info);
                 placed.add(&inst.host, &inst.attributes);
@@ -2552,6 +2581,36 @@ pub fn build_task(
         "discovery".into(),
         json!({"visibility": "FRAMEWORK", "name": name, "ports": {"ports": port_list}}),
     );
+    if app.container.as_ref().is_some_and(|c| c.docker.is_none()) {
+        // A `mesos` container on a network of its own joins it through the agent's CNI
+        // isolator, as Marathon asks Mesos: `container/bridge` is Mesos's `mesos-bridge`
+        // network, and the port mappings go with the network for its plugins.
+        let name = match app.network() {
+            Network::Host => None,
+            Network::Bridge => Some("mesos-bridge".to_string()),
+            Network::Container(name) => name,
+        };
+        if let Some(name) = name {
+            let mappings: Vec<Value> = specs
+                .iter()
+                .zip(ports)
+                .flat_map(|(spec, host)| {
+                    let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
+                    spec.protocols.iter().map(move |protocol| {
+                        json!({"host_port": host, "container_port": inside, "protocol": protocol})
+                    })
+                })
+                .collect();
+            let mut info = json!({ "name": name });
+            if !mappings.is_empty() {
+                info["port_mappings"] = json!(mappings);
+            }
+            extra.insert(
+                "container".into(),
+                json!({"type": "MESOS", "network_infos": [info]}),
+            );
+        }
+    }
     if let Some(c) = &app.container {
         if let Some(d) = &c.docker {
             let mut container = json!({"type": c.kind, "docker": {"image": d.image, "network": "HOST", "force_pull_image": d.force_pull_image, "privileged": d.privileged}});

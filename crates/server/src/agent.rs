@@ -506,6 +506,7 @@ pub async fn serve(
                     warn!(container_id = %id, error = %e, "could not detach a container from its networks");
                 }
             }
+            cni.remove_root();
         })
         .await;
     }

@@ -7,12 +7,14 @@
 //!   `--network-cni-config-dir`, named by their `name`, read from disk at every launch (a
 //!   network added, changed or removed there applies to the next container without a
 //!   restart); plugins are the executables in `--network-cni-plugins-dir`.
-//! - Per container, under `<work_dir>/network/cni/<container id>/`: `ns` and `uts`, the
-//!   container's network and UTS namespaces kept by bind mounts (as `ip netns` does), and
-//!   `networks.json`, what was attached: each network's configuration as given to its plugin
-//!   and the plugin's result. A detach (`DEL`) uses that record, so it frees what was
-//!   allocated even if the configuration has changed or gone since, and after an agent
-//!   restart.
+//! - Per container, under the agent's runtime directory (`/run/mantle/cni/agent-<ip>-<port>/
+//!   <container id>/`, as Mesos keeps them under `/var/run/mesos`: namespaces do not outlive
+//!   a reboot, and nothing there lies under the `/tmp` that `namespaces/pid` hides): `ns` and
+//!   `uts`, the container's network and UTS namespaces kept by bind mounts (as `ip netns`
+//!   does), and `networks.json`, each network's configuration as given to its plugin,
+//!   recorded before its `ADD`, and the plugin's result once it answered. A detach (`DEL`)
+//!   uses that record, so it frees what was allocated even if the configuration has changed
+//!   or gone since, after an agent restart, and after an `ADD` that never answered.
 //! - The namespace's `lo` is up, and its hostname is `ContainerInfo.hostname`, else the
 //!   container id.
 //! - The plugin of network `i` (in the order named) is called with `CNI_IFNAME=eth<i>` and
@@ -30,6 +32,13 @@ use std::path::{Path, PathBuf};
 /// the hostname (`$1`), written where a UTS namespace keeps it.
 const SETUP_SCRIPT: &str = r#"ip link set lo up || exit 1
 printf %s "$1" > /proc/sys/kernel/hostname || exit 1"#;
+
+/// Where agents keep their containers' namespaces, each in `agent-<ip>-<port>/`.
+pub const RUNTIME_DIR: &str = "/run/mantle/cni";
+
+/// How long a plugin may take to answer (Mesos gives none; a hung plugin would hold its
+/// container in its launch for ever).
+const PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
@@ -180,8 +189,9 @@ fn wants_prev_result(config: &Value) -> bool {
 }
 
 impl Cni {
-    /// The isolator of an agent with `work_dir`; both directories must exist.
-    pub fn new(config_dir: &Path, plugins_dir: &Path, work_dir: &Path) -> Result<Cni, CniError> {
+    /// The isolator of an agent whose containers' namespaces go under `root`; both
+    /// directories must exist.
+    pub fn new(config_dir: &Path, plugins_dir: &Path, root: &Path) -> Result<Cni, CniError> {
         for (dir, flag) in [
             (config_dir, "--network-cni-config-dir"),
             (plugins_dir, "--network-cni-plugins-dir"),
@@ -194,9 +204,8 @@ impl Cni {
             }
         }
         // Absolute: executors and plugins get these paths, from other working directories.
-        let root = work_dir.join("network").join("cni");
-        std::fs::create_dir_all(&root).map_err(io(&root))?;
-        let root = std::fs::canonicalize(&root).map_err(io(&root))?;
+        std::fs::create_dir_all(root).map_err(io(root))?;
+        let root = std::fs::canonicalize(root).map_err(io(root))?;
         let plugins_dir = std::fs::canonicalize(plugins_dir).map_err(io(plugins_dir))?;
         Ok(Cni {
             config_dir: config_dir.to_path_buf(),
@@ -273,15 +282,30 @@ impl Cni {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| failed(format!("cannot run {}: {e}", plugin.display())))?;
-        if let Some(mut stdin) = child.stdin.take() {
+        // A plugin that stops reading early says why on its stdout; it is waited for either
+        // way, and killed if it does not answer in time.
+        let written = child.stdin.take().map(|mut stdin| {
             let body = serde_json::to_vec(config).unwrap_or_default();
-            stdin
-                .write_all(&body)
-                .map_err(|e| failed(format!("cannot write to the plugin: {e}")))?;
+            stdin.write_all(&body)
+        });
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(PLUGIN_TIMEOUT) {
+            Ok(out) => out.map_err(|e| failed(format!("cannot wait for the plugin: {e}")))?,
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(failed(format!(
+                    "the plugin did not answer within {} s",
+                    PLUGIN_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if let (Some(Err(e)), true) = (written, out.status.success()) {
+            return Err(failed(format!("cannot write to the plugin: {e}")));
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| failed(format!("cannot wait for the plugin: {e}")))?;
         let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if !out.status.success() {
             // A plugin's error is a JSON object with `msg` (and maybe `details`).
@@ -311,9 +335,14 @@ impl Cni {
             )));
         }
         // Every network resolves before anything is created.
-        let mut configs = Vec::with_capacity(request.networks.len());
+        let mut configs: Vec<(String, Value, Value)> = Vec::with_capacity(request.networks.len());
         for info in &request.networks {
             let name = info.get("name").and_then(Value::as_str).unwrap_or("");
+            if configs.iter().any(|(n, _, _)| n == name) {
+                return Err(CniError::Invalid(format!(
+                    "container.network_infos names network '{name}' more than once"
+                )));
+            }
             let mut config = self.config(name)?;
             self.plugin(name, &config)?;
             with_network_info(&mut config, info).ok_or_else(|| {
@@ -340,33 +369,37 @@ impl Cni {
 
     fn create_namespaces(&self, container_id: &str, hostname: &str) -> Result<Attached, CniError> {
         let dir = self.dir(container_id);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let netns = dir.join("ns");
-        let utsns = dir.join("uts");
-        for f in [&netns, &utsns] {
-            std::fs::File::create(f).map_err(io(f))?;
-        }
-        let out = std::process::Command::new(crate::agent::UNSHARE)
-            .arg(format!("--net={}", netns.display()))
-            .arg(format!("--uts={}", utsns.display()))
-            .args(["/bin/sh", "-c", SETUP_SCRIPT, "mantle-netns", hostname])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| CniError::Namespace(format!("cannot run unshare: {e}")))?;
-        if !out.status.success() {
-            let message = format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        let created = (|| {
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let netns = dir.join("ns");
+            let utsns = dir.join("uts");
+            for f in [&netns, &utsns] {
+                std::fs::File::create(f).map_err(io(f))?;
+            }
+            let out = std::process::Command::new(crate::agent::UNSHARE)
+                .arg(format!("--net={}", netns.display()))
+                .arg(format!("--uts={}", utsns.display()))
+                .args(["/bin/sh", "-c", SETUP_SCRIPT, "mantle-netns", hostname])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| CniError::Namespace(format!("cannot run unshare: {e}")))?;
+            if !out.status.success() {
+                return Err(CniError::Namespace(format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok(Attached {
+                netns,
+                utsns,
+                network_infos: Vec::new(),
+            })
+        })();
+        if created.is_err() {
             self.remove_namespaces(&dir);
-            return Err(CniError::Namespace(message));
         }
-        Ok(Attached {
-            netns,
-            utsns,
-            network_infos: Vec::new(),
-        })
+        created
     }
 
     fn add_all(
@@ -380,6 +413,11 @@ impl Cni {
         let mut infos = Vec::new();
         for (i, (name, info, config)) in configs.into_iter().enumerate() {
             let ifname = format!("eth{i}");
+            // Recorded before its ADD, so that a detach frees it even if the ADD half happened
+            // (the agent stopped, or the plugin failed midway): to a CNI plugin a DEL of what
+            // was never added is no error.
+            record.push(json!({"name": name, "ifname": ifname, "config": config}));
+            self.save(container_id, hostname, &record)?;
             let result = self.call(
                 "ADD",
                 &name,
@@ -391,10 +429,10 @@ impl Cni {
             let mut info = info;
             info["ip_addresses"] = Value::Array(ip_addresses(&result));
             infos.push(info.clone());
+            record.pop();
             record.push(json!({
                 "name": name, "ifname": ifname, "config": config, "result": result, "network_info": info,
             }));
-            // Recorded after each ADD, so that a detach frees what was attached so far.
             self.save(container_id, hostname, &record)?;
         }
         Ok(infos)
@@ -452,7 +490,7 @@ impl Cni {
                 let ifname = n.get("ifname").and_then(Value::as_str).unwrap_or("eth0");
                 let mut config = n.get("config").cloned().unwrap_or(Value::Null);
                 if wants_prev_result(&config) {
-                    if let Some(r) = n.get("result") {
+                    if let Some(r) = n.get("result").filter(|r| r.is_object()) {
                         config["prevResult"] = r.clone();
                     }
                 }
@@ -480,6 +518,11 @@ impl Cni {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a container's network namespace");
             }
         }
+    }
+
+    /// Removes this agent's (empty) runtime directory.
+    pub fn remove_root(&self) {
+        let _ = std::fs::remove_dir(&self.root);
     }
 
     /// Containers with namespaces under this agent's root (attached, or half attached when
@@ -588,7 +631,7 @@ mod tests {
         for (file, c) in configs {
             std::fs::write(conf.join(file), c.to_string()).expect("write");
         }
-        let cni = Cni::new(&conf, Path::new(PLUGINS), tmp.path()).expect("cni");
+        let cni = Cni::new(&conf, Path::new(PLUGINS), &tmp.path().join("run")).expect("cni");
         (tmp, cni)
     }
 
@@ -715,5 +758,132 @@ mod tests {
                 cni.containers()
             );
         }
+    }
+
+    /// A plugin (a shell script) that logs each call's command, interface, container, plugin
+    /// path and namespace to `log`, and its input to `log.stdin`, answers ADD with an address
+    /// of the documentation range (never used for traffic), and fails when its configuration
+    /// says `"fail": true`.
+    const LOGGER: &str = r#"#!/bin/sh
+log="$(dirname "$0")/../log"
+input=$(cat)
+echo "$CNI_COMMAND $CNI_IFNAME $CNI_CONTAINERID $CNI_PATH $CNI_NETNS" >> "$log"
+printf '%s\n' "$input" >> "$log.stdin"
+case "$input" in *'"fail":true'*)
+  [ "$CNI_COMMAND" = ADD ] && { echo '{"code": 11, "msg": "no addresses left", "details": "pool empty"}'; exit 1; };;
+esac
+[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "0.4.0", "ips": [{"address": "192.0.2.10/24"}]}'
+exit 0
+"#;
+
+    #[test]
+    fn plugins_get_the_cni_interface_and_detach_frees_in_reverse_even_a_failed_add() {
+        use std::os::unix::fs::PermissionsExt;
+        let (tmp, _) = isolator(&[]);
+        let plugins = tmp.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("mkdir");
+        let logger = plugins.join("logger");
+        std::fs::write(&logger, LOGGER).expect("write");
+        std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let conf = tmp.path().join("conf");
+        for (name, c) in [
+            (
+                "first",
+                json!({"cniVersion": "0.4.0", "name": "first", "type": "logger"}),
+            ),
+            (
+                "second",
+                json!({"cniVersion": "0.3.1", "name": "second", "type": "logger"}),
+            ),
+            (
+                "broken",
+                json!({"cniVersion": "0.4.0", "name": "broken", "type": "logger", "fail": true}),
+            ),
+        ] {
+            std::fs::write(conf.join(format!("{name}.conf")), c.to_string()).expect("write");
+        }
+        let cni = Cni::new(&conf, &plugins, &tmp.path().join("run")).expect("cni");
+        let plugins = std::fs::canonicalize(&plugins).expect("canonical");
+        let log = tmp.path().join("log");
+        let take = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let _ = std::fs::remove_file(path);
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let stdin = |lines: &[String]| -> Vec<Value> {
+            lines
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("json"))
+                .collect()
+        };
+
+        let labels = json!({"labels": [{"key": "app", "value": "web"}]});
+        let request = Request {
+            networks: vec![
+                json!({"name": "first", "labels": labels}),
+                json!({"name": "second"}),
+            ],
+            hostname: None,
+        };
+        let a = cni.attach("c1", &request).expect("attach");
+        let ns = a.netns.display().to_string();
+        let p = plugins.display();
+        assert_eq!(
+            take(&log),
+            [
+                format!("ADD eth0 c1 {p} {ns}"),
+                format!("ADD eth1 c1 {p} {ns}")
+            ]
+        );
+        let added = stdin(&take(&tmp.path().join("log.stdin")));
+        assert_eq!(
+            added[0]["args"]["org.apache.mesos"]["network_info"],
+            json!({"name": "first", "labels": labels})
+        );
+        assert_eq!(added[1]["name"], "second");
+        let ip = json!([{"protocol": "IPv4", "ip_address": "192.0.2.10"}]);
+        assert_eq!(a.network_infos[0]["ip_addresses"], ip);
+        assert_eq!(a.network_infos[1]["ip_addresses"], ip);
+
+        cni.detach("c1").expect("detach");
+        assert_eq!(
+            take(&log),
+            [
+                format!("DEL eth1 c1 {p} {ns}"),
+                format!("DEL eth0 c1 {p} {ns}")
+            ]
+        );
+        let deleted = stdin(&take(&tmp.path().join("log.stdin")));
+        // CNI 0.4.0 gives DEL the ADD's result; 0.3.1 does not.
+        assert!(deleted[0].get("prevResult").is_none(), "{}", deleted[0]);
+        assert_eq!(
+            deleted[1]["prevResult"]["ips"][0]["address"],
+            "192.0.2.10/24"
+        );
+
+        // A failed ADD is undone with a DEL too (it may have half happened), then the rest.
+        let request = Request {
+            networks: vec![json!({"name": "first"}), json!({"name": "broken"})],
+            hostname: None,
+        };
+        let e = cni.attach("c2", &request).expect_err("broken").to_string();
+        assert!(
+            e.contains("CNI network 'broken': ADD failed: no addresses left: pool empty"),
+            "{e}"
+        );
+        let calls: Vec<String> = take(&log)
+            .iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(calls, ["ADD eth0", "ADD eth1", "DEL eth1", "DEL eth0"]);
+        assert!(cni.containers().is_empty());
+
+        let twice = Request {
+            networks: vec![json!({"name": "first"}), json!({"name": "first"})],
+            hostname: None,
+        };
+        let e = cni.attach("c3", &twice).expect_err("twice").to_string();
+        assert!(e.contains("names network 'first' more than once"), "{e}");
+        assert!(take(&log).is_empty(), "nothing was called");
     }
 }

@@ -580,8 +580,11 @@ mod tests {
     fn a_dead_standby_is_skipped_and_the_next_one_assigned() {
         let a = assignment();
         let mut pool = Pool::default();
-        // The first one's end is closed already: the write fails.
+        // The first one's end is closed already: the write fails. Shut down, not only
+        // dropped: a process another test forks at that moment holds a copy of the descriptor
+        // until it execs, which would keep a merely dropped end open.
         let (s1, theirs1, mut rx1) = standby(11);
+        theirs1.shutdown(std::net::Shutdown::Both).unwrap();
         drop(theirs1);
         pool.started(Some(s1));
         let (s2, theirs2, mut rx2) = standby(22);

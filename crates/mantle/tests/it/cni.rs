@@ -17,8 +17,9 @@ fn fw() -> Value {
     json!({"user": "root", "name": "cni-test", "checkpoint": true})
 }
 
-/// A cluster whose agent has the CNI network `isolated` (loopback only); its config dir.
-fn cni_cluster(conf: &Path) -> Cluster {
+/// A cluster whose agent has the CNI network `isolated` (loopback only) in `conf`, and
+/// `extra` flags.
+fn cni_cluster(conf: &Path, extra: &[&str]) -> Cluster {
     let uid = std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
@@ -36,15 +37,45 @@ fn cni_cluster(conf: &Path) -> Cluster {
         json!({"cniVersion": "0.4.0", "name": "isolated", "type": "loopback"}).to_string(),
     )
     .unwrap();
-    Cluster::start(
-        1,
-        &[
-            "--network-cni-config-dir",
-            conf.to_str().unwrap(),
-            "--network-cni-plugins-dir",
-            PLUGINS,
-        ],
-    )
+    let mut args = vec![
+        "--network-cni-config-dir",
+        conf.to_str().unwrap(),
+        "--network-cni-plugins-dir",
+        PLUGINS,
+    ];
+    args.extend_from_slice(extra);
+    Cluster::start(1, &args)
+}
+
+/// Whether the agent's `/state` lists executor `id` (a restarted agent has recovered it).
+async fn agent_has_executor(cluster: &Cluster, id: &str) -> bool {
+    let url = format!("http://127.0.0.2:{}/state", cluster.agent_port);
+    let Ok(resp) = reqwest::get(&url).await else {
+        return false;
+    };
+    let Ok(state) = resp.json::<Value>().await else {
+        return false;
+    };
+    state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["executors"].as_array().into_iter().flatten())
+        .any(|e| e["id"] == id)
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's closing parenthesis: state, then the parent's pid.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 fn networked(t: Value, networks: &[&str], hostname: Option<&str>) -> Value {
@@ -57,9 +88,11 @@ fn networked(t: Value, networks: &[&str], hostname: Option<&str>) -> Value {
     t
 }
 
-/// The containers attached under the agent's work dir.
+/// The containers attached, under the agent's runtime directory.
 fn attached(cluster: &Cluster) -> Vec<PathBuf> {
-    std::fs::read_dir(cluster.dir.path().join("agent0/network/cni"))
+    let dir = Path::new(mantle_server::cni::RUNTIME_DIR)
+        .join(format!("agent-127.0.0.2-{}", cluster.agent_port));
+    std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default()
 }
@@ -79,7 +112,7 @@ async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 async fn a_task_on_a_cni_network_runs_in_its_own_namespaces_is_checked_there_and_detached_at_its_end(
 ) {
     let conf = tempfile::tempdir().unwrap();
-    let mut cluster = cni_cluster(conf.path());
+    let mut cluster = cni_cluster(conf.path(), &[]);
     let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
     // A port nothing listens on in the host's network: the check can pass only if it is made
@@ -158,29 +191,69 @@ async fn a_task_on_a_cni_network_runs_in_its_own_namespaces_is_checked_there_and
     );
     assert_eq!(attached(&cluster).len(), 1, "one container attached");
 
-    // An agent restart keeps the container and its networks.
+    // An agent restart keeps the container and its networks (checked once the new agent has
+    // recovered the executor, so after its orphan sweep).
     cluster.restart_agent(0);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !agent_has_executor(&cluster, "web").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never recovered `web`"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         attached(&cluster).len(),
         1,
         "still attached after the restart"
     );
+    // A kill may reach the master before the restarted agent has registered again, and a
+    // master does not keep kills for an agent away: sent again, as Marathon does, until done.
     let agent_id = offer["agent_id"].clone();
-    assert_eq!(
-        s.call(
-            json!({"type": "KILL", "kill": {"task_id": {"value": "web"}, "agent_id": agent_id}})
-        )
-        .await
-        .0,
-        202
-    );
-    let killed = s.await_state("web", "TASK_KILLED", 30).await;
+    let kill = json!({"type": "KILL", "kill": {"task_id": {"value": "web"}, "agent_id": agent_id}});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let killed = 'killed: loop {
+        assert_eq!(s.call(kill.clone()).await.0, 202);
+        let again = (tokio::time::Instant::now() + Duration::from_secs(3)).min(deadline);
+        while let Some(st) = s.next_update(again).await {
+            if st["task_id"]["value"] == "web" && st["state"] == "TASK_KILLED" {
+                break 'killed st;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web was never killed"
+        );
+    };
     assert_eq!(
         killed["container_status"]["network_infos"], expected,
         "the recovered agent still reports the networks: {killed}"
     );
     wait_until("the container detached", 20, || {
+        attached(&cluster).is_empty()
+    })
+    .await;
+
+    // A container whose executor died while its agent was down is an orphan to the next
+    // agent, which detaches it as it starts.
+    let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
+    let port = free_port("127.0.0.1");
+    let server = format!("http.server {port} --bind");
+    let cmd = format!("exec python3 -m {server} 127.0.0.1");
+    let orphan = networked(task(&offer, "orphan", &cmd, 0.1), &["isolated"], None);
+    assert_eq!(s.call(launch(&offer, vec![orphan])).await.0, 202);
+    s.await_state("orphan", "TASK_RUNNING", 30).await;
+    assert_eq!(attached(&cluster).len(), 1);
+    let task_pid = crate::harness::pids()
+        .into_iter()
+        .find(|p| crate::harness::cmdline(*p).contains(&server))
+        .expect("the orphan's server");
+    let executor = parent_of(task_pid);
+    sigkill(cluster.agent_pid(0) as i32);
+    sigkill(executor);
+    sigkill(task_pid);
+    cluster.start_agent_again(0);
+    wait_until("the orphan detached by the new agent", 20, || {
         attached(&cluster).is_empty()
     })
     .await;
@@ -203,4 +276,71 @@ async fn a_task_naming_a_network_fails_on_an_agent_without_cni_networks() {
             .contains("names network 'isolated', but this agent has no CNI networks"),
         "{st}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marathon_app_on_a_cni_network_gets_its_own_address_and_is_checked_at_its_container_port()
+{
+    let conf = tempfile::tempdir().unwrap();
+    // With namespaces/pid too: the executor starts in a pid namespace (no standby), and the
+    // tasks and checks still reach the network's namespace from there.
+    let cluster = cni_cluster(
+        conf.path(),
+        &["--isolation", "posix/cpu,posix/mem,namespaces/pid"],
+    );
+    let marathon =
+        crate::marathon::Scheduler::start(&cluster, crate::harness::free_port("127.0.0.1"));
+    // Two instances on one agent both serve on container port 8080, each in its own network.
+    let app = json!({"id": "/isolated-web", "instances": 2, "cpus": 0.1, "mem": 64,
+        "cmd": "exec python3 -m http.server 8080 --bind 127.0.0.1",
+        "networks": [{"mode": "container", "name": "isolated"}],
+        "container": {"type": "MESOS", "portMappings": [{"containerPort": 8080, "name": "http"}]},
+        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/",
+            "gracePeriodSeconds": 60, "intervalSeconds": 1, "maxConsecutiveFailures": 3}]});
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/v2/apps", marathon.url))
+        .json(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let tasks = loop {
+        let v: Value = client
+            .get(format!("{}/v2/apps/isolated-web", marathon.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["app"]["tasksHealthy"] == 2 {
+            break v["app"]["tasks"].as_array().unwrap().clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never went healthy: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for t in &tasks {
+        assert_eq!(
+            t["ipAddresses"],
+            json!([{"ipAddress": "127.0.0.1", "protocol": "IPv4"}, {"ipAddress": "::1", "protocol": "IPv6"}]),
+            "the task's own addresses, not its host's: {t}"
+        );
+        assert_eq!(t["host"], "127.0.0.2");
+    }
+    assert_eq!(attached(&cluster).len(), 2);
+    let deleted = client
+        .delete(format!("{}/v2/apps/isolated-web", marathon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    wait_until("both containers detached", 30, || {
+        attached(&cluster).is_empty()
+    })
+    .await;
 }

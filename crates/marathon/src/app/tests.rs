@@ -165,7 +165,16 @@ fn bridge_networking_takes_its_ports_from_the_port_mappings() {
 }
 
 #[test]
-fn container_networking_is_for_docker_and_its_mappings_are_unique() {
+fn container_networking_needs_a_container_and_its_mappings_are_unique() {
+    // A `mesos` container may join a network (the agent's CNI isolator attaches it).
+    for networks in [
+        json!([{"mode": "container", "name": "isolated"}]),
+        json!([{"mode": "container/bridge"}]),
+    ] {
+        let body = json!({"id": "a", "cmd": "x", "networks": networks,
+            "container": {"type": "MESOS", "portMappings": [{"containerPort": 80}]}});
+        assert!(parse(&body, "/", V).is_ok(), "{body}");
+    }
     for (body, path) in [
         (
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}]}),

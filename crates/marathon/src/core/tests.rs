@@ -1114,6 +1114,65 @@ fn a_bridge_networked_docker_app_gets_host_ports_mapped_to_its_container_ports()
 }
 
 #[test]
+fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
+    let mut s = Sim::new();
+    let body = json!({"id": "/web", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container", "name": "isolated"}],
+        "container": {"type": "MESOS", "portMappings": [{"containerPort": 8080, "name": "http"}]},
+        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/"}]});
+    s.core.create_app(&body, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    assert_eq!(s.launched.len(), 1);
+    let t = s.launched[0].clone();
+    assert_eq!(
+        t.extra["container"],
+        json!({"type": "MESOS", "network_infos": [{"name": "isolated",
+            "port_mappings": [{"host_port": 31000, "container_port": 8080, "protocol": "tcp"}]}]})
+    );
+    // The executor checks in the container's network, at the container port.
+    assert_eq!(t.extra["health_check"]["http"]["port"], 8080);
+    // Until a status says otherwise the task's address is its host's; then its own.
+    let inst = s
+        .core
+        .instances_of("/web")
+        .next()
+        .expect("instance")
+        .clone();
+    assert_eq!(
+        inst.ip_addresses(),
+        json!([{"ipAddress": inst.host, "protocol": "IPv4"}])
+    );
+    let mut st = TaskStatus::new(t.task_id.clone(), TaskState::Running);
+    st.agent_id = Some(AgentId::new("agent-0"));
+    st.extra.insert(
+        "container_status".into(),
+        json!({"network_infos": [{"name": "isolated", "ip_addresses": [
+            {"protocol": "IPv4", "ip_address": "10.1.0.5"}, {"ip_address": "fd00::5", "protocol": "IPv6"}]}]}),
+    );
+    let mut e = Event::bare(EventType::Update);
+    e.update = Some(Update { status: st });
+    s.core.on_event(e, s.now);
+    s.collect();
+    let inst = s.core.instances_of("/web").next().expect("instance");
+    assert_eq!(
+        inst.ip_addresses(),
+        json!([{"ipAddress": "10.1.0.5", "protocol": "IPv4"}, {"ipAddress": "fd00::5", "protocol": "IPv6"}])
+    );
+    // `container/bridge` is Mesos's `mesos-bridge` network.
+    let bridged = json!({"id": "/b", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container/bridge"}], "container": {"type": "MESOS"}});
+    s.core.create_app(&bridged, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    let t = s.launched.last().expect("launched");
+    assert_eq!(
+        t.extra["container"],
+        json!({"type": "MESOS", "network_infos": [{"name": "mesos-bridge"}]})
+    );
+}
+
+#[test]
 fn a_partial_update_moves_an_app_off_the_host_network_without_its_port_definitions() {
     let mut s = Sim::new();
     s.core

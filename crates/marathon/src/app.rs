@@ -54,9 +54,11 @@ pub struct PortDefinition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     Host,
-    /// `container/bridge`: Docker's bridge network.
+    /// `container/bridge`: Docker's bridge network, or for a MESOS container Mesos's
+    /// `mesos-bridge` CNI network.
     Bridge,
-    /// `container`: the named (Docker user-defined) network.
+    /// `container`: the named network (a Docker user-defined one, or a CNI network of the
+    /// agents for a MESOS container).
     Container(Option<String>),
 }
 
@@ -815,10 +817,25 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
             format!("got {max_launch_delay_seconds}, expected 0.0 or more"),
         );
     }
-    let container = r.object("container").and_then(|m| {
+    let mut container = r.object("container").and_then(|m| {
         let mut s = r.sub(m, "/container".into());
         parse_container(&mut s)
     });
+    // Container networking without a container is a MESOS container with one port mapping,
+    // as Marathon normalizes it.
+    let off_host = r
+        .present("networks")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .is_some_and(|n| n.get("mode").and_then(Value::as_str) != Some("host"));
+    if container.is_none() && off_host && r.present("container").is_none() {
+        container = Some(Container {
+            kind: "MESOS".into(),
+            docker: None,
+            volumes: Vec::new(),
+            port_mappings: vec![json!({"containerPort": 0, "name": "default"})],
+        });
+    }
     let mut health_checks = Vec::new();
     for (i, h) in r.array("healthChecks").into_iter().enumerate() {
         let p = format!("/healthChecks/{i}");
@@ -1028,11 +1045,11 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 "error.expected.jsstring: host, container or container/bridge",
             );
         }
-        if mode != "host" && container.is_none() {
+        if i > 0 {
             push(
                 r.errs,
-                format!("/networks/{i}/mode"),
-                "container networking needs a container: DOCKER, or MESOS on agents with CNI networks",
+                format!("/networks/{i}"),
+                "an app joins one network here (Marathon allows several container networks; Mantle does not yet)",
             );
         }
         if mode == "container"

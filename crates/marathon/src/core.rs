@@ -86,6 +86,34 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Where the scheduler probes the task's port `idx` (Marathon-level health and readiness
+    /// checks): on a `container` network whose address the task reported, that address at
+    /// the container port, as Marathon does; else its host at the host port.
+    fn probe_at(
+        &self,
+        app: &AppDefinition,
+        specs: &[crate::app::PortSpec],
+        idx: usize,
+    ) -> Option<(String, u32)> {
+        let host_port = *self.ports.get(idx)?;
+        if matches!(app.network(), Network::Container(_)) {
+            let ips = || self.ip_addresses.iter();
+            let ip = ips()
+                .find(|a| a.get("protocol").and_then(Value::as_str) == Some("IPv4"))
+                .or_else(|| ips().next())
+                .and_then(|a| a.get("ipAddress").and_then(Value::as_str));
+            if let Some(ip) = ip {
+                let port = specs
+                    .get(idx)
+                    .and_then(|s| s.container_port)
+                    .filter(|p| *p != 0)
+                    .unwrap_or(host_port);
+                return Some((ip.to_string(), port));
+            }
+        }
+        Some((self.host.clone(), host_port))
+    }
+
     /// Marathon's `ipAddresses`: the task's own, else its host's.
     fn ip_addresses(&self) -> Value {
         if self.ip_addresses.is_empty() {
@@ -1790,12 +1818,12 @@ impl Core {
             }
             let specs = app.port_specs();
             for check in &app.readiness_checks {
-                let port = specs
+                let at = specs
                     .iter()
                     .position(|p| p.name.as_deref() == Some(check.port_name.as_str()))
-                    .and_then(|idx| i.ports.get(idx).copied());
-                if let Some(port) = port {
-                    out.push((i.task_id.clone(), i.host.clone(), port, check.clone()));
+                    .and_then(|idx| i.probe_at(app, &specs, idx));
+                if let Some((host, port)) = at {
+                    out.push((i.task_id.clone(), host, port, check.clone()));
                 }
             }
         }
@@ -1829,12 +1857,12 @@ impl Core {
             let Some(check) = app.health_checks.iter().find(|h| h.is_marathon_level()) else {
                 continue;
             };
-            let port = match (check.port, check.port_index) {
-                (Some(p), _) => Some(p),
-                (None, idx) => i.ports.get(idx.unwrap_or(0) as usize).copied(),
+            let at = match (check.port, check.port_index) {
+                (Some(p), _) => Some((i.host.clone(), p)),
+                (None, idx) => i.probe_at(app, &app.port_specs(), idx.unwrap_or(0) as usize),
             };
-            if let Some(port) = port {
-                out.push((i.task_id.clone(), i.host.clone(), port, check.clone()));
+            if let Some((host, port)) = at {
+                out.push((i.task_id.clone(), host, port, check.clone()));
             }
         }
         out
@@ -2581,10 +2609,16 @@ pub fn build_task(
         "discovery".into(),
         json!({"visibility": "FRAMEWORK", "name": name, "ports": {"ports": port_list}}),
     );
-    if app.container.as_ref().is_some_and(|c| c.docker.is_none()) {
-        // A `mesos` container on a network of its own joins it through the agent's CNI
-        // isolator, as Marathon asks Mesos: `container/bridge` is Mesos's `mesos-bridge`
-        // network, and the port mappings go with the network for its plugins.
+    if let Some(c) = app.container.as_ref().filter(|c| c.kind == "MESOS") {
+        let mut container = json!({"type": "MESOS"});
+        // A Docker image for the `mesos` containerizer, as Marathon asks for one (the agent
+        // says plainly when it cannot run images).
+        if let Some(d) = &c.docker {
+            container["mesos"] = json!({"image": {"type": "DOCKER", "docker": {"name": d.image}}});
+        }
+        // A network of its own is joined through the agent's CNI isolator, as Marathon asks
+        // Mesos: `container/bridge` is Mesos's `mesos-bridge` network; the port mappings and
+        // the network's labels go with it for its plugins.
         let name = match app.network() {
             Network::Host => None,
             Network::Bridge => Some("mesos-bridge".to_string()),
@@ -2605,13 +2639,25 @@ pub fn build_task(
             if !mappings.is_empty() {
                 info["port_mappings"] = json!(mappings);
             }
-            extra.insert(
-                "container".into(),
-                json!({"type": "MESOS", "network_infos": [info]}),
-            );
+            let labels: Vec<Value> = app
+                .networks
+                .first()
+                .and_then(|n| n.get("labels"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some(json!({"key": k, "value": v.as_str()?})))
+                .collect();
+            if !labels.is_empty() {
+                info["labels"] = json!({ "labels": labels });
+            }
+            container["network_infos"] = json!([info]);
+        }
+        if container.as_object().is_some_and(|o| o.len() > 1) {
+            extra.insert("container".into(), container);
         }
     }
-    if let Some(c) = &app.container {
+    if let Some(c) = app.container.as_ref().filter(|c| c.kind == "DOCKER") {
         if let Some(d) = &c.docker {
             let mut container = json!({"type": c.kind, "docker": {"image": d.image, "network": "HOST", "force_pull_image": d.force_pull_image, "privileged": d.privileged}});
             let network = app.network();

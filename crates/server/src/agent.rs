@@ -833,6 +833,19 @@ async fn actor(
                     docker,
                     container,
                 } => {
+                    if container
+                        .as_ref()
+                        .and_then(|c| c.get("mesos"))
+                        .and_then(|m| m.get("image"))
+                        .is_some()
+                    {
+                        launch_failed(
+                            &tx,
+                            container_id,
+                            "container.mesos.image: the mesos containerizer here runs no images; run the image as container.type DOCKER on an agent with --containerizers docker,mesos".to_string(),
+                        );
+                        continue;
+                    }
                     let networks = container
                         .as_ref()
                         .and_then(crate::cni::Request::of_container);

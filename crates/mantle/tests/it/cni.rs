@@ -264,18 +264,27 @@ async fn a_task_naming_a_network_fails_on_an_agent_without_cni_networks() {
     let cluster = Cluster::start(1, &[]);
     let mut s = Scheduler::subscribe(&cluster.master, fw()).await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
-    let t = networked(task(&offer, "netless", "true", 0.1), &["isolated"], None);
-    assert_eq!(s.call(launch(&offer, vec![t])).await.0, 202);
-    let st = s.await_ends(&["netless"], 20).await["netless"].clone();
-    assert_eq!(st["state"], "TASK_FAILED", "{st}");
-    assert_eq!(st["reason"], "REASON_CONTAINER_LAUNCH_FAILED");
-    assert!(
-        st["message"]
-            .as_str()
-            .unwrap()
-            .contains("names network 'isolated', but this agent has no CNI networks"),
-        "{st}"
-    );
+    let netless = networked(task(&offer, "netless", "true", 0.1), &["isolated"], None);
+    // An image for the mesos containerizer, which runs none, fails plainly too.
+    let mut imaged = task(&offer, "imaged", "true", 0.1);
+    imaged["container"] = json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox"}}}});
+    assert_eq!(s.call(launch(&offer, vec![netless, imaged])).await.0, 202);
+    let ended = s.await_ends(&["netless", "imaged"], 20).await;
+    for (id, says) in [
+        (
+            "netless",
+            "names network 'isolated', but this agent has no CNI networks",
+        ),
+        (
+            "imaged",
+            "container.mesos.image: the mesos containerizer here runs no images",
+        ),
+    ] {
+        let st = &ended[id];
+        assert_eq!(st["state"], "TASK_FAILED", "{st}");
+        assert_eq!(st["reason"], "REASON_CONTAINER_LAUNCH_FAILED");
+        assert!(st["message"].as_str().unwrap().contains(says), "{st}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,10 +175,24 @@ fn container_networking_needs_a_container_and_its_mappings_are_unique() {
             "container": {"type": "MESOS", "portMappings": [{"containerPort": 80}]}});
         assert!(parse(&body, "/", V).is_ok(), "{body}");
     }
+    // Without a container it is a MESOS one with one port mapping, as Marathon normalizes it.
+    let a = parse(
+        &json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "isolated"}]}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    let c = a.container.expect("a container");
+    assert_eq!(c.kind, "MESOS");
+    assert_eq!(
+        c.port_mappings,
+        [json!({"containerPort": 0, "name": "default"})]
+    );
     for (body, path) in [
         (
-            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}]}),
-            "/networks/0/mode",
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}, {"mode": "container", "name": "b"}],
+                "container": {"type": "MESOS"}}),
+            "/networks/1",
         ),
         (
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],

@@ -1117,9 +1117,10 @@ fn a_bridge_networked_docker_app_gets_host_ports_mapped_to_its_container_ports()
 fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
     let mut s = Sim::new();
     let body = json!({"id": "/web", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
-        "networks": [{"mode": "container", "name": "isolated"}],
+        "networks": [{"mode": "container", "name": "isolated", "labels": {"tier": "web"}}],
         "container": {"type": "MESOS", "portMappings": [{"containerPort": 8080, "name": "http"}]},
-        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/"}]});
+        "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/"},
+                         {"protocol": "HTTP", "portIndex": 0, "path": "/"}]});
     s.core.create_app(&body, s.now).expect("created");
     s.collect();
     s.offer(1);
@@ -1128,11 +1129,14 @@ fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
     assert_eq!(
         t.extra["container"],
         json!({"type": "MESOS", "network_infos": [{"name": "isolated",
+            "labels": {"labels": [{"key": "tier", "value": "web"}]},
             "port_mappings": [{"host_port": 31000, "container_port": 8080, "protocol": "tcp"}]}]})
     );
     // The executor checks in the container's network, at the container port.
     assert_eq!(t.extra["health_check"]["http"]["port"], 8080);
-    // Until a status says otherwise the task's address is its host's; then its own.
+    // Until a status says otherwise the task's address is its host's, and the scheduler's
+    // own HTTP check goes to the host port.
+    s.status(t.task_id.as_str(), TaskState::Running, None);
     let inst = s
         .core
         .instances_of("/web")
@@ -1143,12 +1147,20 @@ fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
         inst.ip_addresses(),
         json!([{"ipAddress": inst.host, "protocol": "IPv4"}])
     );
+    let targets = |s: &Sim| -> Vec<(String, u32)> {
+        s.core
+            .health_targets()
+            .into_iter()
+            .map(|(_, host, port, _)| (host, port))
+            .collect()
+    };
+    assert_eq!(targets(&s), [(inst.host.clone(), 31000)]);
     let mut st = TaskStatus::new(t.task_id.clone(), TaskState::Running);
     st.agent_id = Some(AgentId::new("agent-0"));
     st.extra.insert(
         "container_status".into(),
         json!({"network_infos": [{"name": "isolated", "ip_addresses": [
-            {"protocol": "IPv4", "ip_address": "10.1.0.5"}, {"ip_address": "fd00::5", "protocol": "IPv6"}]}]}),
+            {"ip_address": "fd00::5", "protocol": "IPv6"}, {"protocol": "IPv4", "ip_address": "10.1.0.5"}]}]}),
     );
     let mut e = Event::bare(EventType::Update);
     e.update = Some(Update { status: st });
@@ -1157,8 +1169,11 @@ fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
     let inst = s.core.instances_of("/web").next().expect("instance");
     assert_eq!(
         inst.ip_addresses(),
-        json!([{"ipAddress": "10.1.0.5", "protocol": "IPv4"}, {"ipAddress": "fd00::5", "protocol": "IPv6"}])
+        json!([{"ipAddress": "fd00::5", "protocol": "IPv6"}, {"ipAddress": "10.1.0.5", "protocol": "IPv4"}])
     );
+    // Then to the task's own (IPv4) address at the container port, as Marathon does.
+    assert_eq!(targets(&s), [("10.1.0.5".to_string(), 8080)]);
+
     // `container/bridge` is Mesos's `mesos-bridge` network.
     let bridged = json!({"id": "/b", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
         "networks": [{"mode": "container/bridge"}], "container": {"type": "MESOS"}});
@@ -1169,6 +1184,30 @@ fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
     assert_eq!(
         t.extra["container"],
         json!({"type": "MESOS", "network_infos": [{"name": "mesos-bridge"}]})
+    );
+    // No container given: Marathon's default MESOS one, with one mapping (to the same port).
+    let plain = json!({"id": "/p", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container", "name": "isolated"}]});
+    s.core.create_app(&plain, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    let t = s.launched.last().expect("launched");
+    let info = &t.extra["container"]["network_infos"][0];
+    assert_eq!(info["name"], "isolated");
+    let host = info["port_mappings"][0]["host_port"]
+        .as_u64()
+        .expect("a host port");
+    assert_eq!(info["port_mappings"][0]["container_port"], host);
+    // A Docker image for the mesos containerizer is asked for as Marathon does (no DockerInfo).
+    let image = json!({"id": "/i", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
+        "container": {"type": "MESOS", "docker": {"image": "busybox"}}});
+    s.core.create_app(&image, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    let t = s.launched.last().expect("launched");
+    assert_eq!(
+        t.extra["container"],
+        json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox"}}}})
     );
 }
 

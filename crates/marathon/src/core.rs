@@ -2625,16 +2625,7 @@ pub fn build_task(
             Network::Container(name) => name,
         };
         if let Some(name) = name {
-            let mappings: Vec<Value> = specs
-                .iter()
-                .zip(ports)
-                .flat_map(|(spec, host)| {
-                    let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
-                    spec.protocols.iter().map(move |protocol| {
-                        json!({"host_port": host, "container_port": inside, "protocol": protocol})
-                    })
-                })
-                .collect();
+            let mappings = wire_port_mappings(&specs, ports);
             let mut info = json!({ "name": name });
             if !mappings.is_empty() {
                 info["port_mappings"] = json!(mappings);
@@ -2664,16 +2655,7 @@ pub fn build_task(
             if network != Network::Host {
                 // Each mapping with a host port is published from the host port it got (0 as
                 // the container port: the same port), once per protocol.
-                let mappings: Vec<Value> = specs
-                    .iter()
-                    .zip(ports)
-                    .flat_map(|(spec, host)| {
-                        let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
-                        spec.protocols.iter().map(move |protocol| {
-                            json!({"host_port": host, "container_port": inside, "protocol": protocol})
-                        })
-                    })
-                    .collect();
+                let mappings = wire_port_mappings(&specs, ports);
                 container["docker"]["port_mappings"] = json!(mappings);
             }
             match network {
@@ -2752,6 +2734,21 @@ fn mesos_health_check(h: &crate::app::HealthCheck, ports: &[u32]) -> Value {
 }
 
 mod timers;
+
+/// Mesos's `port_mappings` for an app's port specs and the host ports they got: one per
+/// mapping and protocol, from its host port to its container port (0: the host port).
+fn wire_port_mappings(specs: &[app::PortSpec], ports: &[u32]) -> Vec<Value> {
+    specs
+        .iter()
+        .zip(ports)
+        .flat_map(|(spec, host)| {
+            let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
+            spec.protocols.iter().map(move |protocol| {
+                json!({"host_port": host, "container_port": inside, "protocol": protocol})
+            })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests;

@@ -306,33 +306,8 @@ async fn a_marathon_app_on_a_cni_network_gets_its_own_address_and_is_checked_at_
         "container": {"type": "MESOS", "portMappings": [{"containerPort": 8080, "name": "http"}]},
         "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/",
             "gracePeriodSeconds": 60, "intervalSeconds": 1, "maxConsecutiveFailures": 3}]});
+    let tasks = crate::marathon::create_app_and_await_healthy(&marathon.url, &app, 2).await;
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{}/v2/apps", marathon.url))
-        .json(&app)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{:?}", created.text().await);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let tasks = loop {
-        let v: Value = client
-            .get(format!("{}/v2/apps/isolated-web", marathon.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["app"]["tasksHealthy"] == 2 {
-            break v["app"]["tasks"].as_array().unwrap().clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the app never went healthy: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
     for t in &tasks {
         assert_eq!(
             t["ipAddresses"],

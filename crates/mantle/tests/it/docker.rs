@@ -495,31 +495,10 @@ async fn a_marathon_app_on_bridge_networking_gets_its_port_mapped_and_checked() 
             "portMappings": [{"containerPort": 80, "name": "http"}]},
         "healthChecks": [{"protocol": "MESOS_HTTP", "portIndex": 0, "path": "/index.html",
             "gracePeriodSeconds": 60, "intervalSeconds": 1, "maxConsecutiveFailures": 3}]});
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{}/v2/apps", marathon.url))
-        .json(&app)
-        .send()
+    let task = crate::marathon::create_app_and_await_healthy(&marathon.url, &app, 1)
         .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{:?}", created.text().await);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let task = loop {
-        let v: Value = client
-            .get(format!("{}/v2/apps/bridged", marathon.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let app = &v["app"];
-        if app["tasksHealthy"] == 1 {
-            break app["tasks"][0].clone();
-        }
-        assert!(Instant::now() < deadline, "the app never went healthy: {v}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        .remove(0);
+    let client = reqwest::Client::new();
     let host_port = task["ports"][0].as_u64().expect("a host port");
     assert!((31000..=31100).contains(&host_port), "{task}");
     let name = containers_of(&label).remove(0);

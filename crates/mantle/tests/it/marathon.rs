@@ -92,6 +92,36 @@ pub(crate) fn step(py: &PathBuf, cluster: &Cluster, url: &str, name: &str, args:
     serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or(Value::Null)
 }
 
+/// Posts `app` to the service scheduler at `url` and waits (up to 60 s) until `healthy` of
+/// its tasks are healthy; its tasks then, as `/v2/apps/<id>` shows them.
+pub async fn create_app_and_await_healthy(url: &str, app: &Value, healthy: u64) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{url}/v2/apps"))
+        .json(app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let id = app["id"].as_str().unwrap().trim_start_matches('/');
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = client
+            .get(format!("{url}/v2/apps/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["app"]["tasksHealthy"] == healthy {
+            return v["app"]["tasks"].as_array().unwrap().clone();
+        }
+        assert!(Instant::now() < deadline, "the app never went healthy: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Pids of the tasks' processes, read from the master's view of running tasks.
 fn running_task_ids(cluster: &Cluster) -> Vec<String> {
     let tasks = cluster.state()["frameworks"][0]["tasks"].clone();

@@ -317,6 +317,25 @@ async fn a_marathon_app_on_a_cni_network_gets_its_own_address_and_is_checked_at_
         assert_eq!(t["host"], "127.0.0.2");
     }
     assert_eq!(attached(&cluster).len(), 2);
+    // Mesos-DNS names the tasks by their own address (its `netinfo` source comes first).
+    let dns = crate::dns::Dns::start(cluster.dir.path(), &cluster.master, &[]);
+    let named = tokio::task::spawn_blocking(move || {
+        dns.wait_subscribed();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = dns.short(&["isolated-web.marathon.mesos"]);
+            if !a.is_empty() || std::time::Instant::now() > deadline {
+                return a;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !named.is_empty() && named.iter().all(|a| a == "127.0.0.1"),
+        "the tasks' own address, not their agent's (127.0.0.2): {named:?}"
+    );
     let deleted = client
         .delete(format!("{}/v2/apps/isolated-web", marathon.url))
         .send()

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 /// The bound the issue sets: a change is served within this long after the master has it.
 const BOUND: Duration = Duration::from_secs(1);
 
-struct Dns {
+pub struct Dns {
     child: Child,
     port: u16,
     http: String,
 }
 
 impl Dns {
-    fn start(dir: &std::path::Path, master: &str, extra: &[&str]) -> Dns {
+    pub fn start(dir: &std::path::Path, master: &str, extra: &[&str]) -> Dns {
         let port = free_port("127.0.0.1");
         let http_port = free_port("127.0.0.1");
         let log = std::fs::OpenOptions::new()
@@ -51,7 +51,7 @@ impl Dns {
     }
 
     /// Waits until the server has the master's state (`leader.<domain>` resolves).
-    fn wait_subscribed(&self) {
+    pub fn wait_subscribed(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.short(&["leader.mesos"]) != ["127.0.0.1"] {
             assert!(Instant::now() < deadline, "mantle dns never subscribed");
@@ -76,7 +76,7 @@ impl Dns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn short(&self, args: &[&str]) -> Vec<String> {
+    pub fn short(&self, args: &[&str]) -> Vec<String> {
         let mut a = vec!["+short"];
         a.extend_from_slice(args);
         let mut lines: Vec<String> = self.dig(&a).lines().map(str::to_string).collect();

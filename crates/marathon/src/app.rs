@@ -73,6 +73,8 @@ pub struct PortMapping {
     /// `tcp`, `udp`, or both (`udp,tcp`).
     pub protocols: Vec<String>,
     pub name: Option<String>,
+    /// The container networks it applies to (`networkNames`); empty: all of them.
+    pub network_names: Vec<String>,
 }
 
 /// A host port a task needs.
@@ -88,6 +90,8 @@ pub struct PortSpec {
     pub name: Option<String>,
     /// `tcp`, `udp`, or both.
     pub protocols: Vec<String>,
+    /// A mapping's container networks (`networkNames`); empty: all of them.
+    pub network_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +370,14 @@ impl AppDefinition {
                         .map(|p| p.trim().to_string())
                         .collect(),
                     name: m.get("name").and_then(Value::as_str).map(str::to_string),
+                    network_names: m
+                        .get("networkNames")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
                 }
             })
             .collect()
@@ -385,6 +397,7 @@ impl AppDefinition {
                     container_port: None,
                     name: d.name.clone(),
                     protocols: d.protocol.split(',').map(str::to_string).collect(),
+                    network_names: Vec::new(),
                 })
                 .collect();
         }
@@ -400,6 +413,7 @@ impl AppDefinition {
                     container_port: Some(m.container_port),
                     name: m.name,
                     protocols: m.protocols,
+                    network_names: m.network_names,
                 }
             })
             .collect()
@@ -1045,12 +1059,25 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 "error.expected.jsstring: host, container or container/bridge",
             );
         }
+        // Several networks are container networks of a MESOS container, as in Marathon.
         if i > 0 {
-            push(
-                r.errs,
-                format!("/networks/{i}"),
-                "an app joins one network here (Marathon allows several container networks; Mantle does not yet)",
-            );
+            let all_container = networks.iter().all(|n| {
+                n.get("mode").and_then(Value::as_str).unwrap_or("container") == "container"
+            });
+            let mesos = container.as_ref().is_some_and(|c| c.kind == "MESOS");
+            if !all_container {
+                push(
+                    r.errs,
+                    format!("/networks/{i}"),
+                    "host and container/bridge networking cannot be combined with other networks",
+                );
+            } else if !mesos {
+                push(
+                    r.errs,
+                    format!("/networks/{i}"),
+                    "a DOCKER container joins one network; several container networks need a MESOS container",
+                );
+            }
         }
         if mode == "container"
             && n.get("name")
@@ -1061,6 +1088,48 @@ pub fn parse(body: &Value, base: &str, version: &str) -> Result<AppDefinition, V
                 r.errs,
                 format!("/networks/{i}/name"),
                 "a container network needs the name of the network to join",
+            );
+        }
+    }
+    // A mapping's `networkNames` name the app's container networks; with several, a mapping
+    // with a host port names exactly one (Marathon's rule).
+    let container_networks: Vec<&str> = networks
+        .iter()
+        .filter(|n| n.get("mode").and_then(Value::as_str).unwrap_or("container") == "container")
+        .filter_map(|n| n.get("name").and_then(Value::as_str))
+        .collect();
+    for (i, m) in container
+        .iter()
+        .flat_map(|c| c.port_mappings.iter())
+        .enumerate()
+    {
+        let at = format!("/container/portMappings/{i}/networkNames");
+        let names: Vec<&str> = match m.get("networkNames") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            Some(_) => {
+                push(r.errs, at, "error.expected.jsarray");
+                continue;
+            }
+        };
+        for n in &names {
+            if !container_networks.contains(n) {
+                push(
+                    r.errs,
+                    at.clone(),
+                    format!("'{n}' is not one of the app's container networks"),
+                );
+            }
+        }
+        let host_port = m
+            .get("hostPort")
+            .and_then(Value::as_u64)
+            .is_some_and(|p| p != 0);
+        if container_networks.len() > 1 && host_port && names.len() != 1 {
+            push(
+                r.errs,
+                at,
+                "with several container networks, a mapping with a hostPort names exactly one of them",
             );
         }
     }

@@ -2619,30 +2619,42 @@ pub fn build_task(
         // A network of its own is joined through the agent's CNI isolator, as Marathon asks
         // Mesos: `container/bridge` is Mesos's `mesos-bridge` network; the port mappings and
         // the network's labels go with it for its plugins.
-        let name = match app.network() {
-            Network::Host => None,
-            Network::Bridge => Some("mesos-bridge".to_string()),
-            Network::Container(name) => name,
-        };
-        if let Some(name) = name {
-            let mappings = wire_port_mappings(&specs, ports);
-            let mut info = json!({ "name": name });
-            if !mappings.is_empty() {
-                info["port_mappings"] = json!(mappings);
-            }
-            let labels: Vec<Value> = app
+        // The networks it joins, each with its labels: every `container` network, or Mesos's
+        // `mesos-bridge` for `container/bridge`.
+        let networks: Vec<(String, Option<&Value>)> = match app.network() {
+            Network::Host => Vec::new(),
+            Network::Bridge => vec![("mesos-bridge".to_string(), None)],
+            Network::Container(_) => app
                 .networks
-                .first()
-                .and_then(|n| n.get("labels"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some(json!({"key": k, "value": v.as_str()?})))
-                .collect();
-            if !labels.is_empty() {
-                info["labels"] = json!({ "labels": labels });
-            }
-            container["network_infos"] = json!([info]);
+                .iter()
+                .filter_map(|n| {
+                    let name = n.get("name").and_then(Value::as_str)?;
+                    Some((name.to_string(), n.get("labels")))
+                })
+                .collect(),
+        };
+        let infos: Vec<Value> = networks
+            .iter()
+            .map(|(name, labels)| {
+                let mut info = json!({ "name": name });
+                let mappings = wire_port_mappings(&specs, ports, Some(name));
+                if !mappings.is_empty() {
+                    info["port_mappings"] = json!(mappings);
+                }
+                let labels: Vec<Value> = labels
+                    .and_then(|l| l.as_object())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some(json!({"key": k, "value": v.as_str()?})))
+                    .collect();
+                if !labels.is_empty() {
+                    info["labels"] = json!({ "labels": labels });
+                }
+                info
+            })
+            .collect();
+        if !infos.is_empty() {
+            container["network_infos"] = json!(infos);
         }
         if container.as_object().is_some_and(|o| o.len() > 1) {
             extra.insert("container".into(), container);
@@ -2655,7 +2667,7 @@ pub fn build_task(
             if network != Network::Host {
                 // Each mapping with a host port is published from the host port it got (0 as
                 // the container port: the same port), once per protocol.
-                let mappings = wire_port_mappings(&specs, ports);
+                let mappings = wire_port_mappings(&specs, ports, None);
                 container["docker"]["port_mappings"] = json!(mappings);
             }
             match network {
@@ -2736,11 +2748,17 @@ fn mesos_health_check(h: &crate::app::HealthCheck, ports: &[u32]) -> Value {
 mod timers;
 
 /// Mesos's `port_mappings` for an app's port specs and the host ports they got: one per
-/// mapping and protocol, from its host port to its container port (0: the host port).
-fn wire_port_mappings(specs: &[app::PortSpec], ports: &[u32]) -> Vec<Value> {
+/// mapping and protocol, from its host port to its container port (0: the host port); with
+/// `network`, only the mappings of that network (those naming it, or naming none).
+fn wire_port_mappings(specs: &[app::PortSpec], ports: &[u32], network: Option<&str>) -> Vec<Value> {
     specs
         .iter()
         .zip(ports)
+        .filter(|(spec, _)| {
+            network.is_none_or(|n| {
+                spec.network_names.is_empty() || spec.network_names.iter().any(|x| x == n)
+            })
+        })
         .flat_map(|(spec, host)| {
             let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
             spec.protocols.iter().map(move |protocol| {

@@ -175,6 +175,12 @@ fn container_networking_needs_a_container_and_its_mappings_are_unique() {
             "container": {"type": "MESOS", "portMappings": [{"containerPort": 80}]}});
         assert!(parse(&body, "/", V).is_ok(), "{body}");
     }
+    // A MESOS container may join several container networks.
+    let body = json!({"id": "a", "cmd": "x",
+        "networks": [{"mode": "container", "name": "a"}, {"mode": "container", "name": "b"}],
+        "container": {"type": "MESOS", "portMappings": [
+            {"containerPort": 80, "hostPort": 31000, "networkNames": ["b"]}, {"containerPort": 81}]}});
+    assert!(parse(&body, "/", V).is_ok(), "{body}");
     // Without a container it is a MESOS one with one port mapping, as Marathon normalizes it.
     let a = parse(
         &json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "isolated"}]}),
@@ -191,8 +197,28 @@ fn container_networking_needs_a_container_and_its_mappings_are_unique() {
     for (body, path) in [
         (
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}, {"mode": "container", "name": "b"}],
+                "container": {"type": "DOCKER", "docker": {"image": "x"}}}),
+            "/networks/1",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}, {"mode": "host"}],
                 "container": {"type": "MESOS"}}),
             "/networks/1",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}],
+                "container": {"type": "MESOS", "portMappings": [{"containerPort": 80, "networkNames": ["b"]}]}}),
+            "/container/portMappings/0/networkNames",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}, {"mode": "container", "name": "b"}],
+                "container": {"type": "MESOS", "portMappings": [{"containerPort": 80, "hostPort": 31000}]}}),
+            "/container/portMappings/0/networkNames",
+        ),
+        (
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container", "name": "a"}],
+                "container": {"type": "MESOS", "portMappings": [{"containerPort": 80, "networkNames": "a"}]}}),
+            "/container/portMappings/0/networkNames",
         ),
         (
             json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],

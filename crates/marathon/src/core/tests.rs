@@ -1185,6 +1185,40 @@ fn a_mesos_app_on_a_cni_network_joins_it_and_reports_the_tasks_own_addresses() {
         t.extra["container"],
         json!({"type": "MESOS", "network_infos": [{"name": "mesos-bridge"}]})
     );
+    // Several container networks: one NetworkInfo each, with the mappings that name it (or
+    // name none).
+    let multi = json!({"id": "/m", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
+        "networks": [{"mode": "container", "name": "front", "labels": {"side": "a"}},
+                     {"mode": "container", "name": "back"}],
+        "container": {"type": "MESOS", "portMappings": [
+            {"containerPort": 80, "hostPort": 31080, "networkNames": ["front"]},
+            {"containerPort": 9000}]}});
+    s.core.create_app(&multi, s.now).expect("created");
+    s.collect();
+    s.offer(1);
+    let t = s.launched.last().expect("launched");
+    let infos = t.extra["container"]["network_infos"]
+        .as_array()
+        .expect("infos")
+        .clone();
+    assert_eq!(infos.len(), 2, "{infos:?}");
+    assert_eq!(infos[0]["name"], "front");
+    assert_eq!(
+        infos[0]["labels"],
+        json!({"labels": [{"key": "side", "value": "a"}]})
+    );
+    let inside = |i: &Value| -> Vec<u64> {
+        i["port_mappings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["container_port"].as_u64())
+            .collect()
+    };
+    assert_eq!(inside(&infos[0]), [80, 9000]);
+    assert_eq!(infos[1]["name"], "back");
+    assert_eq!(inside(&infos[1]), [9000]);
+    assert_eq!(infos[0]["port_mappings"][0]["host_port"], 31080);
     // No container given: Marathon's default MESOS one, with one mapping (to the same port).
     let plain = json!({"id": "/p", "cmd": "serve", "instances": 1, "cpus": 0.1, "mem": 16,
         "networks": [{"mode": "container", "name": "isolated"}]});

@@ -1269,7 +1269,9 @@ fn validate_constraint(parts: &[String]) -> Result<Constraint, String> {
 /// them (clients such as marathon-python still send them): `container.docker.network`
 /// becomes `networks` (`BRIDGE`: `container/bridge`; `USER`: `container` on
 /// `ipAddress.networkName`; `HOST`: `host`) unless `networks` is given, and
-/// `container.docker.portMappings` becomes `container.portMappings` unless that is given.
+/// `container.docker.portMappings` becomes `container.portMappings` unless that is given;
+/// without a Docker network, IP-per-task (`ipAddress`) becomes a `container` network named
+/// `ipAddress.networkName` and `ipAddress.discovery.ports` the port mappings.
 fn with_legacy_networking_migrated(body: &Value) -> Value {
     let mut body = body.clone();
     let Some(app) = body.as_object_mut() else {
@@ -1283,6 +1285,49 @@ fn with_legacy_networking_migrated(body: &Value) -> Value {
         .get("networks")
         .and_then(Value::as_array)
         .is_some_and(|n| !n.is_empty());
+    // IP-per-task (`ipAddress`) without a Docker network: a container network (its name and
+    // labels), with `ipAddress.discovery.ports` as the port mappings.
+    let docker_network = app
+        .get("container")
+        .and_then(|c| c.get("docker"))
+        .and_then(|d| d.get("network"))
+        .is_some_and(|n| !n.is_null());
+    let ip_address = app.get("ipAddress").filter(|v| v.is_object()).cloned();
+    if let (Some(ip), false, false) = (ip_address, has_networks, docker_network) {
+        let mut network = json!({"mode": "container"});
+        for key in ["name", "labels"] {
+            let from = if key == "name" { "networkName" } else { key };
+            if let Some(v) = ip.get(from).filter(|v| !v.is_null()) {
+                network[key] = v.clone();
+            }
+        }
+        app.insert("networks".into(), json!([network]));
+        let ports: Vec<Value> = ip
+            .get("discovery")
+            .and_then(|d| d.get("ports"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let mut m = json!({"containerPort": p.get("number")?});
+                for key in ["name", "protocol", "labels"] {
+                    if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
+                        m[key] = v.clone();
+                    }
+                }
+                Some(m)
+            })
+            .collect();
+        if !ports.is_empty() {
+            let container = app
+                .entry("container")
+                .or_insert_with(|| json!({"type": "MESOS"}));
+            if let Some(c) = container.as_object_mut() {
+                c.entry("portMappings").or_insert_with(|| json!(ports));
+            }
+        }
+        return body;
+    }
     let Some(container) = app.get_mut("container").and_then(Value::as_object_mut) else {
         return body;
     };

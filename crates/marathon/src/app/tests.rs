@@ -275,3 +275,41 @@ fn marathon_1_4_networking_fields_are_migrated() {
     assert_eq!(host.network(), Network::Host);
     assert_eq!(host.port_count(), 1, "the default port definition");
 }
+
+#[test]
+fn marathon_1_4_ip_per_task_becomes_a_container_network() {
+    let a = parse(
+        &json!({"id": "a", "cmd": "x", "ipAddress": {"networkName": "isolated",
+            "labels": {"tier": "web"},
+            "discovery": {"ports": [{"number": 8080, "name": "http", "protocol": "tcp"}]}}}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(
+        a.networks,
+        [json!({"mode": "container", "name": "isolated", "labels": {"tier": "web"}})]
+    );
+    let c = a.container.expect("a MESOS container");
+    assert_eq!(c.kind, "MESOS");
+    assert_eq!(
+        c.port_mappings,
+        [json!({"containerPort": 8080, "name": "http", "protocol": "tcp"})]
+    );
+    // Without a network name the network is refused at its name, as any unnamed one.
+    let errs =
+        parse(&json!({"id": "a", "cmd": "x", "ipAddress": {}}), "/", V).expect_err("unnamed");
+    assert!(
+        errs.iter().any(|v| v.path == "/networks/0/name"),
+        "{errs:?}"
+    );
+    // Given networks win.
+    let a = parse(
+        &json!({"id": "a", "cmd": "x", "ipAddress": {"networkName": "isolated"},
+            "networks": [{"mode": "host"}]}),
+        "/",
+        V,
+    )
+    .expect("valid");
+    assert_eq!(a.networks, [json!({"mode": "host"})]);
+}

@@ -94,6 +94,14 @@ pub struct PortSpec {
     pub network_names: Vec<String>,
 }
 
+impl PortSpec {
+    /// The port inside the container for host port `host`: the mapping's container port, or
+    /// the host port itself (no mapping, or container port 0).
+    pub fn port_inside(&self, host: u32) -> u32 {
+        self.container_port.filter(|p| *p != 0).unwrap_or(host)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FetchUri {

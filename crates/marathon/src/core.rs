@@ -105,9 +105,7 @@ impl Instance {
             if let Some(ip) = ip {
                 let port = specs
                     .get(idx)
-                    .and_then(|s| s.container_port)
-                    .filter(|p| *p != 0)
-                    .unwrap_or(host_port);
+                    .map_or(host_port, |s| s.port_inside(host_port));
                 return Some((ip.to_string(), port));
             }
         }
@@ -1859,7 +1857,15 @@ impl Core {
             };
             let at = match (check.port, check.port_index) {
                 (Some(p), _) => Some((i.host.clone(), p)),
-                (None, idx) => i.probe_at(app, &app.port_specs(), idx.unwrap_or(0) as usize),
+                (None, idx) => {
+                    // Port specs matter only to a task with an address of its own.
+                    let specs = if i.ip_addresses.is_empty() {
+                        Vec::new()
+                    } else {
+                        app.port_specs()
+                    };
+                    i.probe_at(app, &specs, idx.unwrap_or(0) as usize)
+                }
             };
             if let Some((host, port)) = at {
                 out.push((i.task_id.clone(), host, port, check.clone()));
@@ -2687,7 +2693,7 @@ pub fn build_task(
         let check_ports: Vec<u32> = specs
             .iter()
             .zip(ports)
-            .map(|(spec, host)| spec.container_port.filter(|p| *p != 0).unwrap_or(*host))
+            .map(|(spec, host)| spec.port_inside(*host))
             .collect();
         extra.insert("health_check".into(), mesos_health_check(h, &check_ports));
     }
@@ -2760,7 +2766,7 @@ fn wire_port_mappings(specs: &[app::PortSpec], ports: &[u32], network: Option<&s
             })
         })
         .flat_map(|(spec, host)| {
-            let inside = spec.container_port.filter(|p| *p != 0).unwrap_or(*host);
+            let inside = spec.port_inside(*host);
             spec.protocols.iter().map(move |protocol| {
                 json!({"host_port": host, "container_port": inside, "protocol": protocol})
             })

@@ -41,6 +41,13 @@ fn containers_of(label: &str) -> Vec<String> {
 
 /// A one-agent cluster whose agent runs Docker containers on the test daemon (with `extra`
 /// agent flags), and the label its containers carry.
+/// `docker inspect` of the first container labelled `label`.
+fn inspect_first(label: &str) -> Value {
+    let name = containers_of(label).remove(0);
+    let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
+    inspect[0].clone()
+}
+
 fn docker_cluster(extra: &[&str]) -> (Cluster, String) {
     docker(&["image", "inspect", IMAGE]);
     let mut args = vec!["--containerizers", "docker,mesos", "--docker-socket", SOCK];
@@ -398,9 +405,7 @@ async fn docker_networks_and_port_mappings_follow_mesos() {
         containers_of(&label).len() == 1
     })
     .await;
-    let name = containers_of(&label).remove(0);
-    let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
-    let c = &inspect[0];
+    let c = &inspect_first(&label);
     assert_eq!(c["HostConfig"]["NetworkMode"], "bridge", "{c}");
     assert_eq!(
         c["HostConfig"]["PortBindings"],
@@ -501,9 +506,7 @@ async fn a_marathon_app_on_bridge_networking_gets_its_port_mapped_and_checked() 
     let client = reqwest::Client::new();
     let host_port = task["ports"][0].as_u64().expect("a host port");
     assert!((31000..=31100).contains(&host_port), "{task}");
-    let name = containers_of(&label).remove(0);
-    let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
-    let c = &inspect[0];
+    let c = &inspect_first(&label);
     assert_eq!(c["HostConfig"]["NetworkMode"], "bridge", "{c}");
     assert_eq!(
         c["HostConfig"]["PortBindings"],

@@ -3,10 +3,13 @@
 //! each named network by the network's CNI plugin, as Mesos's isolator does
 //! (`docs/cni.md`). Without a named network a container stays on the host network.
 //!
-//! - Networks are CNI network configurations (one plugin per file: `*.conf`, `*.json`) in
-//!   `--network-cni-config-dir`, named by their `name`, read from disk at every launch (a
-//!   network added, changed or removed there applies to the next container without a
-//!   restart); plugins are the executables in `--network-cni-plugins-dir`.
+//! - Networks are CNI network configurations (one plugin: `*.conf`, `*.json`) and
+//!   configuration lists (a chain of plugins: `*.conflist`, beyond Mesos, which reads single
+//!   plugins only) in `--network-cni-config-dir`, named by their `name`, read from disk at
+//!   every launch (a network added, changed or removed there applies to the next container
+//!   without a restart); plugins are the executables in `--network-cni-plugins-dir`. A
+//!   list's plugins are added in order, each given the result so far (`prevResult`), and
+//!   deleted in reverse order, as CNI's libcni runs them.
 //! - Per container, under the agent's runtime directory (`/run/mantle/cni/agent-<ip>-<port>/
 //!   <container id>/`, as Mesos keeps them under `/var/run/mesos`: namespaces do not outlive
 //!   a reboot, and nothing there lies under the `/tmp` that `namespaces/pid` hides): `ns` and
@@ -177,6 +180,41 @@ fn with_network_info(config: &mut Value, info: &Value) -> Option<()> {
     Some(())
 }
 
+/// Gives a plugin that declares the `portMappings` capability (as Debian's `portmap` does)
+/// the `NetworkInfo`'s port mappings as `runtimeConfig.portMappings`, the way CNI runtimes
+/// pass them; others get them only inside `network_info`. `None` when `runtimeConfig` is
+/// there but not an object.
+fn with_port_mappings(config: &mut Value, info: &Value) -> Option<()> {
+    let wanted = config
+        .get("capabilities")
+        .and_then(|c| c.get("portMappings"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let mappings: Vec<Value> = info
+        .get("port_mappings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            json!({
+                "hostPort": m.get("host_port").cloned().unwrap_or(Value::Null),
+                "containerPort": m.get("container_port").cloned().unwrap_or(Value::Null),
+                "protocol": m.get("protocol").and_then(Value::as_str).unwrap_or("tcp"),
+            })
+        })
+        .collect();
+    if !wanted || mappings.is_empty() {
+        return Some(());
+    }
+    config
+        .as_object_mut()?
+        .entry("runtimeConfig")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()?
+        .insert("portMappings".into(), Value::Array(mappings));
+    Some(())
+}
+
 /// CNI spec versions from 0.4.0 on give `DEL` the `ADD` result as `prevResult`.
 fn wants_prev_result(config: &Value) -> bool {
     let v = config
@@ -186,6 +224,53 @@ fn wants_prev_result(config: &Value) -> bool {
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (major, minor) >= (0, 4)
+}
+
+/// A plugin's failure within a list of several names the plugin.
+fn in_chain(e: CniError, plugins: &[Value], config: &Value) -> CniError {
+    match e {
+        CniError::Plugin {
+            network,
+            command,
+            message,
+        } if plugins.len() > 1 => {
+            let plugin = config.get("type").and_then(Value::as_str).unwrap_or("");
+            CniError::Plugin {
+                network,
+                command,
+                message: format!("plugin '{plugin}': {message}"),
+            }
+        }
+        e => e,
+    }
+}
+
+/// The plugin configurations of network `name`'s configuration (read from `file`): itself,
+/// or each entry of a list's `plugins` with the list's `name` and `cniVersion`.
+fn plugins_of(name: &str, file: &Path, config: Value) -> Result<Vec<Value>, CniError> {
+    let Some(list) = config.get("plugins") else {
+        return Ok(vec![config]);
+    };
+    let invalid = || {
+        CniError::Invalid(format!(
+            "CNI network '{name}' ({}): \"plugins\" must be a non-empty list of plugin configurations",
+            file.display()
+        ))
+    };
+    let list = list
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(invalid)?;
+    list.iter()
+        .map(|plugin| {
+            let mut plugin = plugin.as_object().cloned().ok_or_else(invalid)?;
+            plugin.insert("name".into(), json!(name));
+            if let Some(v) = config.get("cniVersion") {
+                plugin.insert("cniVersion".into(), v.clone());
+            }
+            Ok(Value::Object(plugin))
+        })
+        .collect()
 }
 
 impl Cni {
@@ -218,12 +303,19 @@ impl Cni {
         self.root.join(container_id)
     }
 
-    /// The configuration naming `name` (files read in name order; the first one wins).
-    fn config(&self, name: &str) -> Result<Value, CniError> {
+    /// The plugin configurations of the network named `name`, in the order they run: one for
+    /// a network configuration (`*.conf`, `*.json`), each of its `plugins` for a
+    /// configuration list (`*.conflist`, or any file with a `plugins` array), which give each
+    /// plugin the list's `name` and `cniVersion`, as CNI's libcni does. Files are read in
+    /// name order; the first one naming `name` wins.
+    fn config(&self, name: &str) -> Result<Vec<Value>, CniError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.config_dir)
             .map_err(io(&self.config_dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "conf" || x == "json"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "conf" || x == "json" || x == "conflist")
+            })
             .collect();
         files.sort();
         for f in files {
@@ -231,7 +323,9 @@ impl Cni {
                 continue;
             };
             match serde_json::from_str::<Value>(&text) {
-                Ok(v) if v.get("name").and_then(Value::as_str) == Some(name) => return Ok(v),
+                Ok(v) if v.get("name").and_then(Value::as_str) == Some(name) => {
+                    return plugins_of(name, &f, v);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(file = %f.display(), error = %e, "CNI configuration skipped: not JSON");
@@ -335,7 +429,8 @@ impl Cni {
             )));
         }
         // Every network resolves before anything is created.
-        let mut configs: Vec<(String, Value, Value)> = Vec::with_capacity(request.networks.len());
+        let mut configs: Vec<(String, Value, Vec<Value>)> =
+            Vec::with_capacity(request.networks.len());
         for info in &request.networks {
             let name = info.get("name").and_then(Value::as_str).unwrap_or("");
             if configs.iter().any(|(n, _, _)| n == name) {
@@ -343,14 +438,21 @@ impl Cni {
                     "container.network_infos names network '{name}' more than once"
                 )));
             }
-            let mut config = self.config(name)?;
-            self.plugin(name, &config)?;
-            with_network_info(&mut config, info).ok_or_else(|| {
-                CniError::Invalid(format!(
-                    "CNI network '{name}': its configuration's \"args\" is not an object"
-                ))
-            })?;
-            configs.push((name.to_string(), info.clone(), config));
+            let mut plugins = self.config(name)?;
+            for config in &mut plugins {
+                self.plugin(name, config)?;
+                with_network_info(config, info).ok_or_else(|| {
+                    CniError::Invalid(format!(
+                        "CNI network '{name}': its configuration's \"args\" is not an object"
+                    ))
+                })?;
+                with_port_mappings(config, info).ok_or_else(|| {
+                    CniError::Invalid(format!(
+                        "CNI network '{name}': its configuration's \"runtimeConfig\" is not an object"
+                    ))
+                })?;
+            }
+            configs.push((name.to_string(), info.clone(), plugins));
         }
         let attached = self.create_namespaces(container_id, hostname)?;
         match self.add_all(container_id, &attached, hostname, configs) {
@@ -407,31 +509,44 @@ impl Cni {
         container_id: &str,
         attached: &Attached,
         hostname: &str,
-        configs: Vec<(String, Value, Value)>,
+        configs: Vec<(String, Value, Vec<Value>)>,
     ) -> Result<Vec<Value>, CniError> {
         let mut record = Vec::new();
         let mut infos = Vec::new();
-        for (i, (name, info, config)) in configs.into_iter().enumerate() {
+        for (i, (name, info, plugins)) in configs.into_iter().enumerate() {
             let ifname = format!("eth{i}");
             // Recorded before its ADD, so that a detach frees it even if the ADD half happened
             // (the agent stopped, or the plugin failed midway): to a CNI plugin a DEL of what
             // was never added is no error.
-            record.push(json!({"name": name, "ifname": ifname, "config": config}));
+            record.push(json!({"name": name, "ifname": ifname, "plugins": plugins}));
             self.save(container_id, hostname, &record)?;
-            let result = self.call(
-                "ADD",
-                &name,
-                &config,
-                container_id,
-                &attached.netns,
-                &ifname,
-            )?;
+            // A list's plugins run in order, each given the result so far as `prevResult`;
+            // the last one's result is the network's.
+            let mut result: Option<Value> = None;
+            for config in &plugins {
+                let mut config = config.clone();
+                if let Some(prev) = &result {
+                    config["prevResult"] = prev.clone();
+                }
+                let answer = self
+                    .call(
+                        "ADD",
+                        &name,
+                        &config,
+                        container_id,
+                        &attached.netns,
+                        &ifname,
+                    )
+                    .map_err(|e| in_chain(e, &plugins, &config))?;
+                result = Some(answer);
+            }
+            let result = result.unwrap_or(Value::Null);
             let mut info = info;
             info["ip_addresses"] = Value::Array(ip_addresses(&result));
             infos.push(info.clone());
             record.pop();
             record.push(json!({
-                "name": name, "ifname": ifname, "config": config, "result": result, "network_info": info,
+                "name": name, "ifname": ifname, "plugins": plugins, "result": result, "network_info": info,
             }));
             self.save(container_id, hostname, &record)?;
         }
@@ -488,15 +603,24 @@ impl Cni {
             for n in networks.iter().rev() {
                 let name = n.get("name").and_then(Value::as_str).unwrap_or("");
                 let ifname = n.get("ifname").and_then(Value::as_str).unwrap_or("eth0");
-                let mut config = n.get("config").cloned().unwrap_or(Value::Null);
-                if wants_prev_result(&config) {
-                    if let Some(r) = n.get("result").filter(|r| r.is_object()) {
-                        config["prevResult"] = r.clone();
+                // A list's plugins are deleted last first, each given the network's result.
+                // (Records of agents before lists were read hold one `config`.)
+                let plugins = match n.get("plugins").and_then(Value::as_array) {
+                    Some(list) => list.clone(),
+                    None => n.get("config").cloned().into_iter().collect(),
+                };
+                for config in plugins.iter().rev() {
+                    let mut config = config.clone();
+                    if wants_prev_result(&config) {
+                        if let Some(r) = n.get("result").filter(|r| r.is_object()) {
+                            config["prevResult"] = r.clone();
+                        }
                     }
-                }
-                if let Err(e) = self.call("DEL", name, &config, container_id, &netns, ifname) {
-                    tracing::warn!(container_id, error = %e, "CNI detach failed");
-                    first_error.get_or_insert(e);
+                    if let Err(e) = self.call("DEL", name, &config, container_id, &netns, ifname) {
+                        let e = in_chain(e, &plugins, &config);
+                        tracing::warn!(container_id, error = %e, "CNI detach failed");
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
@@ -760,6 +884,76 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_configuration_list_chains_real_plugins() {
+        // Debian's `tuning` runs only chained: it sets a sysctl of the container's network
+        // namespace after `loopback` set up its interface.
+        let (_tmp, cni) = isolator(&[(
+            "10-tuned.conflist",
+            json!({"cniVersion": "1.0.0", "name": "tuned", "plugins": [
+                {"type": "loopback"},
+                {"type": "tuning", "sysctl": {"net.core.somaxconn": "777"}},
+            ]}),
+        )]);
+        let request = Request {
+            networks: vec![json!({"name": "tuned"})],
+            hostname: None,
+        };
+        let a = cni.attach("c1", &request).expect("attach");
+        assert_eq!(
+            a.network_infos[0]["ip_addresses"][0],
+            json!({"protocol": "IPv4", "ip_address": "127.0.0.1"})
+        );
+        let inside = run_in("net", &a.netns, &["cat", "/proc/sys/net/core/somaxconn"]);
+        assert_eq!(inside.trim(), "777");
+        let host = std::fs::read_to_string("/proc/sys/net/core/somaxconn").expect("sysctl");
+        assert_ne!(host.trim(), "777", "the host's own value is untouched");
+        cni.detach("c1").expect("detach");
+        assert!(cni.containers().is_empty());
+    }
+
+    #[test]
+    fn bad_configuration_lists_are_refused_with_their_file() {
+        let (_tmp, cni) = isolator(&[
+            (
+                "empty.conflist",
+                json!({"cniVersion": "1.0.0", "name": "empty", "plugins": []}),
+            ),
+            (
+                "strings.conflist",
+                json!({"cniVersion": "1.0.0", "name": "strings", "plugins": ["loopback"]}),
+            ),
+            (
+                "gap.conflist",
+                json!({"cniVersion": "1.0.0", "name": "gap", "plugins": [
+                    {"type": "loopback"}, {"type": "no-such-plugin"},
+                ]}),
+            ),
+        ]);
+        for (name, expected) in [
+            (
+                "empty",
+                "empty.conflist): \"plugins\" must be a non-empty list",
+            ),
+            (
+                "strings",
+                "strings.conflist): \"plugins\" must be a non-empty list",
+            ),
+            (
+                "gap",
+                "CNI network 'gap': plugin 'no-such-plugin' is not in",
+            ),
+        ] {
+            let request = Request {
+                networks: vec![json!({ "name": name })],
+                hostname: None,
+            };
+            let e = cni.attach("c", &request).expect_err(name).to_string();
+            assert!(e.contains(expected), "{e} should say {expected}");
+            assert!(cni.containers().is_empty(), "{name}: nothing is created");
+        }
+    }
+
     /// A plugin (a shell script) that logs each call's command, interface, container, plugin
     /// path and namespace to `log`, and its input to `log.stdin`, answers ADD with an address
     /// of the documentation range (never used for traffic), and fails when its configuration
@@ -802,6 +996,24 @@ exit 0
         ] {
             std::fs::write(conf.join(format!("{name}.conf")), c.to_string()).expect("write");
         }
+        std::fs::write(
+            conf.join("chain.conflist"),
+            json!({"cniVersion": "1.0.0", "name": "chain", "plugins": [
+                {"type": "logger", "step": 1},
+                {"type": "logger", "step": 2, "capabilities": {"portMappings": true}},
+            ]})
+            .to_string(),
+        )
+        .expect("write");
+        std::fs::write(
+            conf.join("halfway.conflist"),
+            json!({"cniVersion": "1.0.0", "name": "halfway", "plugins": [
+                {"type": "logger", "step": 1},
+                {"type": "logger", "step": 2, "fail": true},
+            ]})
+            .to_string(),
+        )
+        .expect("write");
         let cni = Cni::new(&conf, &plugins, &tmp.path().join("run")).expect("cni");
         let plugins = std::fs::canonicalize(&plugins).expect("canonical");
         let log = tmp.path().join("log");
@@ -876,6 +1088,7 @@ exit 0
             .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
             .collect();
         assert_eq!(calls, ["ADD eth0", "ADD eth1", "DEL eth1", "DEL eth0"]);
+        let _ = take(&tmp.path().join("log.stdin"));
         assert!(cni.containers().is_empty());
 
         let twice = Request {
@@ -885,5 +1098,70 @@ exit 0
         let e = cni.attach("c3", &twice).expect_err("twice").to_string();
         assert!(e.contains("names network 'first' more than once"), "{e}");
         assert!(take(&log).is_empty(), "nothing was called");
+
+        // A list: its plugins are added in order on the same interface, each after the first
+        // given the result so far, and deleted last first, each given the list's result.
+        let chain = Request {
+            networks: vec![json!({"name": "chain", "labels": labels, "port_mappings": [
+                {"host_port": 31000, "container_port": 8080, "protocol": "udp"},
+                {"host_port": 31001, "container_port": 9090},
+            ]})],
+            hostname: None,
+        };
+        let a = cni.attach("c4", &chain).expect("attach the list");
+        assert_eq!(a.network_infos[0]["ip_addresses"], ip);
+        let calls = |lines: Vec<String>| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        assert_eq!(calls(take(&log)), ["ADD eth0", "ADD eth0"]);
+        let added = stdin(&take(&tmp.path().join("log.stdin")));
+        for (i, c) in added.iter().enumerate() {
+            assert_eq!(c["step"], i + 1);
+            assert_eq!(c["name"], "chain", "each plugin gets the list's name");
+            assert_eq!(c["cniVersion"], "1.0.0", "and its version");
+            assert_eq!(
+                c["args"]["org.apache.mesos"]["network_info"]["labels"],
+                labels
+            );
+        }
+        assert!(added[0].get("prevResult").is_none(), "{}", added[0]);
+        // Only the plugin that declares the capability gets the port mappings as CNI's.
+        assert!(added[0].get("runtimeConfig").is_none(), "{}", added[0]);
+        assert_eq!(
+            added[1]["runtimeConfig"]["portMappings"],
+            json!([
+                {"hostPort": 31000, "containerPort": 8080, "protocol": "udp"},
+                {"hostPort": 31001, "containerPort": 9090, "protocol": "tcp"},
+            ])
+        );
+        assert_eq!(added[1]["prevResult"]["ips"][0]["address"], "192.0.2.10/24");
+        cni.detach("c4").expect("detach the list");
+        assert_eq!(calls(take(&log)), ["DEL eth0", "DEL eth0"]);
+        let deleted = stdin(&take(&tmp.path().join("log.stdin")));
+        assert_eq!(deleted[0]["step"], 2);
+        assert_eq!(deleted[1]["step"], 1);
+        for d in &deleted {
+            assert_eq!(d["prevResult"]["ips"][0]["address"], "192.0.2.10/24");
+        }
+
+        // A list failing half-way names the plugin, and every plugin of it is deleted.
+        let halfway = Request {
+            networks: vec![json!({"name": "halfway"})],
+            hostname: None,
+        };
+        let e = cni.attach("c5", &halfway).expect_err("halfway").to_string();
+        assert!(
+            e.contains("CNI network 'halfway': ADD failed: plugin 'logger': no addresses left"),
+            "{e}"
+        );
+        assert_eq!(
+            calls(take(&log)),
+            ["ADD eth0", "ADD eth0", "DEL eth0", "DEL eth0"]
+        );
+        let _ = take(&tmp.path().join("log.stdin"));
+        assert!(cni.containers().is_empty());
     }
 }

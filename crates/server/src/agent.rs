@@ -1211,16 +1211,12 @@ fn launch_executor(
         // reach the agent from there, as in Mesos); the built-in one stays on the host network
         // and starts its tasks there (see `executor`).
         let (program, args) = match &spec.network {
-            Some(n) if !matches!(spec.kind, ExecutorKind::Builtin) => {
-                let mut a = vec![
-                    format!("--net={}", n.netns.display()),
-                    format!("--uts={}", n.utsns.display()),
-                    "--".to_string(),
-                    program,
-                ];
-                a.extend(args);
-                (NSENTER.to_string(), a)
-            }
+            Some(n) if !matches!(spec.kind, ExecutorKind::Builtin) => crate::cni::command_in(
+                &n.netns.display().to_string(),
+                &n.utsns.display().to_string(),
+                program,
+                args,
+            ),
             _ => (program, args),
         };
         // `mantle-executor` joins its cgroups itself, before it does anything else, which

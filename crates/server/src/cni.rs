@@ -20,6 +20,13 @@
 //!   or gone since, after an agent restart, and after an `ADD` that never answered.
 //! - The namespace's `lo` is up, and its hostname is `ContainerInfo.hostname`, else the
 //!   container id.
+//! - As in Mesos, the container gets its own `/etc/hostname` (the hostname), `/etc/hosts`
+//!   (`localhost`, and the hostname at the container's first address: IPv4 first, in the
+//!   order the networks are named) and, when its plugins' results name DNS servers,
+//!   `/etc/resolv.conf` (their `domain`, `search`, `options` and `nameserver`s, merged in
+//!   network order; without any it keeps the host's). They are written beside the namespaces
+//!   and bound over `/etc/...` in a mount namespace of the container's processes of their
+//!   own ([`command_in`]), so nothing changes on the host.
 //! - The plugin of network `i` (in the order named) is called with `CNI_IFNAME=eth<i>` and
 //!   the network configuration plus `args["org.apache.mesos"].network_info` (the task's
 //!   `NetworkInfo`, as Mesos passes it). The IPs of its result become the container's
@@ -213,6 +220,133 @@ fn with_port_mappings(config: &mut Value, info: &Value) -> Option<()> {
         .as_object_mut()?
         .insert("portMappings".into(), Value::Array(mappings));
     Some(())
+}
+
+/// The container's `/etc/hosts`: `localhost`, and its hostname at its first address (IPv4
+/// first; Mesos writes only IPv4) when it has one.
+fn hosts_file(hostname: &str, network_infos: &[Value]) -> String {
+    let ips: Vec<(String, String)> = network_infos
+        .iter()
+        .flat_map(|n| n["ip_addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| {
+            Some((
+                a["protocol"].as_str()?.to_string(),
+                a["ip_address"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut out = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n");
+    let first = ips
+        .iter()
+        .find(|(p, _)| p == "IPv4")
+        .or_else(|| ips.first());
+    if let Some((_, ip)) = first {
+        out.push_str(&format!("{ip} {hostname}\n"));
+    }
+    out
+}
+
+/// The container's `/etc/resolv.conf` from its networks' results' `dns` (in network order:
+/// servers, search domains and options added up, each once, the last `domain` kept, as
+/// Mesos merges them), or `None` when no network names a server (the host's then stays).
+fn resolv_conf(results: &[Value]) -> Option<String> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|s| !s.is_empty() && !s.contains(['\n', '\r']))
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut servers, mut search, mut options, mut domain) =
+        (Vec::new(), Vec::new(), Vec::new(), None);
+    for dns in results.iter().map(|r| &r["dns"]) {
+        let these = strings(&dns["nameservers"]);
+        if these.is_empty() {
+            continue;
+        }
+        for (all, more) in [
+            (&mut servers, these),
+            (&mut search, strings(&dns["search"])),
+            (&mut options, strings(&dns["options"])),
+        ] {
+            for m in more {
+                if !all.contains(&m) {
+                    all.push(m);
+                }
+            }
+        }
+        if let Some(d) = dns["domain"]
+            .as_str()
+            .filter(|d| !d.is_empty() && !d.contains(['\n', '\r']))
+        {
+            domain = Some(d.to_string());
+        }
+    }
+    if servers.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    if let Some(d) = domain {
+        out.push_str(&format!("domain {d}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    Some(out)
+}
+
+/// Run in a container's namespaces by [`command_in`] (`$1`: its directory, then the
+/// program): binds the container's files over `/etc` in a mount namespace of its own (so
+/// the host's stay as they are), then execs the program. A file the container lacks, or
+/// `/etc` lacks, is left alone.
+const ETC_SCRIPT: &str = r#"D="$1"; shift
+for f in hosts hostname resolv.conf; do
+  if [ -f "$D/$f" ] && [ -e "/etc/$f" ]; then
+    PATH=/usr/sbin:/usr/bin:/sbin:/bin mount --bind "$D/$f" "/etc/$f" || { echo "mantle: cannot bind $D/$f over /etc/$f" >&2; exit 125; }
+  fi
+done
+exec "$@""#;
+
+/// `program` and `args` as run in a container's network and UTS namespaces (`netns`,
+/// `utsns`: the files of [`Attached`]) with its `/etc` files: util-linux's `nsenter` joins
+/// the namespaces, its `unshare` makes a mount namespace (private, so nothing propagates
+/// back to the host) in which a shell binds the files, and the program replaces them all.
+pub fn command_in(
+    netns: &str,
+    utsns: &str,
+    program: String,
+    args: Vec<String>,
+) -> (String, Vec<String>) {
+    let dir = Path::new(netns)
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let mut a = vec![
+        format!("--net={netns}"),
+        format!("--uts={utsns}"),
+        "--".to_string(),
+        crate::agent::UNSHARE.to_string(),
+        "--mount".to_string(),
+        "--propagation".to_string(),
+        "private".to_string(),
+        "--".to_string(),
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        ETC_SCRIPT.to_string(),
+        "mantle-etc".to_string(),
+        dir,
+        program,
+    ];
+    a.extend(args);
+    (crate::agent::NSENTER.to_string(), a)
 }
 
 /// CNI spec versions from 0.4.0 on give `DEL` the `ADD` result as `prevResult`.
@@ -455,9 +589,15 @@ impl Cni {
             configs.push((name.to_string(), info.clone(), plugins));
         }
         let attached = self.create_namespaces(container_id, hostname)?;
-        match self.add_all(container_id, &attached, hostname, configs) {
-            Ok(network_infos) => Ok(Attached {
-                network_infos,
+        let added = self
+            .add_all(container_id, &attached, hostname, configs)
+            .and_then(|added| {
+                self.write_etc(container_id, hostname, &added)?;
+                Ok(added)
+            });
+        match added {
+            Ok(added) => Ok(Attached {
+                network_infos: added.into_iter().map(|(info, _)| info).collect(),
                 ..attached
             }),
             Err(e) => {
@@ -510,9 +650,9 @@ impl Cni {
         attached: &Attached,
         hostname: &str,
         configs: Vec<(String, Value, Vec<Value>)>,
-    ) -> Result<Vec<Value>, CniError> {
+    ) -> Result<Vec<(Value, Value)>, CniError> {
         let mut record = Vec::new();
-        let mut infos = Vec::new();
+        let mut added = Vec::new();
         for (i, (name, info, plugins)) in configs.into_iter().enumerate() {
             let ifname = format!("eth{i}");
             // Recorded before its ADD, so that a detach frees it even if the ADD half happened
@@ -543,14 +683,39 @@ impl Cni {
             let result = result.unwrap_or(Value::Null);
             let mut info = info;
             info["ip_addresses"] = Value::Array(ip_addresses(&result));
-            infos.push(info.clone());
             record.pop();
             record.push(json!({
                 "name": name, "ifname": ifname, "plugins": plugins, "result": result, "network_info": info,
             }));
             self.save(container_id, hostname, &record)?;
+            added.push((info, result));
         }
-        Ok(infos)
+        Ok(added)
+    }
+
+    /// Writes the container's `hostname`, `hosts` and (when its networks name DNS servers)
+    /// `resolv.conf` beside its namespaces, for [`command_in`] to bind over `/etc`.
+    fn write_etc(
+        &self,
+        container_id: &str,
+        hostname: &str,
+        added: &[(Value, Value)],
+    ) -> Result<(), CniError> {
+        let dir = self.dir(container_id);
+        let infos: Vec<Value> = added.iter().map(|(info, _)| info.clone()).collect();
+        let results: Vec<Value> = added.iter().map(|(_, r)| r.clone()).collect();
+        let mut files = vec![
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", hosts_file(hostname, &infos)),
+        ];
+        if let Some(resolv) = resolv_conf(&results) {
+            files.push(("resolv.conf", resolv));
+        }
+        for (name, body) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, body).map_err(io(&path))?;
+        }
+        Ok(())
     }
 
     fn save(&self, container_id: &str, hostname: &str, networks: &[Value]) -> Result<(), CniError> {
@@ -727,6 +892,36 @@ mod tests {
     }
 
     #[test]
+    fn etc_files_name_the_first_address_and_merge_dns() {
+        let v4 = json!({"ip_addresses": [{"protocol": "IPv4", "ip_address": "10.1.0.5"}]});
+        let v6 = json!({"ip_addresses": [{"protocol": "IPv6", "ip_address": "fd00::5"}]});
+        let base = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n";
+        assert_eq!(
+            hosts_file("web", &[v6.clone(), v4]),
+            format!("{base}10.1.0.5 web\n"),
+            "IPv4 first"
+        );
+        assert_eq!(hosts_file("web", &[v6]), format!("{base}fd00::5 web\n"));
+        assert_eq!(hosts_file("web", &[json!({})]), base);
+
+        assert_eq!(resolv_conf(&[json!({}), json!({"dns": {}})]), None);
+        assert_eq!(
+            resolv_conf(&[json!({"dns": {"search": ["x"], "domain": "d"}})]),
+            None,
+            "no server, no file: the host's stays"
+        );
+        let a = json!({"dns": {"nameservers": ["10.0.0.53"], "domain": "a.test", "search": ["a.test"], "options": ["ndots:2"]}});
+        let b = json!({"dns": {"nameservers": ["10.0.0.53", "10.0.1.53"], "domain": "b.test", "search": ["b.test", "a.test"]}});
+        let junk = json!({"dns": {"nameservers": ["10.0.2.53\nnameserver 6.6.6.6", 7]}});
+        assert_eq!(
+            resolv_conf(&[a, b, junk]).as_deref(),
+            Some(
+                "domain b.test\nsearch a.test b.test\noptions ndots:2\nnameserver 10.0.0.53\nnameserver 10.0.1.53\n"
+            )
+        );
+    }
+
+    #[test]
     fn hostnames_are_checked() {
         for ok in ["web", "web-1.prod", "a"] {
             assert!(valid_hostname(ok), "{ok}");
@@ -808,6 +1003,40 @@ mod tests {
         let theirs = run_in("net", &a.netns, &["readlink", "/proc/self/ns/net"]);
         assert_ne!(theirs.trim(), host_net.to_string_lossy());
         assert_eq!(run_in("uts", &a.utsns, &["hostname"]).trim(), "web-1");
+        // Its processes see its own /etc files (loopback names no DNS server: the host's
+        // resolv.conf stays), bound in a mount namespace of their own.
+        let host_etc = |f: &str| std::fs::read(format!("/etc/{f}")).unwrap_or_default();
+        let before = (host_etc("hosts"), host_etc("hostname"));
+        let (program, args) = command_in(
+            &a.netns.display().to_string(),
+            &a.utsns.display().to_string(),
+            "/bin/sh".into(),
+            vec![
+                "-c".into(),
+                "cat /etc/hostname; getent hosts web-1; hostname; cat /etc/resolv.conf".into(),
+            ],
+        );
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let host_resolv = String::from_utf8_lossy(&host_etc("resolv.conf")).into_owned();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("web-1"), "{out}");
+        let hosts = lines.next().unwrap_or_default();
+        assert!(
+            hosts.starts_with("127.0.0.1") && hosts.ends_with("web-1"),
+            "{out}"
+        );
+        assert_eq!(lines.next(), Some("web-1"), "{out}");
+        assert_eq!(lines.collect::<Vec<_>>().join("\n"), host_resolv.trim_end());
+        assert_eq!(
+            (host_etc("hosts"), host_etc("hostname")),
+            before,
+            "the host's files stay"
+        );
         assert_eq!(cni.attached("c1"), Some(a.clone()));
         assert_eq!(cni.containers(), vec!["c1".to_string()]);
 
@@ -966,7 +1195,7 @@ printf '%s\n' "$input" >> "$log.stdin"
 case "$input" in *'"fail":true'*)
   [ "$CNI_COMMAND" = ADD ] && { echo '{"code": 11, "msg": "no addresses left", "details": "pool empty"}'; exit 1; };;
 esac
-[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "0.4.0", "ips": [{"address": "192.0.2.10/24"}]}'
+[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "0.4.0", "ips": [{"address": "192.0.2.10/24"}], "dns": {"nameservers": ["192.0.2.53"], "search": ["example.test"]}}'
 exit 0
 "#;
 
@@ -1056,6 +1285,19 @@ exit 0
         let ip = json!([{"protocol": "IPv4", "ip_address": "192.0.2.10"}]);
         assert_eq!(a.network_infos[0]["ip_addresses"], ip);
         assert_eq!(a.network_infos[1]["ip_addresses"], ip);
+        let dir = a.netns.parent().expect("dir");
+        let file = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert_eq!(file("hostname"), "c1\n");
+        assert!(
+            file("hosts").ends_with("192.0.2.10 c1\n"),
+            "{}",
+            file("hosts")
+        );
+        assert_eq!(
+            file("resolv.conf"),
+            "search example.test\nnameserver 192.0.2.53\n",
+            "the plugins' DNS servers, once"
+        );
 
         cni.detach("c1").expect("detach");
         assert_eq!(

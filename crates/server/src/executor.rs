@@ -24,8 +24,8 @@ use crate::health::{self, Verdict};
 /// util-linux's setpriv, which switches a task to its user.
 const SETPRIV: &str = "/usr/bin/setpriv";
 
-/// `program` and `args` run through util-linux's `nsenter` in a container's network and UTS
-/// namespaces (`(net, uts)` paths), when it has them.
+/// `program` and `args` run in a container's network and UTS namespaces (`(net, uts)`
+/// paths), with its `/etc` files, when it has them (see `cni::command_in`).
 pub(crate) fn in_namespaces(
     namespaces: Option<&(String, String)>,
     program: String,
@@ -33,16 +33,7 @@ pub(crate) fn in_namespaces(
 ) -> (String, Vec<String>) {
     match namespaces {
         None => (program, args),
-        Some((net, uts)) => {
-            let mut a = vec![
-                format!("--net={net}"),
-                format!("--uts={uts}"),
-                "--".to_string(),
-                program,
-            ];
-            a.extend(args);
-            (crate::agent::NSENTER.to_string(), a)
-        }
+        Some((net, uts)) => crate::cni::command_in(net, uts, program, args),
     }
 }
 

@@ -120,6 +120,7 @@ async fn a_task_on_a_cni_network_runs_in_its_own_namespaces_is_checked_there_and
     let port = free_port("127.0.0.1");
     let cmd = format!(
         "ip -o link > links.txt; hostname > hostname.txt; readlink /proc/self/ns/net > netns.txt; \
+         cat /etc/hostname > etc-hostname.txt; getent hosts web-1 > etc-hosts.txt; \
          exec python3 -m http.server {port} --bind 127.0.0.1"
     );
     let mut web = networked(task(&offer, "web", &cmd, 0.1), &["isolated"], Some("web-1"));
@@ -183,6 +184,15 @@ async fn a_task_on_a_cni_network_runs_in_its_own_namespaces_is_checked_there_and
     assert_eq!(links.lines().count(), 1, "only lo: {links}");
     assert!(links.contains("lo:"), "{links}");
     assert_eq!(read("hostname.txt"), "web-1");
+    // Its own /etc/hostname and /etc/hosts (at its address), bound for its processes only.
+    assert_eq!(read("etc-hostname.txt"), "web-1");
+    let hosts = read("etc-hosts.txt");
+    assert!(
+        hosts.starts_with("127.0.0.1") && hosts.ends_with("web-1"),
+        "{hosts}"
+    );
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    assert!(!host_hosts.contains("web-1"), "the host's /etc/hosts stays");
     let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_ne!(read("netns.txt"), host_netns.to_string_lossy());
     assert!(

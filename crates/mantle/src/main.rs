@@ -291,12 +291,17 @@ struct AgentArgs {
     /// Fraction of the disk to keep free (Mesos's `--gc_disk_headroom`).
     #[arg(long, default_value_t = 0.1)]
     gc_disk_headroom: f64,
+    /// Bytes the fetcher's cache (of `uris` with `cache: true`) may hold; the least recently
+    /// used downloads are evicted to make room (Mesos's `--fetcher_cache_size`, 2 GB).
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    fetcher_cache_size: u64,
     /// Seconds between disk checks and sandbox collections.
     #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
     disk_watch_interval: f64,
-    /// CNI network configurations, one per file (`*.conf`, `*.json`): containers that name a
-    /// network in `container.network_infos` get a network namespace joined to it (Mesos's
-    /// `network/cni` isolator and `--network_cni_config_dir`).
+    /// CNI network configurations, one per file (`*.conf`, `*.json`, or `*.conflist` for a
+    /// chain of plugins): containers that name a network in `container.network_infos` get a
+    /// network namespace joined to it (Mesos's `network/cni` isolator and
+    /// `--network_cni_config_dir`).
     #[arg(long)]
     network_cni_config_dir: Option<PathBuf>,
     /// Where the CNI plugins the configurations name are (Debian's
@@ -886,6 +891,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 log_keep: a.sandbox_log_keep,
                 gc_delay: Duration::from_secs_f64(a.gc_delay),
                 gc_disk_headroom: a.gc_disk_headroom,
+                fetcher_cache_size: a.fetcher_cache_size,
                 disk_watch_interval: Duration::from_secs_f64(a.disk_watch_interval),
                 pid_namespace: isolators.pid_namespace,
                 switch_user: a.switch_user,

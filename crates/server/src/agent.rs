@@ -162,6 +162,8 @@ pub struct AgentOptions {
     pub gc_delay: Duration,
     /// Fraction of the disk to keep free; with it, sandboxes age out faster.
     pub gc_disk_headroom: f64,
+    /// Bytes the fetcher's cache may hold (`--fetcher-cache-size`).
+    pub fetcher_cache_size: u64,
     /// How often disk usage is checked and old sandboxes removed.
     pub disk_watch_interval: Duration,
     /// Run tasks as their `user` (the task's command user, else the framework's).
@@ -557,7 +559,10 @@ async fn actor(
             limited.insert(c.container_id, c.limits);
         }
     }
-    let fetcher = crate::fetcher::Fetcher::new(options.work_dir.join("fetcher-cache"));
+    let fetcher = crate::fetcher::Fetcher::new(
+        options.work_dir.join("fetcher-cache"),
+        options.fetcher_cache_size,
+    );
     if cgroups.is_some() {
         let tick = tx.clone();
         tokio::spawn(async move {

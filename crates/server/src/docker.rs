@@ -388,22 +388,12 @@ pub async fn start(docker: &Docker, l: Launch<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the container's stdout and stderr into the sandbox files until it ends.
-pub async fn follow_logs(docker: Docker, name: String, sandbox: String) {
+/// Copies the container's stdout and stderr until it ends to the executor's own, which are
+/// the sandbox's `stdout` and `stderr` (through their rotation, when the agent asked for it),
+/// as a command task's output is.
+pub async fn follow_logs(docker: Docker, name: String) {
     use tokio::io::AsyncWriteExt;
-    let open = |f: &str| {
-        let path = format!("{sandbox}/{f}");
-        async move {
-            tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await
-        }
-    };
-    let (Ok(mut out), Ok(mut err)) = (open("stdout").await, open("stderr").await) else {
-        return;
-    };
+    let (mut out, mut err) = (tokio::io::stdout(), tokio::io::stderr());
     let opts = LogsOptionsBuilder::new()
         .follow(true)
         .stdout(true)

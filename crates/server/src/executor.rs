@@ -885,11 +885,7 @@ impl Executor {
             return;
         }
         info!(task_id = %task_id, container = %name, image = %spec.image, "docker container started");
-        let logs = tokio::spawn(crate::docker::follow_logs(
-            docker.clone(),
-            name.clone(),
-            self.sandbox.clone(),
-        ));
+        let logs = tokio::spawn(crate::docker::follow_logs(docker.clone(), name.clone()));
         // A COMMAND check runs inside the container, with the sandbox at its path there.
         let checker = self.start_checker(
             &task,

@@ -4,6 +4,13 @@
 //! false; no entry may land outside the sandbox, and links are refused. `executable` sets the
 //! mode to 0755 (and, as in Mesos, skips extraction). `cache` keeps a copy per URI under the
 //! agent's cache directory and reuses it.
+//!
+//! The cache holds at most `--fetcher-cache-size` bytes, as Mesos's: to make room for a new
+//! download the least recently used entries are evicted, never one being copied out; a
+//! download that cannot fit (bigger than the cache, or the room is held by entries in use)
+//! goes to the sandbox uncached. The cache starts empty with every agent start (as Mesos's
+//! fetcher clears it on recovery), and a cache that fails (a copy in or out) never fails the
+//! fetch: the URI is fetched from its source.
 
 use mantle_api::mesos::CommandUri;
 use std::io::Read;
@@ -35,7 +42,98 @@ pub enum FetchError {
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     cache_dir: PathBuf,
+    cache_size: u64,
+    books: std::sync::Arc<std::sync::Mutex<Books>>,
     client: reqwest::Client,
+}
+
+/// The cache's books: its entries by file name, the bytes they hold, and a use counter.
+#[derive(Debug, Default)]
+struct Books {
+    entries: std::collections::HashMap<String, Entry>,
+    total: u64,
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    /// The counter at its last use: the smallest is evicted first.
+    last_used: u64,
+    /// Fetches copying it out (or the one copying it in): it is not evicted meanwhile.
+    users: usize,
+    /// Copied in completely: it may be copied out.
+    ready: bool,
+}
+
+impl Books {
+    /// Takes a ready entry for copying out, as its latest use.
+    fn take(&mut self, key: &str) -> bool {
+        self.clock += 1;
+        match self.entries.get_mut(key) {
+            Some(e) if e.ready => {
+                e.users += 1;
+                e.last_used = self.clock;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn put_back(&mut self, key: &str) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.users = e.users.saturating_sub(1);
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if let Some(e) = self.entries.remove(key) {
+            self.total -= e.size;
+        }
+    }
+
+    /// Makes room for `size` bytes under `key` within `limit` (evicting the least recently
+    /// used entries nobody uses) and books them, not ready yet: the evicted keys, or `None`
+    /// when it cannot fit or `key` is already there (then nothing changes).
+    fn reserve(&mut self, key: &str, size: u64, limit: u64) -> Option<Vec<String>> {
+        if size > limit || self.entries.contains_key(key) {
+            return None;
+        }
+        let mut idle: Vec<(u64, String, u64)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.users == 0)
+            .map(|(k, e)| (e.last_used, k.clone(), e.size))
+            .collect();
+        idle.sort();
+        let mut victims = Vec::new();
+        let mut freed = 0;
+        for (_, k, s) in idle {
+            if self.total - freed + size <= limit {
+                break;
+            }
+            freed += s;
+            victims.push(k);
+        }
+        if self.total - freed + size > limit {
+            return None;
+        }
+        for k in &victims {
+            self.forget(k);
+        }
+        self.clock += 1;
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                size,
+                last_used: self.clock,
+                users: 1,
+                ready: false,
+            },
+        );
+        self.total += size;
+        Some(victims)
+    }
 }
 
 /// Where a URI's bytes come from.
@@ -249,12 +347,100 @@ async fn discard_on_error<T>(r: Result<T, FetchError>, partial: &Path) -> Result
 }
 
 impl Fetcher {
-    pub fn new(cache_dir: PathBuf) -> Self {
+    /// A fetcher whose cache lies in `cache_dir` (emptied now) and holds up to `cache_size`
+    /// bytes.
+    pub fn new(cache_dir: PathBuf, cache_size: u64) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Fetcher { cache_dir, client }
+        if let Err(e) = std::fs::remove_dir_all(&cache_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot empty the fetcher cache");
+            }
+        }
+        Fetcher {
+            cache_dir,
+            cache_size,
+            books: Default::default(),
+            client,
+        }
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        // The books hold no invariant a panicking holder could break half-way.
+        self.books
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Copies the cached `key` to `dest`; false (and the entry dropped, when it was there
+    /// but unreadable) when it must be fetched from its source.
+    async fn copy_out(&self, key: &str, dest: &Path) -> bool {
+        if !self.books().take(key) {
+            return false;
+        }
+        let copied = tokio::fs::copy(self.cache_dir.join(key), dest).await;
+        let mut books = self.books();
+        books.put_back(key);
+        match copied {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "fetcher cache entry unreadable; fetching again");
+                books.forget(key);
+                let _ = std::fs::remove_file(dest);
+                false
+            }
+        }
+    }
+
+    /// Keeps a copy of `fetched` as `key` if it fits (evicting what it must); a failure
+    /// leaves it uncached.
+    async fn copy_in(&self, key: &str, fetched: &Path) {
+        let Ok(size) = tokio::fs::metadata(fetched).await.map(|m| m.len()) else {
+            return;
+        };
+        let Some(victims) = self.books().reserve(key, size, self.cache_size) else {
+            tracing::info!(
+                key,
+                size,
+                limit = self.cache_size,
+                "download not cached: no room"
+            );
+            return;
+        };
+        for v in victims {
+            tracing::info!(key = %v, "evicted from the fetcher cache");
+            let _ = tokio::fs::remove_file(self.cache_dir.join(v)).await;
+        }
+        let cached = self.cache_dir.join(key);
+        let tmp = cached.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+        let stored = async {
+            tokio::fs::create_dir_all(&self.cache_dir).await?;
+            tokio::fs::copy(fetched, &tmp).await?;
+            tokio::fs::rename(&tmp, &cached).await
+        }
+        .await;
+        let mut books = self.books();
+        match stored {
+            Ok(()) => {
+                if let Some(e) = books.entries.get_mut(key) {
+                    e.ready = true;
+                }
+                books.put_back(key);
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot keep a download in the fetcher cache");
+                books.forget(key);
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+
+    /// The cache's entries and the bytes they hold.
+    pub fn cache_usage(&self) -> (usize, u64) {
+        let books = self.books();
+        (books.entries.len(), books.total)
     }
 
     /// Fetches every URI into `sandbox`, in order; the first failure stops it.
@@ -276,31 +462,20 @@ impl Fetcher {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
         }
-        let cached = self.cache_dir.join(
-            sha1_smol::Sha1::from(u.value.as_bytes())
-                .digest()
-                .to_string(),
-        );
+        let key = sha1_smol::Sha1::from(u.value.as_bytes())
+            .digest()
+            .to_string();
+        let cache = u.cache == Some(true);
         // A copy cut short (a full disk, a dropped download) is removed, not left behind: it is
         // of no use, and on a full disk it would keep the agent from checkpointing the failure.
-        if u.cache == Some(true) && tokio::fs::metadata(&cached).await.is_ok() {
-            let copied = tokio::fs::copy(&cached, &dest).await.map_err(io);
-            discard_on_error(copied, &dest).await?;
-        } else {
+        if !(cache && self.copy_out(&key, &dest).await) {
             let fetched = match src {
                 Source::Local(path) => tokio::fs::copy(&path, &dest).await.map(drop).map_err(io),
                 Source::Http(url) => self.download(&url, &dest).await,
             };
             discard_on_error(fetched, &dest).await?;
-            if u.cache == Some(true) {
-                tokio::fs::create_dir_all(&self.cache_dir)
-                    .await
-                    .map_err(io)?;
-                let tmp = cached.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-                let copied = tokio::fs::copy(&dest, &tmp).await.map_err(io);
-                discard_on_error(copied, &tmp).await?;
-                let renamed = tokio::fs::rename(&tmp, &cached).await.map_err(io);
-                discard_on_error(renamed, &tmp).await?;
+            if cache {
+                self.copy_in(&key, &dest).await;
             }
         }
         use std::os::unix::fs::PermissionsExt;
@@ -464,6 +639,82 @@ mod tests {
         let e = extract(&make("../../zip-evil"), "zip", &sandbox).unwrap_err();
         assert!(matches!(e, FetchError::Unsafe { .. }), "{e}");
         assert!(!d.path().join("zip-evil").exists());
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_to_its_size_evicting_the_least_recently_used() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let put = |name: &str, fill: u8, len: usize| {
+            std::fs::write(src.join(name), vec![fill; len]).unwrap();
+        };
+        for name in ["a", "b", "c"] {
+            put(name, b'1', 100);
+        }
+        put("big", b'1', 300);
+        let cache_dir = d.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        std::fs::write(cache_dir.join("left-from-before"), b"x").unwrap();
+        let f = Fetcher::new(cache_dir.clone(), 250);
+        assert!(!cache_dir.exists(), "emptied at start");
+        let sandbox = d.path().join("sandbox");
+        std::fs::create_dir(&sandbox).unwrap();
+        let fetch = |name: &str| {
+            let uri = CommandUri {
+                value: src.join(name).display().to_string(),
+                cache: Some(true),
+                ..CommandUri::default()
+            };
+            let (f, sandbox, name) = (f.clone(), sandbox.clone(), name.to_string());
+            async move {
+                f.fetch_all(&[uri], &sandbox).await.unwrap();
+                std::fs::read(sandbox.join(&name)).unwrap()[0]
+            }
+        };
+        let cached = || std::fs::read_dir(&cache_dir).unwrap().count();
+
+        assert_eq!(fetch("a").await, b'1');
+        assert_eq!(fetch("b").await, b'1');
+        assert_eq!((cached(), f.cache_usage()), (2, (2, 200)));
+        // From the cache (the source changed since), and so the most recently used.
+        for name in ["a", "b", "c"] {
+            put(name, b'2', 100);
+        }
+        assert_eq!(fetch("a").await, b'1');
+        // c needs room: b, the least recently used, goes.
+        assert_eq!(fetch("c").await, b'2');
+        assert_eq!((cached(), f.cache_usage()), (2, (2, 200)));
+        assert_eq!(fetch("a").await, b'1', "a stayed");
+        assert_eq!(fetch("c").await, b'2', "c is cached");
+        assert_eq!(fetch("b").await, b'2', "b was evicted: fetched again");
+        // Bigger than the whole cache: fetched, never cached, nothing evicted for it.
+        assert_eq!(fetch("big").await, b'1');
+        assert_eq!(std::fs::metadata(sandbox.join("big")).unwrap().len(), 300);
+        assert_eq!(f.cache_usage(), (2, 200));
+        assert_eq!(cached(), 2);
+
+        // An entry gone from disk behind the fetcher's back is fetched from its source.
+        for e in std::fs::read_dir(&cache_dir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        put("a", b'3', 100);
+        assert_eq!(fetch("a").await, b'3');
+    }
+
+    #[test]
+    fn entries_in_use_are_never_evicted() {
+        let mut b = Books::default();
+        assert_eq!(b.reserve("a", 100, 250), Some(vec![]));
+        assert_eq!(b.reserve("b", 100, 250), Some(vec![]));
+        // a is still being copied in (and then out): only b may go.
+        b.entries.get_mut("b").unwrap().users = 0;
+        assert_eq!(b.reserve("c", 100, 250), Some(vec!["b".to_string()]));
+        // Now a and c are in use: d cannot fit, and nothing is evicted for it.
+        assert_eq!(b.reserve("d", 100, 250), None);
+        assert_eq!((b.entries.len(), b.total), (2, 200));
+        assert_eq!(b.reserve("a", 10, 250), None, "already there");
+        assert!(!b.take("a"), "not ready: never copied out");
     }
 
     #[test]

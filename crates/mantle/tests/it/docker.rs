@@ -92,7 +92,9 @@ async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
-    let (mut cluster, label) = docker_cluster(&[]);
+    // Small logs, so that a chatty task's are rotated.
+    let (mut cluster, label) =
+        docker_cluster(&["--sandbox-log-max-size", "16384", "--sandbox-log-keep", "2"]);
     let mut s = Scheduler::subscribe(
         &cluster.master,
         json!({"user": "root", "name": "docker-test"}),
@@ -109,9 +111,32 @@ async fn docker_tasks_run_log_fail_and_are_killed_and_orphans_are_removed() {
         ),
         docker_task(&offer, "exits", "echo bye >&2; exit 3", IMAGE),
         docker_task(&offer, "no-image", "true", "mantle-test/no-such-image:1"),
+        docker_task(
+            &offer,
+            "chatty",
+            "i=0; while [ $i -lt 2000 ]; do echo line-$i-of-a-docker-task-that-says-a-lot; \
+             i=$((i+1)); done",
+            IMAGE,
+        ),
     ];
     assert_eq!(s.call(launch(&offer, tasks)).await.0, 202);
-    let mut ended = s.await_ends(&["exits", "no-image"], 60).await;
+    let mut ended = s.await_ends(&["exits", "no-image", "chatty"], 60).await;
+    // Its output (about 90 KB) went to its sandbox through the rotation: the newest lines in
+    // `stdout`, older ones in `stdout.1` and `stdout.2`, none of them past the limit.
+    let chatty = ended.remove("chatty").unwrap();
+    assert_eq!(chatty["state"], "TASK_FINISHED", "{chatty}");
+    let sandbox = sandbox_of(&cluster, "127.0.0.2", "chatty");
+    let file = |f: &str| std::fs::read_to_string(format!("{sandbox}/{f}"));
+    wait_until("chatty's last line is in its stdout", 10, || {
+        file("stdout").is_ok_and(|t| t.contains("line-1999-of"))
+    })
+    .await;
+    for f in ["stdout", "stdout.1", "stdout.2"] {
+        let text = file(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.len() <= 16384, "{f} has {} bytes", text.len());
+        assert!(text.lines().all(|l| l.starts_with("line-")), "{f}: {text}");
+    }
+    assert!(file("stdout.3").is_err(), "only 2 old files are kept");
     let exits = ended.remove("exits").unwrap();
     assert_eq!(exits["state"], "TASK_FAILED", "{exits}");
     assert_eq!(exits["message"], "Command exited with status 3", "{exits}");

@@ -308,6 +308,19 @@ struct AgentArgs {
     /// containernetworking-plugins: /usr/lib/cni).
     #[arg(long)]
     network_cni_plugins_dir: Option<PathBuf>,
+    /// Image providers of the `mesos` containerizer: `docker` runs containers whose
+    /// `container.mesos.image` names a Docker image in a root filesystem made from it (Mesos's
+    /// `--image_providers`); needs root and --docker-registry.
+    #[arg(long)]
+    image_providers: Option<String>,
+    /// A directory of `docker save` archives, `<repository>:<tag>.tar`, where images come from
+    /// (Mesos's local `--docker_registry`; no remote registry is read).
+    #[arg(long)]
+    docker_registry: Option<PathBuf>,
+    /// Where images are kept, flattened (Mesos's `--docker_store_dir`); default
+    /// `<work-dir>/store/docker`.
+    #[arg(long)]
+    docker_store_dir: Option<PathBuf>,
     /// Run each task as its user (the command's `user`, else the framework's); needs root.
     /// Off by default: every task runs as the agent's user.
     #[arg(long)]
@@ -878,6 +891,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "--network-cni-plugins-dir needs --network-cni-config-dir (the CNI networks)"
                 ),
             };
+            let provisioner = match (a.image_providers.as_deref(), &a.docker_registry) {
+                (None, None) => None,
+                (None, Some(_)) => anyhow::bail!(
+                    "--docker-registry needs --image-providers docker (the images it holds run in the mesos containerizer)"
+                ),
+                (Some(p), _) if p != "docker" => anyhow::bail!(
+                    "--image-providers: '{p}' is not supported; the one provider is 'docker'"
+                ),
+                (Some(_), None) => anyhow::bail!(
+                    "--image-providers docker needs --docker-registry DIR (a directory of `docker save` archives named <repository>:<tag>.tar)"
+                ),
+                (Some(_), Some(registry)) => {
+                    let store = a
+                        .docker_store_dir
+                        .clone()
+                        .unwrap_or_else(|| dir.join("store").join("docker"));
+                    Some(std::sync::Arc::new(
+                        mantle_server::provisioner::Provisioner::new(registry, &store, &dir)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    ))
+                }
+            };
             let recover = if a.recover == "cleanup" {
                 mantle_server::agent::Recover::Cleanup
             } else {
@@ -900,6 +935,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 isolation,
                 docker_socket,
                 cni,
+                provisioner,
                 master: a.master,
                 ip: a.ip.to_string(),
                 port,

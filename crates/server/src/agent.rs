@@ -172,6 +172,8 @@ pub struct AgentOptions {
     pub docker_socket: Option<String>,
     /// The `network/cni` isolator, when the agent has CNI networks.
     pub cni: Option<crate::cni::Cni>,
+    /// Images for the `mesos` containerizer (`--image-providers docker`).
+    pub provisioner: Option<std::sync::Arc<crate::provisioner::Provisioner>>,
     pub recover: Recover,
     /// How many built-in executors to keep started ahead of launches (0: none).
     pub executor_standby: usize,
@@ -355,6 +357,21 @@ pub async fn serve(
             }
         }
     }
+    if let Some(prov) = options.provisioner.clone() {
+        // Root filesystems a previous run left for containers not being recovered.
+        let recovered: Vec<String> = recovered.keys().cloned().collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in prov
+                .containers()
+                .into_iter()
+                .filter(|id| !recovered.contains(id))
+            {
+                warn!(container_id = %id, "removing an orphaned container's root filesystem");
+                prov.destroy(&id);
+            }
+        })
+        .await;
+    }
     let docker = match &options.docker_socket {
         None => None,
         Some(socket) => {
@@ -512,6 +529,14 @@ pub async fn serve(
         })
         .await;
     }
+    if let Some(prov) = options.provisioner.clone() {
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in prov.containers() {
+                prov.destroy(&id);
+            }
+        })
+        .await;
+    }
     if let Some(d) = &docker {
         for name in crate::docker::containers_of(d, &options.docker_label())
             .await
@@ -613,7 +638,8 @@ async fn actor(
         let sandbox = agent.sandbox_of(&container_id).map(PathBuf::from);
         agent.executor_exited(now, &container_id, status);
         let cni = options.cni.clone();
-        if cgroups.is_none() && cni.is_none() {
+        let provisioner = options.provisioner.clone();
+        if cgroups.is_none() && cni.is_none() && provisioner.is_none() {
             return;
         }
         let cgroups = cgroups.clone();
@@ -623,6 +649,11 @@ async fn actor(
                 if let Err(e) = cg.destroy(&container_id).await {
                     warn!(%container_id, error = %e, "could not destroy a container");
                 }
+            }
+            // Its root filesystem once nothing of it runs.
+            if let Some(prov) = provisioner {
+                let id = container_id.clone();
+                let _ = tokio::task::spawn_blocking(move || prov.destroy(&id)).await;
             }
             // Off its networks once nothing of it runs.
             if let Some(cni) = cni {
@@ -838,19 +869,30 @@ async fn actor(
                     docker,
                     container,
                 } => {
-                    if container
-                        .as_ref()
-                        .and_then(|c| c.get("mesos"))
-                        .and_then(|m| m.get("image"))
-                        .is_some()
-                    {
-                        launch_failed(
-                            &tx,
-                            container_id,
-                            "container.mesos.image: the mesos containerizer here runs no images; run the image as container.type DOCKER on an agent with --containerizers docker,mesos".to_string(),
-                        );
-                        continue;
-                    }
+                    let image = match container.as_ref().and_then(crate::provisioner::image_of) {
+                        None => None,
+                        Some(Err(e)) => {
+                            launch_failed(&tx, container_id, e.to_string());
+                            continue;
+                        }
+                        Some(Ok(_)) if options.provisioner.is_none() => {
+                            launch_failed(
+                                &tx,
+                                container_id,
+                                "container.mesos.image: this agent runs no images (start it with --image-providers docker and --docker-registry DIR, or run the image as container.type DOCKER on an agent with --containerizers docker,mesos)".to_string(),
+                            );
+                            continue;
+                        }
+                        Some(Ok(_)) if !matches!(kind, ExecutorKind::Builtin) => {
+                            launch_failed(
+                                &tx,
+                                container_id,
+                                "container.mesos.image: only command tasks and task groups (the built-in executor) run in images here, not a custom executor".to_string(),
+                            );
+                            continue;
+                        }
+                        Some(Ok(name)) => Some(name),
+                    };
                     let networks = container
                         .as_ref()
                         .and_then(crate::cni::Request::of_container);
@@ -902,6 +944,7 @@ async fn actor(
                         checkpoint,
                         docker,
                         network: None,
+                        rootfs: None,
                     };
                     let uris = match uris {
                         Ok(u) => u,
@@ -914,7 +957,7 @@ async fn actor(
                             continue;
                         }
                     };
-                    if uris.is_empty() && networks.is_none() {
+                    if uris.is_empty() && networks.is_none() && image.is_none() {
                         launch_executor(&options, spec, tx.clone(), standbys.as_ref());
                     } else {
                         let (fetcher, options, tx) = (fetcher.clone(), options.clone(), tx.clone());
@@ -940,6 +983,36 @@ async fn actor(
                                     Err(e) => {
                                         warn!(container_id = %spec.container_id, error = %e, "network attach failed");
                                         launch_failed(&tx, spec.container_id, format!("Failed to attach the container to its networks: {e}"));
+                                        return;
+                                    }
+                                }
+                            }
+                            if let (Some(name), Some(prov)) = (image, options.provisioner.clone()) {
+                                let (id, dir) = (spec.container_id.clone(), spec.directory.clone());
+                                // The CNI files for its /etc, when it joined networks.
+                                let etc = spec
+                                    .network
+                                    .as_ref()
+                                    .and_then(|n| n.netns.parent().map(Path::to_path_buf));
+                                let provisioned = tokio::task::spawn_blocking(move || {
+                                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                                    prov.provision(&id, &name, &dir, etc.as_deref())
+                                        .map_err(|e| e.to_string())
+                                })
+                                .await
+                                .map_err(|e| e.to_string())
+                                .and_then(|r| r);
+                                match provisioned {
+                                    Ok(rootfs) => spec.rootfs = Some(rootfs),
+                                    Err(e) => {
+                                        warn!(container_id = %spec.container_id, error = %e, "provisioning failed");
+                                        launch_failed(
+                                            &tx,
+                                            spec.container_id,
+                                            format!(
+                                                "Failed to provision the container's image: {e}"
+                                            ),
+                                        );
                                         return;
                                     }
                                 }
@@ -1003,6 +1076,8 @@ struct LaunchSpec {
     docker: bool,
     /// Its network and UTS namespaces (`network/cni`), when it joined networks.
     network: Option<crate::cni::Attached>,
+    /// Its root filesystem, made from its image (`provisioner`).
+    rootfs: Option<PathBuf>,
 }
 
 /// Writes the shell's own pid into every `cgroup.procs` listed (colon-separated) in
@@ -1341,6 +1416,11 @@ fn container_env(spec: &LaunchSpec) -> Vec<(String, String)> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(
+        spec.rootfs
+            .iter()
+            .map(|r| (ROOTFS_ENV.to_string(), r.to_string_lossy().into_owned())),
+    )
     .chain(spec.network.iter().flat_map(|n| {
         // The built-in executor starts its tasks and checks in these namespaces.
         [
@@ -1361,6 +1441,9 @@ fn container_env(spec: &LaunchSpec) -> Vec<(String, String)> {
 pub const NETNS_ENV: &str = "MANTLE_NETNS";
 /// The container's UTS namespace (`network/cni`), in its executor's environment.
 pub const UTSNS_ENV: &str = "MANTLE_UTSNS";
+/// The container's root filesystem from its image (`provisioner`), in its executor's
+/// environment.
+pub const ROOTFS_ENV: &str = "MANTLE_ROOTFS";
 
 /// util-linux's `nsenter`, which runs a container's processes in its namespaces.
 pub const NSENTER: &str = "/usr/bin/nsenter";

@@ -24,16 +24,33 @@ use crate::health::{self, Verdict};
 /// util-linux's setpriv, which switches a task to its user.
 const SETPRIV: &str = "/usr/bin/setpriv";
 
-/// `program` and `args` run in a container's network and UTS namespaces (`(net, uts)`
-/// paths), with its `/etc` files, when it has them (see `cni::command_in`).
+/// `program` and `args` run in a container: in its network and UTS namespaces (`(net, uts)`
+/// paths) with its `/etc` files when it has them (see `cni::command_in`), and with its root
+/// filesystem as their root (`rootfs`, an image's: see `provisioner`), starting in the
+/// sandbox there.
 pub(crate) fn in_namespaces(
     namespaces: Option<&(String, String)>,
+    rootfs: Option<&str>,
     program: String,
     args: Vec<String>,
 ) -> (String, Vec<String>) {
-    match namespaces {
-        None => (program, args),
-        Some((net, uts)) => crate::cni::command_in(net, uts, program, args),
+    match (namespaces, rootfs) {
+        (None, None) => (program, args),
+        (Some((net, uts)), None) => crate::cni::command_in(net, uts, program, args),
+        (namespaces, Some(root)) => {
+            // The image's own /etc holds the container's files (the provisioner copied them).
+            let mut a: Vec<String> = namespaces
+                .map(|(net, uts)| vec![format!("--net={net}"), format!("--uts={uts}")])
+                .unwrap_or_default();
+            // nsenter opens both before it changes root: the working directory is named by
+            // its path outside, and is the sandbox inside.
+            a.push(format!("--root={root}"));
+            a.push(format!("--wd={root}{}", crate::provisioner::SANDBOX_INSIDE));
+            a.push("--".to_string());
+            a.push(program);
+            a.extend(args);
+            (crate::agent::NSENTER.to_string(), a)
+        }
     }
 }
 
@@ -92,6 +109,9 @@ struct Executor {
     /// (`MANTLE_NETNS`, `MANTLE_UTSNS`): its tasks and checks run in them, while the
     /// executor itself stays on the host network, where its agent is.
     namespaces: Option<(String, String)>,
+    /// The container's root filesystem, made from its image (`MANTLE_ROOTFS`): its tasks and
+    /// checks run with it as their root.
+    rootfs: Option<String>,
     vars: Vars,
     /// A standby's control line, while its agent is the one that started it.
     line: Option<crate::standby::Link>,
@@ -246,6 +266,7 @@ async fn serve(
         namespaces: vars
             .get(crate::agent::NETNS_ENV)
             .zip(vars.get(crate::agent::UTSNS_ENV)),
+        rootfs: vars.get(crate::agent::ROOTFS_ENV),
         vars,
         line,
     };
@@ -601,6 +622,14 @@ impl Executor {
         }
     }
 
+    /// The sandbox's path as the container's processes see it.
+    fn sandbox_inside(&self) -> String {
+        match &self.rootfs {
+            Some(_) => crate::provisioner::SANDBOX_INSIDE.to_string(),
+            None => self.sandbox.clone(),
+        }
+    }
+
     async fn launch(&mut self, task: TaskInfo) {
         let task_id = task.task_id.clone();
         if self.infos.insert(task_id.clone(), task.clone()).is_some() {
@@ -646,17 +675,53 @@ impl Executor {
         } else {
             None
         };
-        self.send_update(&task_id, TaskState::Starting, None, None)
+        // An image's configuration (its environment, and its entrypoint and cmd for a task
+        // without a command of its own, as Mesos runs them).
+        let image = self
+            .rootfs
+            .as_deref()
+            .map(|r| crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(r)));
+        if let (Some(_), Some(_)) = (&image, &user) {
+            self.send_update(
+                &task_id,
+                TaskState::Failed,
+                Some("Failed to launch: running an image's task as its user (--switch-user) is not supported".into()),
+                Some("REASON_CONTAINER_LAUNCH_FAILED"),
+            )
             .await;
+            return;
+        }
         let value = command.value.clone().unwrap_or_default();
-        let (program, args): (String, Vec<String>) = if command.shell.unwrap_or(true) {
-            ("/bin/sh".into(), vec!["-c".into(), value.clone()])
-        } else {
-            (
+        let shell = command.shell.unwrap_or(true);
+        let (program, args): (String, Vec<String>) = match &image {
+            Some(img) if !shell && value.is_empty() => {
+                let mut argv = img.entrypoint.clone();
+                if command.arguments.is_empty() {
+                    argv.extend(img.cmd.iter().cloned());
+                } else {
+                    argv.extend(command.arguments.iter().cloned());
+                }
+                if argv.is_empty() {
+                    self.send_update(
+                        &task_id,
+                        TaskState::Failed,
+                        Some("Failed to launch: the task has no command and its image no entrypoint or cmd".into()),
+                        Some("REASON_CONTAINER_LAUNCH_FAILED"),
+                    )
+                    .await;
+                    return;
+                }
+                let program = argv.remove(0);
+                (program, argv)
+            }
+            _ if shell => ("/bin/sh".into(), vec!["-c".into(), value.clone()]),
+            _ => (
                 value.clone(),
                 command.arguments.iter().skip(1).cloned().collect(),
-            )
+            ),
         };
+        self.send_update(&task_id, TaskState::Starting, None, None)
+            .await;
         let (program, args) = match &user {
             // util-linux's setpriv drops to the user with its own groups, so nothing of root's
             // stays with the task; the sandbox becomes the user's, as in Mesos.
@@ -677,7 +742,12 @@ impl Executor {
             }
             None => (program, args),
         };
-        let (program, args) = in_namespaces(self.namespaces.as_ref(), program, args);
+        let (program, args) = in_namespaces(
+            self.namespaces.as_ref(),
+            self.rootfs.as_deref(),
+            program,
+            args,
+        );
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&args);
         if let Some(u) = &user {
@@ -686,14 +756,18 @@ impl Executor {
         cmd.envs(self.vars.overlay().iter().map(|(k, v)| (k, v)))
             .env_remove(crate::standby::STANDBY_ENV)
             .env_remove(crate::agent::NETNS_ENV)
-            .env_remove(crate::agent::UTSNS_ENV);
+            .env_remove(crate::agent::UTSNS_ENV)
+            .env_remove(crate::agent::ROOTFS_ENV);
+        if let Some(img) = &image {
+            cmd.envs(img.env.iter().map(|(k, v)| (k, v)));
+        }
         if let Some(env) = &command.environment {
             for v in &env.variables {
                 cmd.env(&v.name, v.value.clone().unwrap_or_default());
             }
         }
         cmd.env("MESOS_TASK_ID", task_id.as_str())
-            .env("MESOS_SANDBOX", &self.sandbox)
+            .env("MESOS_SANDBOX", self.sandbox_inside())
             .current_dir(&self.sandbox)
             .stdin(std::process::Stdio::null())
             .process_group(0)
@@ -768,7 +842,13 @@ impl Executor {
                 .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default())),
         );
         env.push(("MESOS_TASK_ID".into(), task.task_id.to_string()));
-        env.push(("MESOS_SANDBOX".into(), sandbox.clone()));
+        let in_image = container.is_none() && self.rootfs.is_some();
+        let inside = if in_image {
+            self.sandbox_inside()
+        } else {
+            sandbox.clone()
+        };
+        env.push(("MESOS_SANDBOX".into(), inside));
         let target = health::Target {
             host: self.agent_host.clone(),
             sandbox,
@@ -776,6 +856,7 @@ impl Executor {
             container,
             own_network,
             namespaces: self.namespaces.clone(),
+            rootfs: self.rootfs.clone().filter(|_| in_image),
         };
         let tx = self.tx.clone();
         let id = task.task_id.clone();

@@ -167,6 +167,9 @@ pub struct Target {
     /// A `mesos` container's network and UTS namespaces (`network/cni`): HTTP and TCP checks
     /// connect to 127.0.0.1 in the first, COMMAND checks run in both.
     pub namespaces: Option<(String, String)>,
+    /// A `mesos` container's root filesystem from its image: COMMAND checks run with it as
+    /// their root.
+    pub rootfs: Option<String>,
 }
 
 async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool {
@@ -274,6 +277,7 @@ async fn command_probe(check: &Check, target: &Target, timeout: Duration) -> boo
     }
     let (program, args) = crate::executor::in_namespaces(
         target.namespaces.as_ref(),
+        target.rootfs.as_deref(),
         "/bin/sh".to_string(),
         vec!["-c".to_string(), value],
     );

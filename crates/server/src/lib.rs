@@ -26,6 +26,7 @@ pub mod marathon;
 pub mod marathon_store;
 pub mod master;
 pub mod master_store;
+pub mod provisioner;
 pub mod sandbox;
 pub mod standby;
 pub mod ui;

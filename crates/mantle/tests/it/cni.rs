@@ -287,7 +287,7 @@ async fn a_task_naming_a_network_fails_on_an_agent_without_cni_networks() {
         ),
         (
             "imaged",
-            "container.mesos.image: the mesos containerizer here runs no images",
+            "container.mesos.image: this agent runs no images (start it with --image-providers docker and --docker-registry DIR",
         ),
     ] {
         let st = &ended[id];

@@ -18,6 +18,7 @@ mod faults;
 mod fetcher;
 mod files;
 mod harness;
+mod images;
 mod local;
 mod marathon;
 mod marathon_faults;

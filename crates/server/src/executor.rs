@@ -30,22 +30,22 @@ const SETPRIV: &str = "/usr/bin/setpriv";
 /// sandbox there.
 pub(crate) fn in_namespaces(
     namespaces: Option<&(String, String)>,
-    rootfs: Option<&str>,
+    rootfs: Option<&(String, String)>,
     program: String,
     args: Vec<String>,
 ) -> (String, Vec<String>) {
     match (namespaces, rootfs) {
         (None, None) => (program, args),
         (Some((net, uts)), None) => crate::cni::command_in(net, uts, program, args),
-        (namespaces, Some(root)) => {
+        (namespaces, Some((root, wd))) => {
             // The image's own /etc holds the container's files (the provisioner copied them).
             let mut a: Vec<String> = namespaces
                 .map(|(net, uts)| vec![format!("--net={net}"), format!("--uts={uts}")])
                 .unwrap_or_default();
-            // nsenter opens both before it changes root: the working directory is named by
-            // its path outside, and is the sandbox inside.
+            // nsenter opens both before it changes root: the working directory (inside: the
+            // image's, else the sandbox) is named by its path outside.
             a.push(format!("--root={root}"));
-            a.push(format!("--wd={root}{}", crate::provisioner::SANDBOX_INSIDE));
+            a.push(format!("--wd={root}/{}", wd.trim_start_matches('/')));
             a.push("--".to_string());
             a.push(program);
             a.extend(args);
@@ -109,9 +109,11 @@ struct Executor {
     /// (`MANTLE_NETNS`, `MANTLE_UTSNS`): its tasks and checks run in them, while the
     /// executor itself stays on the host network, where its agent is.
     namespaces: Option<(String, String)>,
-    /// The container's root filesystem, made from its image (`MANTLE_ROOTFS`): its tasks and
-    /// checks run with it as their root.
-    rootfs: Option<String>,
+    /// The container's root filesystem, made from its image (`MANTLE_ROOTFS`), and the
+    /// working directory inside: its tasks and checks run with it as their root.
+    rootfs: Option<(String, String)>,
+    /// The image's configuration, when it has one.
+    image: Option<crate::provisioner::ImageConfig>,
     vars: Vars,
     /// A standby's control line, while its agent is the one that started it.
     line: Option<crate::standby::Link>,
@@ -266,7 +268,16 @@ async fn serve(
         namespaces: vars
             .get(crate::agent::NETNS_ENV)
             .zip(vars.get(crate::agent::UTSNS_ENV)),
-        rootfs: vars.get(crate::agent::ROOTFS_ENV),
+        image: vars
+            .get(crate::agent::ROOTFS_ENV)
+            .map(|r| crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(&r))),
+        rootfs: vars.get(crate::agent::ROOTFS_ENV).map(|r| {
+            let img = crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(&r));
+            let wd = img
+                .working_dir
+                .unwrap_or_else(|| crate::provisioner::SANDBOX_INSIDE.to_string());
+            (r, wd)
+        }),
         vars,
         line,
     };
@@ -677,10 +688,7 @@ impl Executor {
         };
         // An image's configuration (its environment, and its entrypoint and cmd for a task
         // without a command of its own, as Mesos runs them).
-        let image = self
-            .rootfs
-            .as_deref()
-            .map(|r| crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(r)));
+        let image = self.image.clone();
         if let (Some(_), Some(_)) = (&image, &user) {
             self.send_update(
                 &task_id,
@@ -695,12 +703,7 @@ impl Executor {
         let shell = command.shell.unwrap_or(true);
         let (program, args): (String, Vec<String>) = match &image {
             Some(img) if !shell && value.is_empty() => {
-                let mut argv = img.entrypoint.clone();
-                if command.arguments.is_empty() {
-                    argv.extend(img.cmd.iter().cloned());
-                } else {
-                    argv.extend(command.arguments.iter().cloned());
-                }
+                let mut argv = img.argv(&command.arguments);
                 if argv.is_empty() {
                     self.send_update(
                         &task_id,
@@ -744,7 +747,7 @@ impl Executor {
         };
         let (program, args) = in_namespaces(
             self.namespaces.as_ref(),
-            self.rootfs.as_deref(),
+            self.rootfs.as_ref(),
             program,
             args,
         );
@@ -829,11 +832,15 @@ impl Executor {
                 return None;
             }
         };
-        // A command check runs as the task does; a Docker exec gets only the task's variables.
+        // A command check runs as the task does (in an image, with the image's environment);
+        // a Docker exec gets only the task's variables.
         let mut env: Vec<(String, String)> = match container {
             None => self.vars.overlay().to_vec(),
             Some(_) => Vec::new(),
         };
+        if let (None, Some(img)) = (&container, &self.image) {
+            env.extend(img.env.iter().cloned());
+        }
         env.extend(
             command
                 .environment

@@ -167,9 +167,9 @@ pub struct Target {
     /// A `mesos` container's network and UTS namespaces (`network/cni`): HTTP and TCP checks
     /// connect to 127.0.0.1 in the first, COMMAND checks run in both.
     pub namespaces: Option<(String, String)>,
-    /// A `mesos` container's root filesystem from its image: COMMAND checks run with it as
-    /// their root.
-    pub rootfs: Option<String>,
+    /// A `mesos` container's root filesystem from its image and the working directory inside:
+    /// COMMAND checks run with it as their root.
+    pub rootfs: Option<(String, String)>,
 }
 
 async fn probe(check: &Check, target: &Target, client: &reqwest::Client) -> bool {
@@ -277,7 +277,7 @@ async fn command_probe(check: &Check, target: &Target, timeout: Duration) -> boo
     }
     let (program, args) = crate::executor::in_namespaces(
         target.namespaces.as_ref(),
-        target.rootfs.as_deref(),
+        target.rootfs.as_ref(),
         "/bin/sh".to_string(),
         vec!["-c".to_string(), value],
     );
@@ -289,7 +289,14 @@ async fn command_probe(check: &Check, target: &Target, timeout: Duration) -> boo
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
-    cmd.env_remove(crate::standby::STANDBY_ENV);
+    for internal in [
+        crate::standby::STANDBY_ENV,
+        crate::agent::NETNS_ENV,
+        crate::agent::UTSNS_ENV,
+        crate::agent::ROOTFS_ENV,
+    ] {
+        cmd.env_remove(internal);
+    }
     for (k, v) in &target.env {
         cmd.env(k, v);
     }

@@ -121,6 +121,23 @@ impl ImageConfig {
         })
     }
 
+    /// What a task without a command of its own runs (`shell: false`, no `value`), as Mesos
+    /// runs it: the entrypoint with the task's `arguments`, else with the image's `Cmd`;
+    /// without an entrypoint, `Cmd`'s program with the task's arguments, else all of `Cmd`.
+    pub fn argv(&self, arguments: &[String]) -> Vec<String> {
+        match (self.entrypoint.is_empty(), self.cmd.first()) {
+            (false, _) if !arguments.is_empty() => {
+                self.entrypoint.iter().chain(arguments).cloned().collect()
+            }
+            (false, _) => self.entrypoint.iter().chain(&self.cmd).cloned().collect(),
+            (true, Some(program)) if !arguments.is_empty() => {
+                std::iter::once(program).chain(arguments).cloned().collect()
+            }
+            (true, Some(_)) => self.cmd.clone(),
+            (true, None) => arguments.to_vec(),
+        }
+    }
+
     /// Read back from a container's `image.json`.
     pub fn from_json(v: &Value) -> ImageConfig {
         let strings = |v: &Value| -> Vec<String> {
@@ -203,6 +220,69 @@ fn under(root: &Path, rel: &Path) -> Option<PathBuf> {
     Some(p)
 }
 
+/// Makes `rel` (an absolute path inside the container) a real directory under `rootfs`,
+/// never following a link: each component on the way that is a link or not a directory (the
+/// image may have put one there) is replaced by a directory, which changes only the
+/// container's own layer. Returns its path.
+fn real_dir(rootfs: &Path, rel: &str) -> Result<PathBuf, ProvisionError> {
+    let mut p = rootfs.to_path_buf();
+    for c in Path::new(rel).components() {
+        let Component::Normal(n) = c else {
+            continue;
+        };
+        p.push(n);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                std::fs::create_dir(&p).map_err(io(&p))?;
+            }
+            Err(_) => std::fs::create_dir(&p).map_err(io(&p))?,
+        }
+    }
+    Ok(p)
+}
+
+/// A path from `/proc/self/mountinfo`, which writes a space, tab, newline and backslash as
+/// `\` and three octal digits.
+fn unescape_mount(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = |j: usize| {
+            b.get(j)
+                .filter(|c| (b'0'..=b'7').contains(c))
+                .map(|c| c - b'0')
+        };
+        if b[i] == b'\\' {
+            if let (Some(x), Some(y), Some(z)) = (octal(i + 1), octal(i + 2), octal(i + 3)) {
+                out.push(x.wrapping_mul(64).wrapping_add(y * 8).wrapping_add(z));
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// Mount points at or under `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount)
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found.dedup();
+    found
+}
+
 /// An error and its causes, on one line.
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -260,18 +340,28 @@ fn apply_layer<R: Read>(
         }
     }
     for (dir, hidden) in whiteouts {
-        let Some(d) = under(rootfs, &dir) else {
-            continue;
-        };
         if hidden == ".wh..opq" {
-            // Opaque: what lower layers put in this directory goes.
+            // Opaque: what lower layers put in this directory goes; never through a link.
+            let d = if dir.as_os_str().is_empty() {
+                Some(rootfs.to_path_buf())
+            } else {
+                under(rootfs, &dir)
+            };
+            let Some(d) = d.filter(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+            else {
+                continue;
+            };
             if let Ok(rd) = std::fs::read_dir(&d) {
                 for e in rd.flatten() {
                     remove_any(&e.path());
                 }
             }
-        } else if !hidden.is_empty() && !hidden.contains('/') {
-            remove_any(&d.join(hidden));
+        } else if !matches!(hidden.as_str(), "" | "." | "..") && !hidden.contains('/') {
+            // Every directory on the way must be a real one inside; the name itself goes
+            // (a link is removed, not followed).
+            if let Some(target) = under(rootfs, &dir.join(&hidden)) {
+                remove_any(&target);
+            }
         }
     }
     let mut archive = tar::Archive::new(open().map_err(|e| bad(e.to_string()))?);
@@ -295,10 +385,11 @@ fn apply_layer<R: Read>(
             }
             return Err(bad(format!("entry '{}' leaves the image", path.display())));
         }
-        // A directory of a lower layer replaced by a file (or the other way round).
+        // What a lower layer has at this name is replaced (a directory stays one when the
+        // entry is one too), as Docker applies layers: a link or file is never written through.
         if let Some(target) = under(rootfs, &path) {
             if let Ok(m) = std::fs::symlink_metadata(&target) {
-                if m.is_dir() != entry.header().entry_type().is_dir() {
+                if !(m.is_dir() && entry.header().entry_type().is_dir()) {
                     remove_any(&target);
                 }
             }
@@ -334,7 +425,18 @@ impl Provisioner {
         }
         let runtime = work_dir.join("provisioner");
         for d in [store, runtime.as_path()] {
+            use std::os::unix::fs::PermissionsExt;
             std::fs::create_dir_all(d).map_err(io(d))?;
+            // Images hold setuid programs: nobody else may reach them through here.
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(io(d))?;
+        }
+        // Images half made when an agent stopped.
+        if let Ok(rd) = std::fs::read_dir(store) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
         Ok(Provisioner {
             registry: registry.to_path_buf(),
@@ -456,18 +558,18 @@ impl Provisioner {
             .filter_map(Value::as_str)
             .map(str::to_string)
             .collect();
-        let config: Value = match Self::read_member(&archive, &config_file)? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| bad(format!("{config_file}: {e}")))?
-            }
-            None => return Err(bad(format!("{config_file} is missing"))),
-        };
-        let digest = sha1_smol::Sha1::from(config_file.as_bytes())
-            .digest()
-            .to_string();
+        let config_bytes = Self::read_member(&archive, &config_file)?
+            .ok_or_else(|| bad(format!("{config_file} is missing")))?;
+        let config: Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| bad(format!("{config_file}: {e}")))?;
+        // The image is its configuration (which names its layers' digests).
+        let digest = sha1_smol::Sha1::from(&config_bytes).digest().to_string();
         let dir = self.store.join(&digest);
         let rootfs = dir.join("rootfs");
         let image = ImageConfig::from_docker(&config);
+        if dir.join("complete").is_file() {
+            return Ok((rootfs, image));
+        }
         let _making = self
             .making
             .lock()
@@ -565,6 +667,27 @@ impl Provisioner {
             upper.display(),
             work.display()
         );
+        // A private mount first (the directory bound onto itself), so that neither the
+        // overlay nor anything mounted under it propagates to other mount namespaces.
+        mount(
+            Some(&rootfs),
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| failed("cannot bind the root filesystem's directory", e))?;
+        let private = || {
+            mount(
+                None::<&str>,
+                &rootfs,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| failed("cannot make the root filesystem private", e))
+        };
+        private()?;
         mount(
             Some("overlay"),
             &rootfs,
@@ -573,20 +696,17 @@ impl Provisioner {
             Some(options.as_str()),
         )
         .map_err(|e| failed("cannot mount the image's overlay", e))?;
-        // Nothing mounted under it propagates to other mount namespaces.
-        mount(
-            None::<&str>,
-            &rootfs,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| failed("cannot make the root filesystem private", e))?;
-        let inner = |p: &str| rootfs.join(p.trim_start_matches('/'));
+        private()?;
+        // Mount targets are made real directories first: a link in the image (`dev -> ..`,
+        // `etc -> /etc`) must never take a mount or a write outside.
+        let mut targets = HashMap::new();
         for d in [SANDBOX_INSIDE, "/proc", "/dev", "/tmp", "/etc"] {
-            let p = inner(d);
-            std::fs::create_dir_all(&p).map_err(io(&p))?;
+            targets.insert(d, real_dir(&rootfs, d)?);
         }
+        if let Some(w) = &config.working_dir {
+            real_dir(&rootfs, w)?;
+        }
+        let inner = |d: &str| targets.get(d).cloned().unwrap_or_default();
         mount(
             Some(sandbox),
             &inner(SANDBOX_INSIDE),
@@ -611,6 +731,17 @@ impl Provisioner {
             None::<&str>,
         )
         .map_err(|e| failed("cannot bind /dev", e))?;
+        // Copies of shared mounts (the sandbox's filesystem, /dev and what is under it on a
+        // systemd host) join their source's peer group: made private, so that unmounting them
+        // here never unmounts the host's.
+        mount(
+            None::<&str>,
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| failed("cannot make the root filesystem's mounts private", e))?;
         let source = etc.unwrap_or(Path::new("/etc"));
         for f in ["hosts", "hostname", "resolv.conf"] {
             let target = inner("/etc").join(f);
@@ -618,8 +749,20 @@ impl Provisioner {
             if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {
                 remove_any(&target);
             }
-            if let Ok(body) = std::fs::read(source.join(f)) {
-                std::fs::write(&target, body).map_err(io(&target))?;
+            // The container's own file, else the host's; never written through a link.
+            let body =
+                std::fs::read(source.join(f)).or_else(|_| std::fs::read(Path::new("/etc").join(f)));
+            if let Ok(body) = body {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&target)
+                    .map_err(io(&target))?;
+                out.write_all(&body).map_err(io(&target))?;
             }
         }
         let image = dir.join("image.json");
@@ -627,24 +770,30 @@ impl Provisioner {
         Ok(rootfs)
     }
 
-    /// Unmounts container `container_id`'s root filesystem (with everything under it) and
-    /// removes its directory; nothing is removed while something is still mounted there.
+    /// Unmounts everything mounted in container `container_id`'s directory (its root
+    /// filesystem and all under it) and removes the directory; nothing is removed while
+    /// anything is still mounted there, so a removal never reaches a sandbox or `/dev`.
     pub fn destroy(&self, container_id: &str) {
         let dir = self.dir(container_id);
-        let rootfs = dir.join("rootfs");
-        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(e) => {
-                tracing::warn!(container_id, error = %e, "cannot unmount a container's root filesystem");
-                return;
+        if container_id.is_empty() || container_id.contains('/') || !dir.exists() {
+            return;
+        }
+        // Deepest first; a mount stacked on another shows up again until both are gone.
+        for _ in 0..8 {
+            let mounts = mounts_under(&dir);
+            if mounts.is_empty() {
+                break;
+            }
+            for m in mounts {
+                if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+                    tracing::warn!(container_id, mount = %m.display(), error = %e, "cannot unmount in a container's root filesystem");
+                }
             }
         }
-        // Empty once unmounted; if not, it is still a mount and is left alone.
-        if rootfs.exists() {
-            if let Err(e) = std::fs::remove_dir(&rootfs) {
-                tracing::warn!(container_id, error = %e, "a container's root filesystem is still in use");
-                return;
-            }
+        let left = mounts_under(&dir);
+        if !left.is_empty() {
+            tracing::warn!(container_id, mounts = ?left, "a container's root filesystem is still mounted; left in place");
+            return;
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -835,6 +984,97 @@ mod tests {
             json!({}),
         );
         assert!(p.image("plain").unwrap().0.join("hello").is_file());
+    }
+
+    #[test]
+    fn a_task_without_a_command_runs_the_image_as_mesos_does() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let both = ImageConfig {
+            entrypoint: v(&["/srv"]),
+            cmd: v(&["--default"]),
+            ..ImageConfig::default()
+        };
+        assert_eq!(both.argv(&[]), v(&["/srv", "--default"]));
+        assert_eq!(
+            both.argv(&v(&["--port", "80"])),
+            v(&["/srv", "--port", "80"])
+        );
+        let cmd_only = ImageConfig {
+            cmd: v(&["/bin/app", "--default"]),
+            ..ImageConfig::default()
+        };
+        assert_eq!(cmd_only.argv(&[]), v(&["/bin/app", "--default"]));
+        assert_eq!(
+            cmd_only.argv(&v(&["--port", "80"])),
+            v(&["/bin/app", "--port", "80"])
+        );
+        assert!(ImageConfig::default().argv(&[]).is_empty());
+    }
+
+    #[test]
+    fn links_in_an_image_never_take_a_removal_a_mount_or_a_write_outside() {
+        let (d, p) = provisioner();
+        // A host directory that whiteouts through a link would empty.
+        let victim = d.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"k").unwrap();
+        let victim_link = victim.display().to_string();
+        let lower = tar_of(&[
+            ("x", None, Some(victim_link.as_str())),
+            ("y", None, Some(victim_link.as_str())),
+            ("dev", None, Some("..")),
+            ("proc", None, Some("/usr")),
+            ("mnt", None, Some("/")),
+            ("etc", None, Some("/etc")),
+            ("tmp", None, Some("../../../..")),
+            ("file", Some(b"lower"), None),
+        ]);
+        let upper = tar_of(&[
+            ("x/.wh..wh..opq", Some(b""), None),
+            ("y/.wh.keep", Some(b""), None),
+            (".wh...", Some(b""), None),
+            ("file", Some(b"upper"), None),
+        ]);
+        save(
+            &d.path().join("registry"),
+            "links:1.tar",
+            &[lower, upper],
+            json!({}),
+        );
+        let (root, _) = p.image("links:1").unwrap();
+        assert!(victim.join("keep").exists(), "whiteouts stayed inside");
+        assert_eq!(std::fs::read(root.join("file")).unwrap(), b"upper");
+
+        let host_hosts = std::fs::read("/etc/hosts").unwrap();
+        let sandbox = d.path().join("sandbox");
+        std::fs::create_dir(&sandbox).unwrap();
+        let rootfs = p.provision("c1", "links:1", &sandbox, None).unwrap();
+        for dir in ["dev", "proc", "mnt", "etc", "tmp"] {
+            let m = std::fs::symlink_metadata(rootfs.join(dir)).unwrap();
+            assert!(
+                m.is_dir(),
+                "{dir} became a directory of the container's own"
+            );
+        }
+        assert!(rootfs.join("dev/null").exists());
+        assert!(rootfs.join("proc/self").exists());
+        assert!(rootfs.join("mnt/mesos/sandbox").is_dir());
+        assert_eq!(
+            std::fs::read("/etc/hosts").unwrap(),
+            host_hosts,
+            "host /etc untouched"
+        );
+        assert!(
+            !Path::new("/mesos").exists(),
+            "nothing was mounted at the host's root"
+        );
+        p.destroy("c1");
+        assert!(p.containers().is_empty());
+        assert!(Path::new("/dev/null").exists() && Path::new("/dev/pts").is_dir());
+        assert!(Path::new("/usr/bin").is_dir());
+        assert!(mounts_under(d.path()).is_empty(), "nothing stays mounted");
+        assert_eq!(unescape_mount("/a\\040b/c"), PathBuf::from("/a b/c"));
+        assert_eq!(unescape_mount("/a\\0x"), PathBuf::from("/a\\0x"));
     }
 
     #[test]

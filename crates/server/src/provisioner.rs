@@ -75,6 +75,16 @@ pub fn image_of(container: &Value) -> Option<Result<String, ProvisionError>> {
     }
 }
 
+/// The strings of a JSON array (others skipped); none for anything else.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 /// An image's runtime configuration, as a container's processes need it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageConfig {
@@ -87,14 +97,6 @@ pub struct ImageConfig {
 impl ImageConfig {
     fn from_docker(config: &Value) -> ImageConfig {
         let c = &config["config"];
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        };
         ImageConfig {
             env: strings(&c["Env"])
                 .into_iter()
@@ -140,14 +142,6 @@ impl ImageConfig {
 
     /// Read back from a container's `image.json`.
     pub fn from_json(v: &Value) -> ImageConfig {
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        };
         ImageConfig {
             env: v["env"]
                 .as_array()

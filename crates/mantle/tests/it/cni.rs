@@ -254,10 +254,19 @@ async fn a_task_on_a_cni_network_runs_in_its_own_namespaces_is_checked_there_and
     assert_eq!(s.call(launch(&offer, vec![orphan])).await.0, 202);
     s.await_state("orphan", "TASK_RUNNING", 30).await;
     assert_eq!(attached(&cluster).len(), 1);
-    let task_pid = crate::harness::pids()
-        .into_iter()
-        .find(|p| crate::harness::cmdline(*p).contains(&server))
-        .expect("the orphan's server");
+    // The task's process passes through nsenter, unshare and a shell (binding its /etc
+    // files), and maybe a Python version manager's shims, before it is the server: looked
+    // for until it is.
+    let mut task_pid = None;
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    wait_until("the orphan's server runs", 20, || {
+        task_pid = crate::harness::pids().into_iter().find(|p| {
+            comm(*p).trim() == "python3" && crate::harness::cmdline(*p).contains(&server)
+        });
+        task_pid.is_some()
+    })
+    .await;
+    let task_pid = task_pid.expect("the orphan's server");
     let executor = parent_of(task_pid);
     sigkill(cluster.agent_pid(0) as i32);
     sigkill(executor);

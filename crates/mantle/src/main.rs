@@ -652,6 +652,11 @@ struct BenchLaunchArgs {
     /// The bench framework asks for checkpointing (`FrameworkInfo.checkpoint`, as Marathon).
     #[arg(long)]
     checkpoint: bool,
+    /// Put every task on a loopback-only CNI network made of the `loopback` plugin in this
+    /// directory (Debian's containernetworking-plugins: /usr/lib/cni), so the figures include
+    /// each container's network namespace and attach (needs root).
+    #[arg(long)]
+    cni_plugins_dir: Option<PathBuf>,
 }
 
 /// A number of seconds, at most ten years.
@@ -1032,6 +1037,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 isolation: a.isolation,
                 concurrency: a.concurrency as usize,
                 checkpoint: a.checkpoint,
+                cni_plugins: a.cni_plugins_dir,
             };
             print(mantle_server::bench::launch(options).await?.render())
         }
@@ -1046,6 +1052,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 isolation: a.isolation,
                 concurrency: a.concurrency as usize,
                 checkpoint: a.checkpoint,
+                cni_plugins: a.cni_plugins_dir,
             };
             print(mantle_server::bench::dns(options).await?.render())
         }

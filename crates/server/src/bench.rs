@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+/// The CNI network of `--cni-plugins-dir` runs.
+const BENCH_NETWORK: &str = "mantle-bench";
 /// Resources each task asks for.
 pub const TASK_RESOURCES: &str = "cpus:0.1;mem:32";
 /// The command each task runs; it is killed long before it ends.
@@ -65,6 +67,9 @@ pub struct BenchOptions {
     /// Whether the bench framework asks agents to checkpoint (`FrameworkInfo.checkpoint`), as
     /// Marathon does: its tasks' updates are then on disk before they are sent.
     pub checkpoint: bool,
+    /// CNI plugins (with `loopback`): every task then joins a loopback-only CNI network, so
+    /// the figures include its network namespace and attach (`network/cni`).
+    pub cni_plugins: Option<PathBuf>,
 }
 
 /// The bare cost of what a launch must do at least, measured on this machine.
@@ -91,6 +96,8 @@ pub struct Report {
     pub floor: Option<Floor>,
     pub concurrency: usize,
     pub checkpoint: bool,
+    /// The tasks joined a CNI network.
+    pub networked: bool,
 }
 
 /// Summary statistics of a sample, in milliseconds.
@@ -180,7 +187,12 @@ impl Report {
         };
         out.push_str(&format!(
             "{n} tasks launched {how}{} in {:.1} s{}: median {:.3} ms, p99 {:.3} ms, max {:.3} ms from ACCEPT to TASK_RUNNING",
-            if self.checkpoint { " (checkpointed)" } else { "" },
+            match (self.checkpoint, self.networked) {
+                (true, true) => " (checkpointed, each on a CNI network)",
+                (true, false) => " (checkpointed)",
+                (false, true) => " (each on a CNI network)",
+                (false, false) => "",
+            },
             self.elapsed.as_secs_f64(),
             self.isolation
                 .as_ref()
@@ -282,6 +294,27 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
             None => Vec::new(),
         },
     };
+    let mut local = local;
+    let container = match &o.cni_plugins {
+        None => None,
+        Some(plugins) => {
+            // One loopback-only network: the namespace and the attach are what is measured,
+            // and nothing talks beyond the machine.
+            let conf = o.work_dir.join("cni");
+            std::fs::create_dir_all(&conf)
+                .with_context(|| format!("creating {}", conf.display()))?;
+            let network = serde_json::json!({"cniVersion": "0.4.0", "name": BENCH_NETWORK, "type": "loopback"});
+            std::fs::write(conf.join("bench.conf"), network.to_string())
+                .with_context(|| format!("writing {}", conf.display()))?;
+            local.agent_args.extend([
+                "--network-cni-config-dir".to_string(),
+                conf.display().to_string(),
+                "--network-cni-plugins-dir".to_string(),
+                plugins.display().to_string(),
+            ]);
+            Some(serde_json::json!({"type": "MESOS", "network_infos": [{"name": BENCH_NETWORK}]}))
+        }
+    };
     info!(work_dir = %o.work_dir.display(), master_port, agent_port, agents = o.agents, "starting bench cluster");
     let mut cluster = LocalCluster::start(&local)
         .await
@@ -299,9 +332,9 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
     let result = tokio::select! {
         r = async {
             if o.concurrency > 1 {
-                run_overlapping(&master, o.tasks, o.concurrency, o.checkpoint).await
+                run_overlapping(&master, o.tasks, o.concurrency, o.checkpoint, container.clone()).await
             } else {
-                run_launches(&master, o.tasks, o.checkpoint, dns_ports.map(|(p, _)| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p)))).await
+                run_launches(&master, o.tasks, o.checkpoint, dns_ports.map(|(p, _)| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p))), container.clone()).await
             }
         } => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -352,6 +385,7 @@ async fn run(o: BenchOptions, with_dns: bool) -> anyhow::Result<Report> {
         floor,
         concurrency: o.concurrency,
         checkpoint: o.checkpoint,
+        networked: o.cni_plugins.is_some(),
     })
 }
 
@@ -406,9 +440,11 @@ async fn run_launches(
     tasks: usize,
     checkpoint: bool,
     dns: Option<std::net::SocketAddr>,
+    container: Option<serde_json::Value>,
 ) -> anyhow::Result<Launched> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
+    s.container = container;
     info!(framework_id = %s.framework_id, "subscribed");
     let started = Instant::now();
     let mut held: Vec<Offer> = Vec::new();
@@ -475,9 +511,11 @@ async fn run_overlapping(
     tasks: usize,
     window: usize,
     checkpoint: bool,
+    container: Option<serde_json::Value>,
 ) -> anyhow::Result<Launched> {
     let need = Resources::parse(TASK_RESOURCES).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut s = SchedulerClient::subscribe(master, checkpoint).await?;
+    s.container = container;
     info!(framework_id = %s.framework_id, window, "subscribed");
     let mut held: Vec<Offer> = Vec::new();
     // Launched and not yet RUNNING, with when their ACCEPT went out; and launched, not ended.
@@ -632,6 +670,8 @@ pub(crate) struct SchedulerClient {
     reader: tokio::task::JoinHandle<()>,
     /// When the last TASK_STARTING seen by `await_state` was decoded.
     pub(crate) last_starting: Option<Instant>,
+    /// The `container` of every task launched (a CNI network), if any.
+    pub(crate) container: Option<serde_json::Value>,
 }
 
 impl Drop for SchedulerClient {
@@ -699,6 +739,7 @@ impl SchedulerClient {
             events,
             reader,
             last_starting: None,
+            container: None,
         })
     }
 
@@ -739,7 +780,11 @@ impl SchedulerClient {
                 }),
                 kill_policy: None,
                 data: None,
-                extra: Default::default(),
+                extra: self
+                    .container
+                    .iter()
+                    .map(|c| ("container".to_string(), c.clone()))
+                    .collect(),
             })
             .collect();
         self.launch_call(offer, tasks)
@@ -983,6 +1028,7 @@ mod tests {
             floor: None,
             concurrency: 1,
             checkpoint: false,
+            networked: false,
         };
         let text = r.render();
         let median = text

@@ -183,3 +183,53 @@ fn bench_updates_carries_every_update_in_order_and_leaves_no_processes() {
     let left = processes_under(dir.path());
     assert!(left.is_empty(), "orphans: {left:?}");
 }
+
+#[test]
+fn bench_launch_on_a_cni_network_attaches_and_detaches_every_task() {
+    // Goal: `--cni-plugins-dir` puts every task on a (loopback-only) CNI network, so the
+    // figures include the attach; method: a plugins directory whose `loopback` logs each call
+    // and runs Debian's, 4 tasks 2 at a time, then count the ADDs and DELs.
+    assert!(
+        std::path::Path::new("/usr/lib/cni/loopback").is_file(),
+        "/usr/lib/cni/loopback is missing: run scripts/install-test-deps.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let logger = plugins.join("loopback");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\necho \"$CNI_COMMAND $CNI_CONTAINERID\" >> \"$(dirname \"$0\")/calls\"\nexec /usr/lib/cni/loopback\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = dir.path().join("work");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "launch",
+            "--tasks",
+            "4",
+            "--concurrency",
+            "2",
+            "--cni-plugins-dir",
+        ])
+        .arg(&plugins)
+        .arg("--work-dir")
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("(each on a CNI network)"), "{stdout}");
+    let calls = std::fs::read_to_string(plugins.join("calls")).unwrap_or_default();
+    let count = |c: &str| calls.lines().filter(|l| l.starts_with(c)).count();
+    assert_eq!((count("ADD "), count("DEL ")), (4, 4), "{calls}");
+    let left = processes_under(&work);
+    assert!(left.is_empty(), "orphans: {left:?}");
+}

@@ -1175,17 +1175,21 @@ fn builtin_executor(program: &Path) -> (String, Vec<String>) {
 /// util-linux's `unshare`, used for `namespaces/pid`.
 pub const UNSHARE: &str = "/usr/bin/unshare";
 
-/// Run inside the new namespaces: a private /tmp (the sandbox's `tmp/`), then the executor in
-/// its sandbox. The new /tmp hides whatever lay under the old one, so the executor program's
-/// directory and the sandbox, when they lie under /tmp, are bound back at their own paths
+/// Run inside the new namespaces: a /proc of the new pid namespace over an image's root
+/// filesystem's (`MANTLE_ROOTFS`: the provisioner mounted the host's), a private /tmp (the
+/// sandbox's `tmp/`), then the executor in its sandbox. The new /tmp hides whatever lay under
+/// the old one, so the executor program's directory, the sandbox and an image's root (with
+/// what is mounted in it), when they lie under /tmp, are bound back at their own paths
 /// through descriptors opened before (`--no-canonicalize`, or mount would resolve the
 /// descriptor's link to the hidden path).
-const NAMESPACE_SCRIPT: &str = r#"S="$MESOS_SANDBOX"; P="$(dirname "$1")"
+const NAMESPACE_SCRIPT: &str = r#"S="$MESOS_SANDBOX"; P="$(dirname "$1")"; R="$MANTLE_ROOTFS"
 fail() { echo "mantle: $1" >&2; exit 125; }
+if [ -n "$R" ]; then { mount -t proc proc "$R/proc" && exec 5<"$R"; } || fail "cannot mount the image's /proc"; fi
 mkdir -p "$S/tmp" && chmod 1777 "$S/tmp" && exec 3<"$S" 4<"$P" && mount --bind "$S/tmp" /tmp || fail "cannot set up the private /tmp"
 case "$P" in /tmp/*) { mkdir -p "$P" && mount --no-canonicalize --bind /proc/self/fd/4 "$P"; } || fail "cannot keep $P visible";; esac
 case "$S" in /tmp/*) { mkdir -p "$S" && mount --no-canonicalize --bind /proc/self/fd/3 "$S"; } || fail "cannot keep the sandbox visible";; esac
-exec 3<&- 4<&-
+case "$R" in /tmp/*) { mkdir -p "$R" && mount --no-canonicalize --rbind /proc/self/fd/5 "$R"; } || fail "cannot keep the image's root visible";; esac
+exec 3<&- 4<&- 5<&-
 cd "$S" && exec "$@""#;
 
 /// Starts an executor process in its sandbox, in a new process group, with the `MESOS_*`

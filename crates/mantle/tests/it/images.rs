@@ -63,7 +63,7 @@ async fn a_task_runs_in_its_image_is_checked_there_survives_an_agent_restart_and
             "--docker-registry",
             &reg_path,
             "--isolation",
-            "cgroups/cpu,cgroups/mem",
+            "cgroups/cpu,cgroups/mem,namespaces/pid",
         ],
     );
     let mut s = Scheduler::subscribe(
@@ -73,6 +73,7 @@ async fn a_task_runs_in_its_image_is_checked_there_survives_an_agent_restart_and
     .await;
     let offer = s.next("OFFERS", 10).await["offers"]["offers"][0].clone();
     let look = "ls / > \"$MESOS_SANDBOX/root.txt\"; echo \"$MESOS_SANDBOX\" > \"$MESOS_SANDBOX/where.txt\"; \
+                ls /proc > \"$MESOS_SANDBOX/proc.txt\"; \
                 pwd > \"$MESOS_SANDBOX/pwd.txt\"; \
                 if [ -e /usr/bin/python3 ]; then echo host; else echo image; fi > \"$MESOS_SANDBOX/which.txt\"";
     let looker = in_image(task(&offer, "looker", look, 0.1), "mantle-test/busybox");
@@ -134,6 +135,13 @@ async fn a_task_runs_in_its_image_is_checked_there_survives_an_agent_restart_and
     assert_eq!(read("which.txt"), "image", "its root is the image's");
     assert_eq!(read("where.txt"), "/mnt/mesos/sandbox");
     assert_eq!(read("pwd.txt"), "/mnt/mesos/sandbox");
+    // With namespaces/pid, its /proc is its pid namespace's: a handful of processes, not
+    // every one of the host's.
+    let pids = read("proc.txt")
+        .lines()
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+        .count();
+    assert!((1..10).contains(&pids), "{pids} processes in its /proc");
     let root = read("root.txt");
     assert!(root.lines().any(|l| l == "bin"), "{root}");
     assert!(

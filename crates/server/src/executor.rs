@@ -241,6 +241,11 @@ async fn serve(
         .get("MESOS_RECOVERY_TIMEOUT")
         .and_then(|v| parse_mesos_duration(&v))
         .unwrap_or(Duration::from_secs(15 * 60));
+    // An image's root filesystem and configuration, read once.
+    let image = vars.get(crate::agent::ROOTFS_ENV).map(|root| {
+        let img = crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(&root));
+        (root, img)
+    });
     let mut ex = Executor {
         client,
         url,
@@ -268,16 +273,14 @@ async fn serve(
         namespaces: vars
             .get(crate::agent::NETNS_ENV)
             .zip(vars.get(crate::agent::UTSNS_ENV)),
-        image: vars
-            .get(crate::agent::ROOTFS_ENV)
-            .map(|r| crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(&r))),
-        rootfs: vars.get(crate::agent::ROOTFS_ENV).map(|r| {
-            let img = crate::provisioner::ImageConfig::of_rootfs(std::path::Path::new(&r));
+        rootfs: image.as_ref().map(|(root, img)| {
             let wd = img
                 .working_dir
+                .clone()
                 .unwrap_or_else(|| crate::provisioner::SANDBOX_INSIDE.to_string());
-            (r, wd)
+            (root.clone(), wd)
         }),
+        image: image.map(|(_, img)| img),
         vars,
         line,
     };

@@ -817,15 +817,21 @@ impl Cni {
     /// Containers with namespaces under this agent's root (attached, or half attached when
     /// an agent stopped mid-way).
     pub fn containers(&self) -> Vec<String> {
-        std::fs::read_dir(&self.root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        subdirectories(&self.root)
     }
+}
+
+/// The names of the directories in `dir` (none when it cannot be read): the containers an
+/// isolator keeps something for, one directory each.
+pub(crate) fn subdirectories(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -799,14 +799,7 @@ impl Provisioner {
     /// Containers with a directory here (provisioned, or half provisioned when an agent
     /// stopped mid-way).
     pub fn containers(&self) -> Vec<String> {
-        std::fs::read_dir(&self.runtime)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::cni::subdirectories(&self.runtime)
     }
 }
 

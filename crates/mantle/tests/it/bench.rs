@@ -5,6 +5,24 @@ use crate::harness::{processes_under, BIN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `mantle <args> --work-dir <work_dir>`, asserts that it succeeded, and returns its
+/// standard output.
+fn run_bench(args: &[&str], work_dir: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--work-dir")
+        .arg(work_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn bench_launch_prints_a_positive_median_and_leaves_no_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,17 +84,7 @@ fn bench_dns_prints_a_positive_p50_and_leaves_no_processes() {
     // Goal: `mantle bench dns` runs end to end and reports a figure; method: run it as a
     // process with 3 tasks and read the median line.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["bench", "dns", "--tasks", "3", "--work-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_bench(&["bench", "dns", "--tasks", "3"], dir.path());
     let median: f64 = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("median"))
@@ -95,24 +103,9 @@ fn bench_launch_with_overlapping_launches_runs_every_task_to_its_end() {
     // task runs and finishes; method: 12 tasks, 4 at a time, then count the sandboxes and the
     // tasks' FINISHED state in each sandbox's executor output.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "launch",
-            "--tasks",
-            "12",
-            "--concurrency",
-            "4",
-            "--work-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_bench(
+        &["bench", "launch", "--tasks", "12", "--concurrency", "4"],
+        dir.path(),
     );
     assert!(
         stdout.contains("12 tasks launched up to 4 at a time"),
@@ -147,8 +140,8 @@ fn bench_updates_carries_every_update_in_order_and_leaves_no_processes() {
     // Goal: `mantle bench updates` runs end to end through a real agent and executor and
     // reports a rate; method: run it as a process with 20 tasks x 11 updates.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
+    let stdout = run_bench(
+        &[
             "bench",
             "updates",
             "--tasks",
@@ -156,16 +149,8 @@ fn bench_updates_carries_every_update_in_order_and_leaves_no_processes() {
             "--updates",
             "10",
             "--checkpoint",
-            "--work-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        dir.path(),
     );
     let rate: f64 = stdout
         .lines()
@@ -205,8 +190,9 @@ fn bench_launch_on_a_cni_network_attaches_and_detaches_every_task() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
     let work = dir.path().join("work");
-    let out = Command::new(BIN)
-        .args([
+    let plugins_dir = plugins.to_str().unwrap();
+    let stdout = run_bench(
+        &[
             "bench",
             "launch",
             "--tasks",
@@ -214,17 +200,9 @@ fn bench_launch_on_a_cni_network_attaches_and_detaches_every_task() {
             "--concurrency",
             "2",
             "--cni-plugins-dir",
-        ])
-        .arg(&plugins)
-        .arg("--work-dir")
-        .arg(&work)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            plugins_dir,
+        ],
+        &work,
     );
     assert!(stdout.contains("(each on a CNI network)"), "{stdout}");
     let calls = std::fs::read_to_string(plugins.join("calls")).unwrap_or_default();
